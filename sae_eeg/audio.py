@@ -1,0 +1,155 @@
+"""Stimulus audio: loading, down-mixing, resampling and content hashing."""
+
+from __future__ import annotations
+
+import hashlib
+from fractions import Fraction
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import soundfile
+from scipy.signal import resample_poly
+
+from ._check import _check_file, _validate_type
+from ._docs import fill_doc
+from .errors import InputError
+
+
+class Audio(NamedTuple):
+    """A mono waveform and its sampling rate.
+
+    Attributes
+    ----------
+    waveform : ndarray, shape (n_samples,), float32
+        The samples, nominally in [-1, 1].
+    sfreq : float
+        Sampling rate in Hz.
+    """
+
+    waveform: np.ndarray
+    sfreq: float
+
+    @property
+    def duration(self):
+        """Duration in seconds."""
+        return len(self.waveform) / self.sfreq
+
+
+def check_waveform(waveform, sfreq, *, name="waveform"):
+    """Validate a waveform and its sampling rate; return ``(float32 1-D array, float)``.
+
+    Multi-channel input of shape (n_samples, n_channels) is averaged to mono.
+
+    Raises
+    ------
+    InputError
+        If ``sfreq <= 0``, the waveform is empty, not 1-D/2-D, or holds NaN/Inf.
+    """
+    _validate_type(sfreq, "numeric", "sfreq")
+    if not sfreq > 0:
+        raise InputError(f"sfreq must be > 0 Hz, got {sfreq!r}.")
+    waveform = np.asarray(waveform)
+    if waveform.ndim == 2:
+        waveform = waveform.mean(axis=1)
+    if waveform.ndim != 1:
+        raise InputError(
+            f"{name} must have shape (n_samples,) or (n_samples, n_channels), got {waveform.shape}."
+        )
+    if waveform.size == 0:
+        raise InputError(f"{name} is empty (0 samples).")
+    if not np.all(np.isfinite(waveform)):
+        n_bad = int(np.size(waveform) - np.isfinite(waveform).sum())
+        raise InputError(f"{name} holds {n_bad} NaN or Inf samples.")
+    return waveform.astype(np.float32, copy=False), float(sfreq)
+
+
+def load_audio(path, *, new_sfreq=None, mono=True):
+    """Read a WAV/FLAC/OGG file (anything libsndfile reads).
+
+    Parameters
+    ----------
+    path : path-like
+        The audio file.
+    new_sfreq : float | None
+        Resample to this rate (Hz) with an anti-aliasing polyphase filter.
+        ``None`` keeps the file's rate.
+    mono : bool
+        Average the channels to one. If False a multi-channel file raises.
+
+    Returns
+    -------
+    audio : Audio
+        ``(waveform, sfreq)``, the waveform float32 of shape (n_samples,).
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or corrupt file, empty audio, NaN/Inf samples.
+    """
+    path = _check_file(path, "audio file")
+    try:
+        data, sfreq = soundfile.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # libsndfile raises its own error type for corrupt files
+        raise InputError(f"audio file {str(path)!r} could not be read: {err}") from err
+    if data.shape[1] > 1 and not mono:
+        raise InputError(
+            f"audio file {str(path)!r} has {data.shape[1]} channels; pass mono=True to average them."
+        )
+    waveform, sfreq = check_waveform(data, sfreq, name=f"audio file {str(path)!r}")
+    if new_sfreq is not None:
+        waveform = resample(waveform, sfreq=sfreq, new_sfreq=new_sfreq)
+        sfreq = float(new_sfreq)
+    return Audio(waveform, sfreq)
+
+
+@fill_doc
+def resample(x, *, sfreq, new_sfreq, axis=0):
+    """Resample with a polyphase anti-aliasing (Kaiser-window FIR) filter.
+
+    Parameters
+    ----------
+    x : ndarray
+        Signal; ``axis`` is time.
+    %(sfreq)s
+    new_sfreq : float
+        Target rate in Hz.
+    axis : int
+        The time axis.
+
+    Returns
+    -------
+    y : ndarray
+        The resampled signal, ``ceil(n * new_sfreq / sfreq)`` samples long.
+    """
+    for name, value in (("sfreq", sfreq), ("new_sfreq", new_sfreq)):
+        _validate_type(value, "numeric", name)
+        if not value > 0:
+            raise InputError(f"{name} must be > 0 Hz, got {value!r}.")
+    ratio = Fraction(new_sfreq / sfreq).limit_denominator(1000)
+    if ratio == 1:
+        return np.asarray(x)
+    y = resample_poly(np.asarray(x), ratio.numerator, ratio.denominator, axis=axis)
+    return y.astype(np.result_type(x, np.float32), copy=False)
+
+
+def stimulus_hash(waveform, sfreq):
+    """Content hash of a stimulus: sha256 over its float32 samples and sampling rate.
+
+    Two files with the same audio (e.g. WAV and FLAC) hash the same, so caches and
+    provenance key on the content, not the file name.
+    """
+    waveform, sfreq = check_waveform(waveform, sfreq)
+    digest = hashlib.sha256(np.ascontiguousarray(waveform).tobytes())
+    digest.update(repr(float(sfreq)).encode())
+    return digest.hexdigest()
+
+
+def file_hash(path, *, chunk_size=1 << 20):
+    """sha256 of a file's bytes (hex), read in chunks."""
+    path = _check_file(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()

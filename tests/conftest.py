@@ -1,0 +1,17 @@
+"""Shared fixtures. Everything is generated on the fly; nothing is downloaded."""
+
+import os
+
+# Tests never reach a model hub: transformers/huggingface_hub fail fast instead.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def rng():
+    """A seeded generator; tests never seed globally."""
+    return np.random.default_rng(0)
