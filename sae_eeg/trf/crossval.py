@@ -19,15 +19,18 @@ from .solvers import ridge_path
 
 
 def _moments_from_stats(W, b, held, xp):
-    """Sums over a held-out trial: (sum y, sum y^2, sum yhat, sum yhat^2, sum y*yhat, n)."""
+    """Sums over a held-out trial: (sum y, sum y^2, sum yhat, sum yhat^2, sum y*yhat, n).
+
+    ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C); results broadcast to (A, [B, ]C).
+    """
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
-    sxW = (sx[None, None, :] @ W)[:, 0]                      # (A, C)
-    quad = ((xtx[None] @ W) * W).sum(axis=1)                 # (A, C) diag(W^T xtx W)
-    cross = (xty[None] * W).sum(axis=1)                      # (A, C) diag(xty^T W)
+    sxW = (sx[None, ..., None, :] @ W)[..., 0, :]            # (A, [B, ]C)
+    quad = ((xtx[None] @ W) * W).sum(axis=-2)                # diag(W^T xtx W)
+    cross = (xty[None] * W).sum(axis=-2)                     # diag(xty^T W)
     s_hat = sxW + n * b
     s_hat2 = quad + 2 * b * sxW + n * b * b
-    s_yhat = cross + b * sy[None]
-    return sy[None], yty[None], s_hat, s_hat2, s_yhat, n
+    s_yhat = cross + b * sy
+    return sy, yty, s_hat, s_hat2, s_yhat, n
 
 
 def _pearson_stats(W, b, held, xp):
@@ -154,8 +157,8 @@ def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, tri
 
     Returns
     -------
-    scores : ndarray, shape (n_folds, n_alphas, n_outputs)
-        Mean over the held-out trials of each fold.
+    scores : ndarray, shape (n_folds, n_alphas, [B, ]n_outputs)
+        Mean over the held-out trials of each fold (B: batch of independent models).
     """
     _check_option("scoring", scoring, SCORERS)
     scorer = SCORERS[scoring]
@@ -179,15 +182,14 @@ def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, tri
     return np.stack(out)
 
 
-def best_alpha(mean_scores, alphas, scoring, per_output):
-    """The best alpha per output (n_outputs,) from mean scores (n_alphas, n_outputs).
+def best_alpha_index(mean_scores, scoring, per_output):
+    """Index of the best alpha per output, shape (n_outputs,), from scores (n_alphas, n_outputs).
 
     With ``per_output=False`` the alpha with the best score averaged over outputs is
     used for every output. Ties go to the first alpha (as mTRFpy's argmax).
     """
     sign = 1.0 if SCORERS[scoring].greater_is_better else -1.0
     s = sign * np.nan_to_num(mean_scores, nan=-np.inf)
-    alphas = np.asarray(alphas)
     if per_output:
-        return alphas[np.argmax(s, axis=0)]
-    return np.full(s.shape[1], alphas[np.argmax(s.mean(axis=1))])
+        return np.argmax(s, axis=0)
+    return np.full(s.shape[1], np.argmax(s.mean(axis=1)))

@@ -8,7 +8,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._backend import get_ops
 from ._check import _check_alphas, _check_number, _check_option, _check_pair, _as_trials
-from .crossval import SCORERS, best_alpha, fold_scores, make_folds, predict_rows
+from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows
 from .lags import EDGES, lagged_stats, row_range, times_to_lags
 from .solvers import SOLVERS, ridge_per_output
 
@@ -168,7 +168,7 @@ class TRF(RegressorMixin, BaseEstimator):
                                  scoring=self.scoring, solver=self.solver, xp=xp,
                                  trials=(X_b, y_b), lags=lags, edge=self.edge)
             self.cv_scores_ = scores.mean(axis=0)
-            alpha_C = best_alpha(self.cv_scores_, alphas, self.scoring, self.alpha_per_output)
+            alpha_C = alphas[best_alpha_index(self.cv_scores_, self.scoring, self.alpha_per_output)]
         else:
             self.cv_scores_ = np.full((1, n_out), np.nan)
             alpha_C = np.full(n_out, alphas[0])

@@ -14,7 +14,9 @@ from ._check import _check_option
 
 
 def centered_system(stats, fit_intercept):
-    """Return ``C`` (P, P) and ``c`` (P, C) of a summed LagStats (N = 1).
+    """Return ``C`` ([B, ]P, P) and ``c`` ([B, ]P, C) of a summed LagStats (N = 1).
+
+    A leading batch axis B (independent models, e.g. one per feature) is allowed.
 
     With ``fit_intercept`` the lagged columns and the outputs are centred on their
     means over all rows used (``C = X^T X - n m m^T``).
@@ -24,7 +26,8 @@ def centered_system(stats, fit_intercept):
         return xtx, xty
     n = stats.n[0]
     sx, sy = stats.sx[0], stats.sy[0]
-    return xtx - (sx[:, None] * sx[None, :]) / n, xty - (sx[:, None] * sy[None, :]) / n
+    return (xtx - (sx[..., :, None] * sx[..., None, :]) / n,
+            xty - (sx[..., :, None] * sy[..., None, :]) / n)
 
 
 def _scaled(C, c, penalty_scale):
@@ -32,7 +35,7 @@ def _scaled(C, c, penalty_scale):
     if penalty_scale is None:
         return C, c, None
     s = 1.0 / penalty_scale ** 0.5
-    return C * s[:, None] * s[None, :], c * s[:, None], s
+    return C * s[:, None] * s[None, :], c * s[:, None], s[:, None]
 
 
 def solve_eigh(C, c, alphas, xp, penalty_scale=None):
@@ -40,9 +43,9 @@ def solve_eigh(C, c, alphas, xp, penalty_scale=None):
 
     Parameters
     ----------
-    C : array, shape (P, P)
-        Symmetric (centred) lagged covariance.
-    c : array, shape (P, n_outputs)
+    C : array, shape ([B, ]P, P)
+        Symmetric (centred) lagged covariance (optionally a batch of B systems).
+    c : array, shape ([B, ]P, n_outputs)
         Cross-covariance with the outputs.
     alphas : ndarray, shape (n_alphas,)
         Penalties (the engine's alpha: sklearn/MNE scale).
@@ -53,22 +56,22 @@ def solve_eigh(C, c, alphas, xp, penalty_scale=None):
 
     Returns
     -------
-    W : array, shape (n_alphas, P, n_outputs)
+    W : array, shape (n_alphas, [B, ]P, n_outputs)
     """
     Cs, cs, s = _scaled(C, c, penalty_scale)
     evals, evecs = xp.eigh(Cs)
     proj = evecs.mT @ cs
-    alphas_A = xp.asarray(np.asarray(alphas, dtype=np.float64))
-    W = evecs[None] @ (proj[None] / (evals[None, :, None] + alphas_A[:, None, None]))
-    return W if s is None else W * s[None, :, None]
+    alphas_A = xp.asarray(np.asarray(alphas, dtype=np.float64).reshape(-1, *[1] * proj.ndim))
+    W = evecs[None] @ (proj[None] / (evals[None, ..., None] + alphas_A))
+    return W if s is None else W * s
 
 
 def solve_cholesky(C, c, alphas, xp, penalty_scale=None):
     """Weights for every alpha, one Cholesky factorisation per alpha (best for one alpha)."""
     Cs, cs, s = _scaled(C, c, penalty_scale)
-    eye = xp.eye(C.shape[0])
+    eye = xp.eye(C.shape[-1])
     W = xp.stack([xp.cho_solve(Cs + float(a) * eye, cs) for a in np.asarray(alphas)], axis=0)
-    return W if s is None else W * s[None, :, None]
+    return W if s is None else W * s
 
 
 SOLVERS = {"eigh": solve_eigh, "cholesky": solve_cholesky}
@@ -102,15 +105,15 @@ def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
 
     Returns
     -------
-    W : array, shape (n_alphas, P, n_outputs)
-    b : array, shape (n_alphas, n_outputs)
+    W : array, shape (n_alphas, [B, ]P, n_outputs)
+    b : array, shape (n_alphas, [B, ]n_outputs)
     """
     C, c = centered_system(stats, fit_intercept)
     W = SOLVERS[resolve_solver(solver, len(alphas))](C, c, alphas, xp, penalty_scale)
     if fit_intercept:
-        b = (stats.sy[0][None] - (stats.sx[0][None, None, :] @ W)[:, 0]) / stats.n[0]
+        b = (stats.sy[0] - (stats.sx[0][None, ..., None, :] @ W)[..., 0, :]) / stats.n[0]
     else:
-        b = xp.zeros((W.shape[0], W.shape[2]))
+        b = xp.zeros(W.shape[:-2] + W.shape[-1:])
     return W, b
 
 
