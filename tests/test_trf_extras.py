@@ -76,15 +76,17 @@ def test_null_errors(rng):
         permutation_null(X, Y, 0, 0.02, 100.0, min_shift=2.0)
 
 
-def test_bootstrap_interval_covers_truth(rng):
+def test_bootstrap_interval_matches_sampling_error(rng):
     lags = np.arange(0, 4)
     kernel = np.array([0.0, 1.0, -0.5, 0.25])
-    X = [rng.standard_normal((300, 1)) for _ in range(16)]
-    Y = [lag_matrix(x, lags) @ kernel + rng.standard_normal(300) for x in X]
-    lo, hi = bootstrap_coef(X, Y, 0.0, 0.03, 100.0, alpha=1.0, n_boot=200, ci=0.99, random_state=0)
-    assert lo.shape == (1, 1, 4)
-    assert np.all(lo[0, 0] <= kernel) and np.all(kernel <= hi[0, 0])
-    assert np.all(hi - lo < 0.3)
+    X = [rng.standard_normal((200, 1)) for _ in range(40)]
+    Y = [lag_matrix(x, lags) @ kernel + rng.standard_normal(200) for x in X]
+    lo, hi = bootstrap_coef(X, Y, 0.0, 0.03, 100.0, alpha=1.0, n_boot=300, random_state=0)
+    fit = TRF(0.0, 0.03, 100.0, alpha=1.0).fit(X, Y).coef_
+    assert lo.shape == (1, 1, 4) and np.all(lo <= fit) and np.all(fit <= hi)
+    se = 1 / np.sqrt(40 * 200)                   # OLS standard error: unit noise, unit-variance input
+    ratio = (hi - lo) / (2 * 1.96 * se)
+    assert np.all((ratio > 0.6) & (ratio < 1.6)), ratio
 
 
 def test_haufe_equals_explicit_formula(rng):
