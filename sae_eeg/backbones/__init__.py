@@ -9,11 +9,11 @@ understands speech.
 
 Conventions (details in :mod:`sae_eeg.backbones._base`):
 
-* Layers are numbered from 1: layer n is the output of the n-th encoder block,
-  taken before the encoder's final LayerNorm. It equals
-  ``hidden_states[n]`` of transformers' ``output_hidden_states=True`` for
-  n < n_layers; transformers' ``hidden_states[n_layers]`` is after the final
-  LayerNorm, layer ``n_layers`` here is before it.
+* Layers are numbered from 1: layer n is the output of the n-th encoder block
+  (1 ... n_layers), always taken before the encoder's final LayerNorm. It
+  equals ``hidden_states[n]`` of transformers' ``output_hidden_states=True``
+  for n < n_layers; for Whisper, transformers' ``hidden_states[n_layers]`` is
+  after the final LayerNorm while layer ``n_layers`` here is before it.
 * Frames come at 50 per second. ``times`` are frame centres in seconds:
   ``0.01 + 0.02 n`` for Whisper (frame n = the interval [0.02 n, 0.02 n + 0.02)),
   ``(320 n + 200) / 16000`` for HuBERT (centre of its 400-sample receptive field).

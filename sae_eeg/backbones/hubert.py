@@ -3,8 +3,8 @@
 A convolutional front-end (with the standard configuration: receptive field
 400 samples = 25 ms, hop 320 samples = 20 ms at 16 kHz) feeds a transformer
 encoder. Layer n is the output of encoder block n (HuBERT-large applies a
-final LayerNorm after the last block, which ``transformers`` reports as
-``hidden_states[n_layers]``; layer ``n_layers`` here is before it). Frame n
+final LayerNorm after the last block; layer ``n_layers`` here is before it,
+``last_hidden_state`` after it). Frame n
 covers samples [320 n, 320 n + 400) and is given the time of its centre,
 ``(320 n + 200) / 16000`` s. Long audio is cut into 30 s windows that overlap
 and are stitched like Whisper's. See :mod:`sae_eeg.backbones._base`.
