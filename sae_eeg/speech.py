@@ -197,16 +197,14 @@ def synth_music_like(duration, *, sfreq=16000, random_state=None):
 
     Parameters
     ----------
-    duration : float
-        Length in seconds (> 0).
-    sfreq : float
-        Sampling rate in Hz (>= 8000). Default 16000.
+    %(duration_clip)s
+    %(sfreq_clip)s
     %(random_state)s
 
     Returns
     -------
-    audio : Audio
-        float32 waveform of ``round(duration * sfreq)`` samples, peak 0.5.
+    music : Audio
+        The clip, ``round(duration * sfreq)`` float32 samples scaled to a peak of 0.5.
     """
     n, sfreq = _check_clip(duration, sfreq)
     rng = np.random.default_rng(random_state)
@@ -304,16 +302,14 @@ def synth_noise_like(duration, *, kind="environmental", sfreq=16000, random_stat
 
     Parameters
     ----------
-    duration : float
-        Length in seconds (> 0).
+    %(duration_clip)s
     kind : str
         ``"environmental"`` (default) mixes, with random weights, band-passed
         noise bursts (``"bursts"``), rain (``"rain"``: dense droplets), mains
         hum (``"hum"``: 50/60 Hz and harmonics) and wind (``"wind"``:
         slowly modulated low-passed noise); each also exists alone. ``"white"``
         and ``"pink"`` give stationary noise.
-    sfreq : float
-        Sampling rate in Hz (>= 8000). Default 16000.
+    %(sfreq_clip)s
     %(random_state)s
 
     Returns

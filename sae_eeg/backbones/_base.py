@@ -255,6 +255,15 @@ class Backbone(abc.ABC):
             )
         return layer
 
+    def _model_inputs(self, chunks, field):
+        """Run the feature extractor on 16 kHz chunks; return ``field`` as a tensor on the device."""
+        torch = _soft_import("torch", "Audio backbones")
+        values = self.feature_extractor(
+            [np.asarray(c, dtype=np.float32) for c in chunks], sampling_rate=self.sampling_rate,
+            return_tensors="np",
+        )[field]
+        return torch.from_numpy(values).to(self.device, dtype=self.model.dtype)
+
     def _prepare(self, waveform, sfreq):
         waveform, sfreq = check_waveform(waveform, sfreq)
         if sfreq != self.sampling_rate:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._check import _soft_import
 from ._base import Backbone
 
 
@@ -58,9 +57,4 @@ class HubertBackbone(Backbone):
         return (n_frames - 1) * self.hop_samples + self.receptive_field
 
     def _encode(self, chunks):
-        torch = _soft_import("torch", "HuBERT")
-        values = self.feature_extractor(
-            [np.asarray(c, dtype=np.float32) for c in chunks], sampling_rate=self.sampling_rate,
-            return_tensors="np",
-        ).input_values
-        return self.model(torch.from_numpy(values).to(self.device, dtype=self.model.dtype))
+        return self.model(self._model_inputs(chunks, "input_values"))

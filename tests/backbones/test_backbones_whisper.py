@@ -170,6 +170,11 @@ def test_hook_replaces_what_activations_return(tiny_en, spoken):
         hooked = tiny_en.activations(audio.waveform, audio.sfreq, [2, 3])
     np.testing.assert_allclose(hooked[2].values, 2 * plain[2].values, rtol=1e-6)
     assert not np.allclose(hooked[3].values, plain[3].values, atol=1e-3)
+    # transformers' own hidden-state recording sees the replaced output too
+    features = _padded_features(tiny_en, resample(audio.waveform, sfreq=audio.sfreq, new_sfreq=16000))
+    with torch.no_grad(), tiny_en.hook(2, torch.zeros_like):
+        hidden = tiny_en.encoder(features, output_hidden_states=True).hidden_states
+    assert not hidden[2].any() and hidden[1].any()
 
 
 def test_hook_is_removed_when_the_block_raises(tiny_en, spoken):
@@ -235,3 +240,24 @@ def test_backbone_attributes(tiny_en):
     assert (tiny_en.sampling_rate, tiny_en.frame_rate, str(tiny_en.device)) == (16000, 50.0, "cpu")
     assert tiny_en.tokenizer is not None and tiny_en.feature_extractor.feature_size == 80
     assert tiny_en.n_frames(16000 * 70) == 3500 and tiny_en.n_frames(321) == 2
+
+
+def test_three_minute_stimulus_frame_count(tiny_en, rng):
+    duration = 180.37  # an EEG-run-length stimulus at 44.1 kHz
+    sfreq = 44100
+    waveform = (0.05 * rng.standard_normal(int(round(duration * sfreq)))).astype(np.float32)
+    acts = tiny_en.activations(waveform, sfreq, [1])[1]  # layer 1 only: the pass stops after block 1
+    n_frames = int(np.ceil(duration * 50))
+    assert acts.values.shape == (n_frames, 384) == (9019, 384)
+    np.testing.assert_allclose(acts.times, 0.01 + 0.02 * np.arange(n_frames), atol=1e-9)
+    assert acts.times[-1] - 0.01 < duration <= acts.times[-1] + 0.01 + 1e-9  # last 20 ms interval holds the end
+
+
+def test_transcribe_long_audio_in_windows(tiny_en, spoken):
+    (text_a, a), (text_b, b) = spoken[3], spoken[4]
+    sfreq = a.sfreq
+    waveform = np.zeros(int(36 * sfreq), dtype=np.float32)
+    waveform[int(1 * sfreq):int(1 * sfreq) + len(a.waveform)] = a.waveform
+    waveform[int(31 * sfreq):int(31 * sfreq) + len(b.waveform)] = b.waveform  # in the second window
+    text = transcribe(tiny_en, waveform, sfreq, batch_size=2)
+    assert wer(f"{text_a} {text_b}", text) <= 0.25, text
