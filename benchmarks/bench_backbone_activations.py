@@ -53,8 +53,8 @@ def main():
     rng = np.random.default_rng(0)
     waveform = (0.05 * rng.standard_normal(int(args.minutes * 60 * 16000))).astype(np.float32)
     for layer in (1, backbone.n_layers - 1):
-        t_peer, ref = timed(lambda: peer(backbone, waveform, layer))
-        t_project, acts = timed(lambda: backbone.activations(waveform, 16000, [layer])[layer])
+        t_peer, ref = timed(lambda layer=layer: peer(backbone, waveform, layer))
+        t_project, acts = timed(lambda layer=layer: backbone.activations(waveform, 16000, [layer])[layer])
         max_diff = float(np.abs(acts.values - ref).max())
         print(f"layer {layer}: peer {t_peer:.2f} s, project {t_project:.2f} s, "
               f"ratio peer/project {t_peer / t_project:.2f}, max |difference| {max_diff:.1e}")

@@ -35,7 +35,19 @@ from .transcribe import normalize_text, transcribe, wer
 from .whisper import WhisperBackbone
 
 __all__ = [
-    "Backbone", "HubertBackbone", "KNOWN_MODELS", "LayerActivations", "WhisperBackbone",
-    "bundled_whisper_path", "cache_root", "convert_ctranslate2_whisper", "ctranslate2_whisper_path",
-    "load_backbone", "normalize_text", "plan_windows", "read_ctranslate2_model", "transcribe", "wer",
+    "KNOWN_MODELS",
+    "Backbone",
+    "HubertBackbone",
+    "LayerActivations",
+    "WhisperBackbone",
+    "bundled_whisper_path",
+    "cache_root",
+    "convert_ctranslate2_whisper",
+    "ctranslate2_whisper_path",
+    "load_backbone",
+    "normalize_text",
+    "plan_windows",
+    "read_ctranslate2_model",
+    "transcribe",
+    "wer",
 ]

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from sae_eeg.backbones import KNOWN_MODELS, load_backbone, wer, normalize_text
+from sae_eeg.backbones import KNOWN_MODELS, load_backbone, normalize_text, wer
 from sae_eeg.errors import BackboneError, InputError
 
 

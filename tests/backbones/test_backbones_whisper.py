@@ -52,7 +52,7 @@ def test_converted_weights_equal_ctranslate2_variables(tiny_en_path):
     assert v["decoder/projection/weight"] is v["decoder/embeddings/weight"]  # the alias
     model = WhisperForConditionalGeneration.from_pretrained(tiny_en_path)
     state = {k: t.numpy() for k, t in model.state_dict().items()}
-    f32 = lambda name: v[name].astype(np.float32)  # noqa: E731
+    f32 = lambda name: v[name].astype(np.float32)
     qkv = f32("encoder/layer_2/self_attention/linear_0/weight")
     np.testing.assert_array_equal(state["model.encoder.layers.2.self_attn.q_proj.weight"], qkv[:384])
     np.testing.assert_array_equal(state["model.encoder.layers.2.self_attn.k_proj.weight"], qkv[384:768])
@@ -183,9 +183,8 @@ def test_hook_is_removed_when_the_block_raises(tiny_en, spoken):
         raise RuntimeError("boom")
 
     n_hooks = [len(block._forward_hooks) for block in tiny_en.blocks]  # transformers' own hooks
-    with pytest.raises(RuntimeError, match="boom"):
-        with tiny_en.hook(1, broken):
-            tiny_en.activations(audio.waveform, audio.sfreq, [1])
+    with pytest.raises(RuntimeError, match="boom"), tiny_en.hook(1, broken):
+        tiny_en.activations(audio.waveform, audio.sfreq, [1])
     assert [len(block._forward_hooks) for block in tiny_en.blocks] == n_hooks
     tiny_en.activations(audio.waveform, audio.sfreq, [1])  # works again
 
@@ -194,9 +193,9 @@ def test_hook_rejects_a_wrong_shape(tiny_en, spoken):
     from sae_eeg.errors import BackboneError
 
     _, audio = spoken[0]
-    with pytest.raises(BackboneError, match=r"layer 1 must return a tensor of shape \(1, 1500, 384\)"):
-        with tiny_en.hook(1, lambda h: h[:, :10]):
-            tiny_en.activations(audio.waveform, audio.sfreq, [1])
+    wrong_shape = tiny_en.hook(1, lambda h: h[:, :10])
+    with pytest.raises(BackboneError, match=r"layer 1 must return a tensor of shape \(1, 1500, 384\)"), wrong_shape:
+        tiny_en.activations(audio.waveform, audio.sfreq, [1])
 
 
 @pytest.mark.parametrize("layer", [0, 5, -1])
@@ -204,9 +203,8 @@ def test_bad_layer(tiny_en, spoken, layer):
     _, audio = spoken[0]
     with pytest.raises(InputError, match=rf"layer must be in 1 \.\.\. 4 .*got {layer}"):
         tiny_en.activations(audio.waveform, audio.sfreq, [1, layer])
-    with pytest.raises(InputError, match=rf"got {layer}"):
-        with tiny_en.hook(layer, lambda h: h):
-            pass
+    with pytest.raises(InputError, match=rf"got {layer}"), tiny_en.hook(layer, lambda h: h):
+        pass
 
 
 def test_bad_layer_type(tiny_en):
@@ -244,7 +242,7 @@ def test_backbone_attributes(tiny_en):
 def test_three_minute_stimulus_frame_count(tiny_en, rng):
     duration = 180.37  # an EEG-run-length stimulus at 44.1 kHz
     sfreq = 44100
-    waveform = (0.05 * rng.standard_normal(int(round(duration * sfreq)))).astype(np.float32)
+    waveform = (0.05 * rng.standard_normal(round(duration * sfreq))).astype(np.float32)
     acts = tiny_en.activations(waveform, sfreq, [1])[1]  # layer 1 only: the pass stops after block 1
     n_frames = int(np.ceil(duration * 50))
     assert acts.values.shape == (n_frames, 384) == (9019, 384)
