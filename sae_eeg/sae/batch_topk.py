@@ -117,6 +117,7 @@ def _select_batch_topk(pre_BF, n_keep):
     """
     flat = pre_BF.reshape(-1)
     n = flat.numel()
+    n_keep = min(n_keep, n)
     candidates = None
     if n > _DIRECT_TOPK_SIZE:
         sample = flat[::_SAMPLE_STRIDE]
@@ -127,12 +128,10 @@ def _select_batch_topk(pre_BF, n_keep):
             if candidates.numel() < n_keep:
                 candidates = None
     if candidates is None:
-        candidates = torch.nonzero(flat > 0).squeeze(1)
-    if candidates.numel() > n_keep:
-        keep = flat[candidates].topk(n_keep, sorted=False).indices
-        candidates = candidates[keep]
-    else:
-        candidates = candidates[flat[candidates] > 0]
+        top = flat.topk(n_keep, sorted=False)
+        candidates = top.indices[top.values > 0]
+    elif candidates.numel() > n_keep:
+        candidates = candidates[flat[candidates].topk(n_keep, sorted=False).indices]
     return torch.sort(candidates).values
 
 

@@ -127,11 +127,6 @@ def _read_source(source, sfreq):
     return load_audio(source, new_sfreq=sfreq).waveform, file_hash(source)
 
 
-def _state_to_tensors(rng_state):
-    """numpy bit-generator state as nested dicts of str/int (torch.load-safe)."""
-    return {key: _state_to_tensors(value) if isinstance(value, dict) else value for key, value in rng_state.items()}
-
-
 class _StoreBase:
     """Shared ``next_batch`` plumbing: a buffer of frames, drawn without replacement."""
 
@@ -409,7 +404,7 @@ class ActivationStore(_StoreBase):
         """Everything needed to continue the stream identically (buffer included)."""
         buffer = {} if self._buffer is None else {n: torch.from_numpy(self._buffer[n][:self._n].copy())
                                                   for n in self.layers}
-        return {"rng": _state_to_tensors(self._rng.bit_generator.state),
+        return {"rng": self._rng.bit_generator.state,
                 "cursors": {name: list(c) for name, c in self._cursors.items()},
                 "buffer": buffer, "n_files_read": self.n_files_read}
 
