@@ -14,6 +14,7 @@ gradient is accumulated from those triplets (a sparse product, not a second matm
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import torch
@@ -62,6 +63,25 @@ class SparseCodes:
     n_rows: int
     n_features: int
 
+    @functools.cached_property
+    def by_feature(self):
+        """``(order, offsets_F)``: a stable sort of the triplets by feature and each feature's start."""
+        order = torch.argsort(self.features, stable=True)
+        return order, _segment_offsets(self.features[order], self.n_features)
+
+    @functools.cached_property
+    def row_offsets(self):
+        """Start of each frame's triplets, shape (n_rows,)."""
+        return _segment_offsets(self.rows, self.n_rows)
+
+    def with_values(self, values):
+        """The same triplets with new ``values`` (the cached orderings are kept)."""
+        codes = dataclasses.replace(self, values=values)
+        for name in ("by_feature", "row_offsets"):
+            if name in self.__dict__:
+                codes.__dict__[name] = self.__dict__[name]
+        return codes
+
     def to_dense(self):
         """The (n_rows, n_features) dense tensor (explicit densification)."""
         z_BF = self.values.new_zeros(self.n_rows, self.n_features)
@@ -86,26 +106,41 @@ class _SelectedPreActivations(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, values_N, W_enc_FD, b_enc_F, b_dec_D, x_BD, rows_N, feats_N):
-        ctx.save_for_backward(W_enc_FD, b_dec_D, x_BD, rows_N, feats_N)
+    def forward(ctx, values_N, W_enc_FD, b_enc_F, b_dec_D, x_BD, rows_N, feats_N, order_N, offsets_F):
+        ctx.save_for_backward(W_enc_FD, b_dec_D, x_BD, rows_N, feats_N, order_N, offsets_F)
         return values_N.clone()
 
     @staticmethod
     def backward(ctx, grad_N):
-        W_enc_FD, b_dec_D, x_BD, rows_N, feats_N = ctx.saved_tensors
-        n_features = W_enc_FD.shape[0]
-        grad_N = grad_N.float()
-        order = torch.argsort(feats_N, stable=True)
-        feats_sorted = feats_N[order]
-        grad_b_enc_F = torch.zeros(n_features, dtype=grad_N.dtype, device=grad_N.device)
-        grad_b_enc_F.index_add_(0, feats_sorted, grad_N[order])
-        grad_W_FD = F_nn.embedding_bag(
-            rows_N[order], x_BD.float(), _segment_offsets(feats_sorted, n_features),
-            mode="sum", per_sample_weights=grad_N[order],
-        )
+        W_enc_FD, b_dec_D, x_BD, rows_N, feats_N, order_N, offsets_F = ctx.saved_tensors
+        grad_sorted = grad_N.float()[order_N]
+        grad_W_FD = F_nn.embedding_bag(rows_N[order_N], x_BD.float(), offsets_F, mode="sum",
+                                       per_sample_weights=grad_sorted)
+        grad_b_enc_F = torch.zeros(W_enc_FD.shape[0], dtype=grad_sorted.dtype, device=grad_sorted.device)
+        grad_b_enc_F.index_add_(0, feats_N, grad_N.float())
         grad_W_FD -= grad_b_enc_F[:, None] * b_dec_D[None, :].float()
         grad_b_dec_D = -(grad_b_enc_F @ W_enc_FD.float())
-        return None, grad_W_FD, grad_b_enc_F, grad_b_dec_D, None, None, None
+        return None, grad_W_FD, grad_b_enc_F, grad_b_dec_D, None, None, None, None, None
+
+
+class _SparseDecode(torch.autograd.Function):
+    """``sum_i values_i W_dec[:, feats_i]`` per frame (no bias); gradients without dense B x F."""
+
+    @staticmethod
+    def forward(ctx, values_N, W_dec_DF, rows_N, feats_N, row_offsets_B, order_N, offsets_F):
+        W_dec_FD = W_dec_DF.T.contiguous()
+        ctx.save_for_backward(values_N, W_dec_FD, rows_N, feats_N, row_offsets_B, order_N, offsets_F)
+        return F_nn.embedding_bag(feats_N, W_dec_FD, row_offsets_B, mode="sum", per_sample_weights=values_N)
+
+    @staticmethod
+    def backward(ctx, grad_BD):
+        values_N, W_dec_FD, rows_N, feats_N, row_offsets_B, order_N, offsets_F = ctx.saved_tensors
+        grad_BD = grad_BD.contiguous()
+        grad_values_N = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+            grad_BD, W_dec_FD, feats_N, row_offsets_B, rows_N, 0, -1)
+        grad_W_FD = F_nn.embedding_bag(rows_N[order_N], grad_BD, offsets_F, mode="sum",
+                                       per_sample_weights=values_N[order_N])
+        return grad_values_N, grad_W_FD.T, None, None, None, None, None
 
 
 def _select_batch_topk(pre_BF, n_keep):
@@ -292,8 +327,15 @@ class BatchTopKSAE(SparseAutoencoder):
             rows_N = torch.div(flat_N, self.n_features, rounding_mode="floor")
             feats_N = flat_N - rows_N * self.n_features
             values_N = pre_BF.reshape(-1)[flat_N].float()
-        values_N = _SelectedPreActivations.apply(values_N, W_enc_FD, b_enc_F, self.b_dec, x_BD, rows_N, feats_N)
-        return SparseCodes(rows_N, feats_N, values_N, x_BD.shape[0], self.n_features), pre_BF
+        codes = SparseCodes(rows_N, feats_N, values_N, x_BD.shape[0], self.n_features)
+        return self._attach_encoder_grad(codes, x_BD), pre_BF
+
+    def _attach_encoder_grad(self, codes, x_BD):
+        """``codes`` whose values carry the (sparse) gradient of the encoder and ``b_dec``."""
+        order_N, offsets_F = codes.by_feature
+        values_N = _SelectedPreActivations.apply(codes.values, self.encoder.weight, self.encoder.bias, self.b_dec,
+                                                 x_BD, codes.rows, codes.features, order_N, offsets_F)
+        return codes.with_values(values_N)
 
     # ---------------------------------------------------------------- decoding
     def decode(self, z_BF):
@@ -323,10 +365,9 @@ class BatchTopKSAE(SparseAutoencoder):
         -------
         x_hat_BD : torch.Tensor, shape (codes.n_rows, d_model)
         """
-        x_hat_BD = F_nn.embedding_bag(
-            codes.features, self.decoder.weight.T, _segment_offsets(codes.rows, codes.n_rows),
-            mode="sum", per_sample_weights=codes.values,
-        )
+        order_N, offsets_F = codes.by_feature
+        x_hat_BD = _SparseDecode.apply(codes.values, self.decoder.weight, codes.rows, codes.features,
+                                       codes.row_offsets, order_N, offsets_F)
         return x_hat_BD + self.b_dec if add_bias else x_hat_BD
 
     def forward(self, x_BD, *, use_threshold=None):
@@ -503,9 +544,8 @@ class BatchTopKTrainer:
             keep = values_N > 0
             rows_N, feats_N, values_N = rows_N[keep], feats_N[keep], values_N[keep]
         sae = self.sae
-        values_N = _SelectedPreActivations.apply(values_N, sae.encoder.weight, sae.encoder.bias, sae.b_dec, x_BD,
-                                                 rows_N, feats_N)
         codes = SparseCodes(rows_N, feats_N, values_N, pre_BF.shape[0], sae.n_features)
+        codes = sae._attach_encoder_grad(codes, x_BD)
         recon_BD = sae.decode_sparse(codes, add_bias=False)
         l2_aux = (residual_BD - recon_BD).pow(2).sum(dim=-1).mean()
         denom = (residual_BD - residual_BD.mean(dim=0)).pow(2).sum(dim=-1).mean()
