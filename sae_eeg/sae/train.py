@@ -3,22 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 from tqdm.auto import tqdm
 
-from .._check import _check_range, _ensure_int, _validate_type
+from .._check import _check_file, _check_range, _ensure_int, _validate_type
 from .._io import atomic_path, config_hash, write_json_atomic
 from ..errors import ConfigError, OutputExistsError
 from .batch_topk import BatchTopKSAE, BatchTopKTrainer
 from ._common import resolve_device
+from .store import ActivationStore, Augmentation, audio_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingConfig", "train_saes"]
+__all__ = ["TrainingConfig", "read_training_config", "store_from_config", "train_saes"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,3 +227,121 @@ def train_saes(store, config, *, out_dir=None, device="cpu", resume=True, verbos
         write_json_atomic(Path(out_dir) / "training.json", {"config": config.to_config(), "config_hash": digest,
                                                             "steps": step})
     return saes
+
+
+_CONFIG_KEYS = {"backbone", "device", "out_dir", "data", "training", "verbose"}
+_DATA_KEYS = {"datasets", "augmentation", "buffer_size", "refill_fraction", "cache_dir", "seed"}
+_DATASET_KEYS = {"folder", "files", "weight"}
+_AUGMENT_KEYS = {"noise", "music", "noise_folder", "music_folder", "p_noise", "p_music", "snr_db"}
+
+
+def _check_keys(mapping, allowed, where):
+    _validate_type(mapping, dict, where)
+    unknown = sorted(set(mapping) - allowed)
+    if unknown:
+        raise ConfigError(f"Unknown key(s) {unknown} in {where}; allowed keys are {sorted(allowed)}.")
+    return mapping
+
+
+def _resolve(path, base):
+    path = Path(path).expanduser()
+    return path if path.is_absolute() or base is None else base / path
+
+
+def _clip_list(section, kind, base):
+    clips = [_resolve(p, base) for p in section.get(kind, [])]
+    if f"{kind}_folder" in section:
+        clips += audio_files(_resolve(section[f"{kind}_folder"], base))
+    return tuple(clips)
+
+
+def read_training_config(config):
+    """Read and check a training configuration (dict, or a YAML/JSON file).
+
+    Parameters
+    ----------
+    config : dict | path-like
+        Keys: ``backbone`` (name or folder), ``out_dir``, ``device`` (default
+        "cpu"), ``verbose`` (default False), ``data`` and ``training``.
+        ``data`` has ``datasets`` (name -> ``{folder | files, weight}``), optional
+        ``augmentation`` (``noise`` / ``music`` file lists or ``noise_folder`` /
+        ``music_folder``, ``p_noise``, ``p_music``, ``snr_db``), ``buffer_size``,
+        ``refill_fraction``, ``cache_dir``, ``seed``. ``training`` holds the fields
+        of :class:`TrainingConfig`. Relative paths in a file are relative to it.
+
+    Returns
+    -------
+    config : dict
+        The checked config with ``training`` as a :class:`TrainingConfig`, file lists
+        resolved, ``augmentation`` as an :class:`Augmentation` or None and
+        ``weights`` per dataset.
+
+    Raises
+    ------
+    ConfigError
+        Unknown keys or invalid values, naming the key.
+    """
+    base = None
+    if not isinstance(config, dict):
+        path = _check_file(config, "config")
+        base = path.parent
+        text = path.read_text()
+        try:
+            config = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
+        except (yaml.YAMLError, json.JSONDecodeError) as err:
+            raise ConfigError(f"config file {str(path)!r} could not be parsed ({err}).") from err
+    _check_keys(config, _CONFIG_KEYS, "the training config")
+    for key in ("backbone", "out_dir", "data", "training"):
+        if key not in config:
+            raise ConfigError(f"The training config needs the key {key!r} (it has {sorted(config)}).")
+    data = _check_keys(config["data"], _DATA_KEYS, "data")
+    datasets = _check_keys(data.get("datasets", {}), set(data.get("datasets", {})), "data.datasets")
+    if not datasets:
+        raise ConfigError("data.datasets is empty; name at least one dataset with a folder or files.")
+    sources, weights = {}, {}
+    for name, spec in datasets.items():
+        _check_keys(spec, _DATASET_KEYS, f"data.datasets.{name}")
+        files = [_resolve(p, base) for p in spec.get("files", [])]
+        if "folder" in spec:
+            files += audio_files(_resolve(spec["folder"], base))
+        if not files:
+            raise ConfigError(f"data.datasets.{name} lists no audio (give 'folder' or 'files').")
+        sources[name], weights[name] = files, float(spec.get("weight", 1.0))
+    augmentation = None
+    if data.get("augmentation"):
+        section = _check_keys(data["augmentation"], _AUGMENT_KEYS, "data.augmentation")
+        noise, music = _clip_list(section, "noise", base), _clip_list(section, "music", base)
+        augmentation = Augmentation(noise=noise, music=music, p_noise=section.get("p_noise", 0.5 if noise else 0.0),
+                                    p_music=section.get("p_music", 0.3 if music else 0.0),
+                                    snr_db=tuple(section.get("snr_db", (0.0, 20.0))))
+    training = TrainingConfig.from_config(dict(config["training"]))
+    backbone = config["backbone"]
+    if isinstance(backbone, str) and base is not None and _resolve(backbone, base).exists():
+        backbone = str(_resolve(backbone, base))
+    return {
+        "backbone": backbone, "device": config.get("device", "cpu"), "verbose": bool(config.get("verbose", False)),
+        "out_dir": _resolve(config["out_dir"], base), "training": training, "sources": sources, "weights": weights,
+        "augmentation": augmentation, "buffer_size": data.get("buffer_size", 65536),
+        "refill_fraction": data.get("refill_fraction", 0.5),
+        "cache_dir": None if data.get("cache_dir") is None else _resolve(data["cache_dir"], base),
+        "seed": data.get("seed", training.seed),
+    }
+
+
+def store_from_config(config, backbone):
+    """The :class:`ActivationStore` described by a checked config (see :func:`read_training_config`).
+
+    Parameters
+    ----------
+    config : dict
+        Output of :func:`read_training_config`.
+    backbone : Backbone
+        The loaded backbone.
+
+    Returns
+    -------
+    store : ActivationStore
+    """
+    return ActivationStore(backbone, config["sources"], list(config["training"].layers), weights=config["weights"],
+                           buffer_size=config["buffer_size"], refill_fraction=config["refill_fraction"],
+                           augmentation=config["augmentation"], cache_dir=config["cache_dir"], seed=config["seed"])
