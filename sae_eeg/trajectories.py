@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
+from scipy.special import i0
 from scipy.signal import hilbert, stft
 
 from ._check import _check_option, _check_range, _validate_type
@@ -67,7 +68,7 @@ class _Kernel:
         """Weights of input samples lying ``dt`` seconds from an output time."""
         inside = np.abs(dt) < self.half_width
         ratio = np.clip(dt / self.half_width, -1.0, 1.0)
-        window = np.i0(self.beta * np.sqrt(1.0 - ratio**2)) / np.i0(self.beta)
+        window = i0(self.beta * np.sqrt(1.0 - ratio**2)) / i0(self.beta)
         h = (2.0 * self.cutoff / self.sfreq) * np.sinc(2.0 * self.cutoff * dt) * window
         return np.where(inside, h, 0.0)
 
