@@ -158,16 +158,35 @@ class Subject(_Strict):
 class Grid(_Strict):
     """Runs generated for every (subject, run) pair of two id lists.
 
-    ``eeg.path``, ``stimulus`` and an ``annotation`` onset may hold ``{subject}`` and
-    ``{run}`` placeholders.
+    ``eeg.path``, ``stimulus`` and the values of the ``onset``/``end`` markers may hold
+    ``{subject}`` and ``{run}`` placeholders (e.g. ``onset: {trigger: "{run}"}``). With ``format: cnd`` and no ``trial``, the trial is the run
+    id (an integer).
     """
 
     subjects: list[str] = Field(min_length=1)
     runs: list[str] = Field(min_length=1)
     eeg: EegFile
     stimulus: str
-    onset: Marker
-    end: Optional[Marker] = None
+    onset: dict[str, int | str]
+    end: Optional[dict[str, int | str]] = None
+
+    @model_validator(mode="after")
+    def _markers_expand(self):
+        for sub in self.subjects:
+            for run in self.runs:
+                _fill_marker(self.onset, {"subject": sub, "run": run})
+                _fill_marker(self.end, {"subject": sub, "run": run})
+        return self
+
+    @model_validator(mode="after")
+    def _cnd_trials_from_runs(self):
+        if self.eeg.format == "cnd" and self.eeg.trial is None:
+            bad = [r for r in self.runs if not r.isdigit()]
+            if bad:
+                raise ValueError(
+                    f"with format 'cnd' and no eeg.trial, run ids are trial numbers; got {bad[:5]}"
+                )
+        return self
 
 
 class Channels(_Strict):
@@ -273,6 +292,32 @@ def _expand_vars(text):
     return _VAR.sub(sub, str(text))
 
 
+def _fill_marker(template, fill):
+    """A :class:`Marker` from a grid template whose values may hold placeholders."""
+    if template is None:
+        return None
+    values = {}
+    unknown = sorted(set(template) - {"trigger", "annotation", "sample", "occurrence"})
+    if unknown:
+        raise ValueError(f"unknown marker field(s) {unknown}; allowed: trigger, annotation, "
+                         "sample, occurrence")
+    for key, value in template.items():
+        if isinstance(value, str):
+            value = value.format(**fill)
+            if key != "annotation":
+                try:
+                    value = int(value)
+                except ValueError:
+                    raise ValueError(
+                        f"marker field {key!r} must be an integer, got {value!r}"
+                    ) from None
+        values[key] = value
+    try:
+        return Marker(**values)
+    except ValidationError as err:
+        raise ValueError("; ".join(e["msg"] for e in err.errors())) from None
+
+
 def _expand_grid(grid):
     if grid is None:
         return []
@@ -281,12 +326,12 @@ def _expand_grid(grid):
         runs = []
         for run in grid.runs:
             fill = {"subject": sub, "run": run}
-            onset = grid.onset
-            if onset.annotation is not None:
-                onset = onset.model_copy(update={"annotation": onset.annotation.format(**fill)})
+            eeg = {"path": grid.eeg.path.format(**fill)}
+            if grid.eeg.format == "cnd" and grid.eeg.trial is None:
+                eeg["trial"] = int(run)
             runs.append(Run(
-                id=run, eeg=grid.eeg.model_copy(update={"path": grid.eeg.path.format(**fill)}),
-                stimulus=grid.stimulus.format(**fill), onset=onset, end=grid.end,
+                id=run, eeg=grid.eeg.model_copy(update=eeg), stimulus=grid.stimulus.format(**fill),
+                onset=_fill_marker(grid.onset, fill), end=_fill_marker(grid.end, fill),
             ))
         subjects.append(Subject(id=sub, runs=runs))
     return subjects

@@ -23,6 +23,9 @@ class ManifestSummary:
         Summed duration of the distinct EEG recordings (headers read when the files are
         present, else the declared ``eeg.duration`` or, failing that, the stimulus
         durations).
+    n_unknown_durations : int
+        Recordings whose duration is unknown (files not checked, nothing declared);
+        they are left out of ``total_hours``.
     sampling_rates : list of float
         Distinct EEG sampling rates, Hz (read or declared).
     duration_source : str
@@ -36,16 +39,20 @@ class ManifestSummary:
     total_hours: float
     sampling_rates: list
     duration_source: str
+    n_unknown_durations: int = 0
 
     def to_text(self):
         """A few human-readable lines (what the CLI prints)."""
+        unknown = (f"; {self.n_unknown_durations} recordings of unknown duration left out"
+                   if self.n_unknown_durations else "")
         rates = ", ".join(f"{r:g} Hz" for r in self.sampling_rates) or "unknown"
         subjects = ", ".join(self.subjects[:12]) + (" ..." if len(self.subjects) > 12 else "")
         return (
             f"manifest {self.name!r}: valid\n"
             f"  subjects: {self.n_subjects} ({subjects})\n"
             f"  runs: {self.n_runs}\n"
-            f"  total EEG: {self.total_hours:.3f} h (from {self.duration_source})\n"
+            f"  total EEG: {self.total_hours:.3f} h (from {self.duration_source}"
+            f"{unknown})\n"
             f"  sampling rates: {rates}"
         )
 
@@ -98,7 +105,7 @@ def check_manifest(path, *, root=None, check_files=True):
             sfreq, duration = run.eeg.sfreq, run.eeg.duration
             sources.add("declared")
         else:
-            sfreq, duration = run.eeg.sfreq, manifest.stimulus_duration(run.stimulus) or 0.0
+            sfreq, duration = run.eeg.sfreq, manifest.stimulus_duration(run.stimulus)
             sources.add("stimuli")
         if sfreq is not None:
             rates.add(float(sfreq))
@@ -108,6 +115,8 @@ def check_manifest(path, *, root=None, check_files=True):
     subjects = [s.id for s in manifest.all_subjects()]
     return ManifestSummary(
         name=manifest.name, n_subjects=len(subjects), n_runs=len(manifest.runs()),
-        subjects=subjects, total_hours=sum(recordings.values()) / 3600.0,
+        subjects=subjects,
+        total_hours=sum(d for d in recordings.values() if d is not None) / 3600.0,
         sampling_rates=sorted(rates), duration_source=source,
+        n_unknown_durations=sum(d is None for d in recordings.values()),
     )
