@@ -171,21 +171,23 @@ class Grid(_Strict):
     end: Optional[dict[str, int | str]] = None
 
     @model_validator(mode="after")
-    def _markers_expand(self):
+    def _expandable(self):
+        problems = []
         for sub in self.subjects:
             for run in self.runs:
-                _fill_marker(self.onset, {"subject": sub, "run": run})
-                _fill_marker(self.end, {"subject": sub, "run": run})
-        return self
-
-    @model_validator(mode="after")
-    def _cnd_trials_from_runs(self):
+                try:
+                    _fill_marker(self.onset, {"subject": sub, "run": run})
+                    _fill_marker(self.end, {"subject": sub, "run": run})
+                except (ValueError, KeyError) as err:
+                    problems.append(f"subject {sub!r} run {run!r}: {err}")
         if self.eeg.format == "cnd" and self.eeg.trial is None:
             bad = [r for r in self.runs if not r.isdigit()]
             if bad:
-                raise ValueError(
+                problems.append(
                     f"with format 'cnd' and no eeg.trial, run ids are trial numbers; got {bad[:5]}"
                 )
+        if problems:
+            raise ValueError("; ".join(problems[:10]))
         return self
 
 
@@ -392,7 +394,12 @@ def _check_montage(manifest):
     builtin = mne.channels.get_builtin_montages()
     if manifest.montage in builtin:
         return []
-    return [f"montage: unknown montage {manifest.montage!r}; MNE's built-in montages are {builtin}"]
+    try:  # names deprecated by newer MNE (standard_1020, ...) still load
+        mne.channels.make_standard_montage(manifest.montage)
+        return []
+    except ValueError:
+        return [f"montage: unknown montage {manifest.montage!r}; MNE's built-in montages are "
+                f"{builtin}"]
 
 
 def _check_one_file(manifest, where, rel_path, sha256, checksums):
