@@ -38,12 +38,12 @@ def test_default_pipeline(raw):
     out, steps = preprocess(raw, {"notch": [50.0], "scaling": "none", "reference": "none"})
     np.testing.assert_array_equal(raw.get_data(), orig)  # copy=True leaves the input alone
     assert [s["step"] for s in steps] == [
-        "input", "pick", "notch", "bandpass", "resample", "bad_channels", "interpolate",
+        "input", "pick", "notch", "bad_channels", "bandpass", "resample", "interpolate",
         "reference", "scaling"]
     assert out.info["sfreq"] == 128.0
     assert steps[1]["dropped"] == ["M1", "M2"]
     names = mne.channels.make_standard_montage("biosemi64").ch_names
-    assert steps[5]["detected"] == [names[5]] and steps[6]["channels"] == [names[5]]
+    assert steps[3]["detected"] == [names[5]] and steps[6]["channels"] == [names[5]]
     assert out.info["bads"] == []
     good = out.get_data()[0]
     m = len(good) // 4

@@ -97,8 +97,15 @@ def test_planted_topography_recovered(sim):
         pattern = sum(_pattern(run, j, peak) for run in runs)
         r = np.corrcoef(pattern, planted["topography"])[0, 1]
         assert abs(r) > 0.9, (j, r)
-        unplanted = sum(_pattern(run, 5, peak) for run in runs)
-        assert np.linalg.norm(pattern) > 3 * np.linalg.norm(unplanted)
+        # matched filter over lags 0-0.4 s: the planted feature drives its topography,
+        # an unplanted one (feature 5) does not
+        topo = np.asarray(planted["topography"])
+        lags = np.arange(0.0, 0.4, 1 / SFREQ)
+
+        def strength(col):
+            return max(abs(sum(_pattern(run, col, lag) for run in runs) @ topo) for lag in lags)
+
+        assert strength(j) > 2.5 * strength(5)
 
 
 def test_truth_bad_channels_are_detected(sim):
@@ -107,11 +114,11 @@ def test_truth_bad_channels_are_detected(sim):
     for sub, truth in ds.truth["subjects"].items():
         _, steps = preprocess(read_run(manifest, sub, "s1"), PRE)
         detected = set(next(s for s in steps if s["step"] == "bad_channels")["detected"])
-        must = {b["name"] for b in truth["bad_channels"] if b["kind"] in ("noisy", "flat")}
-        assert must <= detected
+        assert {b["name"] for b in truth["bad_channels"]} <= detected
+        assert len(detected) <= len(truth["bad_channels"]) + 1
 
 
-@pytest.mark.parametrize("fmt", ["EDF", "FIF"])
+@pytest.mark.parametrize("fmt", ["EDF", "EEGLAB"])
 def test_other_formats(fmt, tmp_path):
     ds = simulate_dataset(tmp_path / "d", [("a", 6.0)], n_subjects=1, sfreq=SFREQ, format=fmt,
                           gap=(1.0, 1.5), random_state=4)
@@ -149,8 +156,8 @@ def test_no_partial_output_on_failure(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"features has no entry for stimuli \['b'\]"):
         simulate_dataset(tmp_path / "x", [("a", 3.0), ("b", 3.0)],
                          features={"a": random_features(3.0)})
-    with pytest.raises(InputError, match="Invalid value for 'format': got 'EEGLAB'"):
-        simulate_dataset(tmp_path / "x", [("a", 3.0)], format="EEGLAB")
+    with pytest.raises(InputError, match="Invalid value for 'format': got 'FIF'"):
+        simulate_dataset(tmp_path / "x", [("a", 3.0)], format="FIF")
 
     calls = []
     real = mne_bids.write_raw_bids

@@ -1,7 +1,7 @@
 """Configurable EEG preprocessing; every step is recorded for the output's provenance.
 
-Order: pick EEG (+ stim and reference channels) -> notch -> band-pass -> resample ->
-bad-channel detection -> interpolation -> re-reference -> scaling. Steps work in place
+Order: pick EEG (+ stim and reference channels) -> notch -> bad-channel detection (on
+broadband data) -> band-pass -> resample -> interpolation -> re-reference -> scaling. Steps work in place
 on the (optionally copied) Raw, channel by channel where numpy would otherwise copy
 the whole recording, so memory stays near one copy of the data.
 """
@@ -34,8 +34,8 @@ class PreprocessConfig(BaseModel):
     sfreq : float | None
         Resample to this rate, Hz (None keeps the rate). Default 128.
     detect_bads : bool
-        Mark channels whose log standard deviation lies more than ``bad_z`` robust
-        z-scores from the median (and flat channels) as bad. Default True.
+        Mark flat, noisy and drifting channels as bad (:func:`detect_bad_channels`).
+        Default True.
     bad_z : float
         Threshold of the detection. Default 5.
     interpolate_bads : bool
@@ -124,28 +124,40 @@ def _resample(raw, config):
     return {"step": "resample", "from_sfreq": old, "sfreq": raw.info["sfreq"]}
 
 
+def _robust_z(values):
+    logs = np.log(np.maximum(values, np.finfo(float).tiny))
+    centre = np.median(logs)
+    mad = 1.4826 * np.median(np.abs(logs - centre))
+    return (logs - centre) / max(mad, 1e-12)
+
+
 def detect_bad_channels(raw, *, bad_z=5.0):
-    """EEG channels whose log standard deviation is an outlier, or that are flat.
+    """EEG channels that are flat, noisy or drifting, by robust z-scores.
+
+    Two statistics per channel, on broadband data (run it before band-pass
+    filtering): the standard deviation of the first difference (high-frequency
+    noise) and the standard deviation (drifts, large artefacts). A channel is bad if
+    the robust z-score (median and 1.4826 MAD over channels) of the log of either
+    exceeds ``bad_z`` in absolute value, or if it is flat (difference standard
+    deviation below 1 %% of the median).
 
     Parameters
     ----------
     raw : mne.io.Raw
-        Preloaded; best after band-pass filtering.
+        Preloaded recording.
     bad_z : float
-        Robust z-score threshold (median and 1.4826 MAD of the log standard deviations).
+        Robust z-score threshold. Default 5.
 
     Returns
     -------
     bads : list of str
     """
     idx = _eeg_idx(raw)
+    diff_std = np.array([np.diff(raw._data[i]).std() for i in idx])
     std = np.array([raw._data[i].std() for i in idx])
-    names = [raw.ch_names[i] for i in idx]
-    flat = std <= 1e-3 * np.median(std)
-    log_std = np.log(np.maximum(std, np.finfo(float).tiny))
-    mad = 1.4826 * np.median(np.abs(log_std - np.median(log_std)))
-    z = (log_std - np.median(log_std)) / max(mad, 1e-12)
-    return [n for n, f, zi in zip(names, flat, z) if f or abs(zi) > bad_z]
+    flat = diff_std < 0.01 * np.median(diff_std)
+    z = np.maximum(np.abs(_robust_z(diff_std)), np.abs(_robust_z(std)))
+    return [raw.ch_names[i] for i, f, zi in zip(idx, flat, z) if f or zi > bad_z]
 
 
 def _bads(raw, config):
@@ -214,7 +226,7 @@ def _scale(raw, config):
             "scales": scales.tolist()}
 
 
-_STEPS = (_pick, _notch, _bandpass, _resample, _bads, _interpolate, _reference, _scale)
+_STEPS = (_pick, _notch, _bads, _bandpass, _resample, _interpolate, _reference, _scale)
 
 
 def preprocess(raw, config=None, *, copy=True):

@@ -38,7 +38,7 @@ from ..trajectories import FeatureTrajectory, TimeSeries, resample_dense
 logger = logging.getLogger(__name__)
 
 #: BIDS data formats the simulator writes, with their file extensions.
-FORMATS = {"BrainVision": ".vhdr", "EDF": ".edf", "FIF": ".fif"}
+FORMATS = {"BrainVision": ".vhdr", "EDF": ".edf", "EEGLAB": ".set"}
 TASK = "listening"
 END_CODE_OFFSET = 100
 _UV = 1e-6
@@ -93,12 +93,11 @@ def _trf(times, latency_scale, shift):
     return sum(a * np.exp(-((t - lat * latency_scale) ** 2) / (2 * w**2)) for lat, w, a in comps)
 
 
-def _forward_topographies(info, pos_rr, ori_nn):
+def _forward_topographies(info, sphere, pos_rr, ori_nn):
     """Scalp topography (C,) of each fixed-orientation dipole, volts per A*m."""
-    sphere = mne.make_sphere_model("auto", "auto", info, verbose=False)
     src = mne.setup_volume_source_space(pos={"rr": pos_rr, "nn": ori_nn}, verbose=False)
     fwd = mne.make_forward_solution(info, trans=None, src=src, bem=sphere, eeg=True, meg=False,
-                                    verbose=False)
+                                    mindist=0.0, verbose=False)
     gain = fwd["sol"]["data"].reshape(len(info.ch_names), len(pos_rr), 3)
     return np.einsum("cnk,nk->nc", gain, ori_nn)
 
@@ -107,11 +106,10 @@ def _unit(v):
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def _random_dipoles(rng, n, centre, spread):
-    rr = centre + rng.normal(0, spread, size=(n, 3))
-    radius = np.linalg.norm(rr, axis=1, keepdims=True)
-    rr = np.where(radius > 0.07, rr / radius * 0.07, rr)
-    return rr, _unit(rng.normal(size=(n, 3)))
+def _in_brain(sphere, directions, fractions):
+    """Positions at ``fractions`` of the innermost sphere radius along ``directions``."""
+    inner = min(layer["rad"] for layer in sphere["layers"])
+    return sphere["r0"] + _unit(np.atleast_2d(directions)) * inner * np.asarray(fractions)[:, None]
 
 
 def _pink(rng, n_sources, n_times, sfreq):
@@ -212,16 +210,19 @@ class _Head:
         self.info = mne.create_info(names, sfreq, "eeg")
         self.info.set_montage(self.montage, on_missing="ignore", verbose=False)
         self.info["line_freq"] = line_freq
-        left, right = np.array([-0.05, 0.0, 0.04]), np.array([0.05, 0.0, 0.04])
-        planted_rr = np.array([left if i % 2 == 0 else right for i in range(n_planted)])
-        planted_rr = planted_rr + rng.normal(0, 0.005, planted_rr.shape)
+        sphere = mne.make_sphere_model("auto", "auto", self.info, verbose=False)
+        # planted sources alternate between the left and right auditory cortex (temporal)
+        sides = np.array([[-1.0, 0.1, 0.25] if i % 2 == 0 else [1.0, 0.1, 0.25]
+                          for i in range(n_planted)]) + rng.normal(0, 0.1, (n_planted, 3))
+        planted_rr = _in_brain(sphere, sides, np.full(n_planted, 0.7))
         planted_nn = _unit(np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.3, (n_planted, 3)))
-        bg_rr, bg_nn = _random_dipoles(rng, 24, np.array([0.0, 0.0, 0.03]), 0.03)
-        alpha_rr = np.array([[0.0, -0.06, 0.03]])
+        bg_rr = _in_brain(sphere, rng.normal(size=(24, 3)) + [0, 0, 0.5], rng.uniform(0.3, 0.8, 24))
+        bg_nn = _unit(rng.normal(size=(24, 3)))
+        alpha_rr = _in_brain(sphere, [[0.0, -1.0, 0.3]], [0.7])
         alpha_nn = _unit(np.array([[0.0, -1.0, 0.5]]))
         rr = np.vstack([planted_rr, bg_rr, alpha_rr])
         nn = np.vstack([planted_nn, bg_nn, alpha_nn])
-        topo = _forward_topographies(self.info, rr, nn)
+        topo = _forward_topographies(self.info, sphere, rr, nn)
         topo /= np.abs(topo).max(axis=1, keepdims=True)  # unit peak: amplitudes set below
         self.planted_topo = topo[:n_planted]
         self.planted_rr, self.planted_nn = planted_rr, planted_nn
@@ -259,8 +260,8 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
         EEG sampling rate, Hz. Default 256.
     montage : str
         MNE built-in montage (e.g. ``"standard_1020"``, ``"biosemi64"``).
-    format : "BrainVision" | "EDF" | "FIF"
-        BIDS data format.
+    format : "BrainVision" | "EDF" | "EEGLAB"
+        BIDS data format (mne-bids converts EEG to these only).
     snr_db : float
         Mean SNR: planted signal variance over 1/f + sensor background variance,
         averaged over good channels, in dB. Default -5.
@@ -435,7 +436,7 @@ def _simulate_subject(head, names, durations, columns, trf_times, latency_scales
     kinds = rng.choice(["noisy", "flat", "drift"], size=n_bad)
     for i, kind in zip(bad_idx, kinds):
         if kind == "noisy":
-            data[i] += 60 * _UV * rng.standard_normal(n_times)
+            data[i] += rng.uniform(150, 250) * _UV * rng.standard_normal(n_times)
         elif kind == "flat":
             data[i] *= 1e-3
         else:
