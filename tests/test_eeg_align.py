@@ -62,6 +62,12 @@ def test_trigger_codes_from_annotations(rng):
     raw.set_annotations(ann)
     assert find_marker(raw, Marker(trigger=12)) == 384
     assert find_marker(raw, Marker(trigger=1)) == 128
+    # samples count from the Raw's first sample, also after cropping (first_samp > 0)
+    for meas_date in (None, 1_600_000_000):
+        cropped = raw.copy().set_meas_date(meas_date).crop(tmin=0.5)
+        assert cropped.first_samp == 64
+        assert find_marker(cropped, Marker(trigger=12)) == 384 - 64
+        assert find_marker(cropped, Marker(annotation="Stimulus/S  1")) == 128 - 64
 
 
 def test_align_crops_exactly(recording):

@@ -67,13 +67,22 @@ def _trigger_events(raw):
         events = mne.find_events(raw, shortest_event=1, initial_event=True, consecutive=True,
                                  verbose=False)
         return events[:, 0] - raw.first_samp, events[:, 2]
-    samples, codes = [], []
-    for onset, desc in zip(raw.annotations.onset, raw.annotations.description):
-        match = _TRAILING_INT.search(desc)
-        if match:
-            samples.append(raw.time_as_index(onset - raw.first_time, use_rounding=True)[0])
-            codes.append(int(match.group(1)))
-    return np.asarray(samples, dtype=int), np.asarray(codes, dtype=int)
+    samples, descriptions = _annotation_events(raw)
+    matches = [_TRAILING_INT.search(d) for d in descriptions]
+    keep = [i for i, m in enumerate(matches) if m]
+    codes = [int(matches[i].group(1)) for i in keep]
+    return samples[keep], np.asarray(codes, dtype=int)
+
+
+def _annotation_events(raw):
+    """(sample from the first sample, description) of every annotation inside the data."""
+    descriptions = sorted(set(raw.annotations.description))
+    if not descriptions:
+        return np.zeros(0, dtype=int), []
+    mapping = {d: i + 1 for i, d in enumerate(descriptions)}
+    events, _ = mne.events_from_annotations(raw, event_id=mapping, use_rounding=True,
+                                            verbose=False)
+    return events[:, 0] - raw.first_samp, [descriptions[c - 1] for c in events[:, 2]]
 
 
 def find_marker(raw, marker, *, where="run"):
@@ -111,12 +120,9 @@ def find_marker(raw, marker, *, where="run"):
         hits = samples[codes == marker.trigger]
         what, found = f"trigger {marker.trigger}", sorted(set(codes.tolist()))
     else:
-        hits = np.array([
-            raw.time_as_index(o - raw.first_time, use_rounding=True)[0]
-            for o, d in zip(raw.annotations.onset, raw.annotations.description)
-            if d == marker.annotation
-        ], dtype=int)
-        what, found = f"annotation {marker.annotation!r}", sorted(set(raw.annotations.description))
+        samples, descriptions = _annotation_events(raw)
+        hits = samples[[d == marker.annotation for d in descriptions]]
+        what, found = f"annotation {marker.annotation!r}", sorted(set(descriptions))
     if len(hits) < marker.occurrence:
         raise AlignmentError(
             f"{where}: {what} (occurrence {marker.occurrence}) not found; the recording has "

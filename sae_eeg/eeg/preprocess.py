@@ -221,7 +221,6 @@ def _scale(raw, config):
         scales = np.array([spread(raw._data[i]) for i in idx])
     for i, s in zip(idx, scales):
         raw._data[i] /= s if s > 0 else 1.0
-    # data are now unitless; record it so MNE does not rescale them as volts
     return {"step": "scaling", "scaling": config.scaling, "scope": config.scaling_scope,
             "scales": scales.tolist()}
 

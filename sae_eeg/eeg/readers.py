@@ -330,11 +330,13 @@ def read_run(manifest, subject, run):
     path = manifest.resolve(entry.eeg.path)
     if not path.is_file():
         raise InputError(f"{where}: EEG file not found: {str(path)!r}.")
-    if entry.eeg.sha256 is not None and _sha256(path) != entry.eeg.sha256.lower():
-        raise InputError(
-            f"{where}: checksum mismatch for {str(path)!r}: expected sha256 {entry.eeg.sha256}, "
-            f"file has {_sha256(path)}."
-        )
+    if entry.eeg.sha256 is not None:
+        digest = _sha256(path)
+        if digest != entry.eeg.sha256.lower():
+            raise InputError(
+                f"{where}: checksum mismatch for {str(path)!r}: expected sha256 "
+                f"{entry.eeg.sha256}, file has {digest}."
+            )
     raw = read_raw(path, format=entry.eeg.format, trial=entry.eeg.trial,
                    unit_scale=manifest.channels.unit_scale)
     name = f"{where} ({str(path)!r})"
