@@ -446,11 +446,9 @@ def envelope(waveform, sfreq, *, new_sfreq, method="hilbert"):
 
     Parameters
     ----------
-    waveform : ndarray, shape (n_samples,)
-        Stimulus audio.
+    %(waveform)s
     %(sfreq)s
-    new_sfreq : float
-        Rate of the output grid, Hz.
+    %(new_sfreq_grid)s
     method : "hilbert" | "rectify"
         Magnitude of the analytic signal, or the rectified waveform; both are then
         low-passed by the anti-aliasing filter of the resampling.
@@ -494,11 +492,9 @@ def mel_envelopes(waveform, sfreq, *, new_sfreq, n_mels=16, fmin=50.0, fmax=None
 
     Parameters
     ----------
-    waveform : ndarray, shape (n_samples,)
-        Stimulus audio.
+    %(waveform)s
     %(sfreq)s
-    new_sfreq : float
-        Rate of the output grid, Hz.
+    %(new_sfreq_grid)s
     n_mels : int
         Number of mel bands (HTK mel scale, triangular filters). Default 16.
     fmin, fmax : float
@@ -537,11 +533,9 @@ def envelope_onsets(waveform, sfreq, *, new_sfreq, method="hilbert"):
 
     Parameters
     ----------
-    waveform : ndarray, shape (n_samples,)
-        Stimulus audio.
+    %(waveform)s
     %(sfreq)s
-    new_sfreq : float
-        Rate of the output grid, Hz.
+    %(new_sfreq_grid)s
     method : "hilbert" | "rectify"
         Envelope method, see :func:`envelope`.
 
