@@ -220,3 +220,27 @@ def test_timeseries_resample_and_checks():
         TimeSeries(np.ones((10, 2)), 50.0, 0.0, ("a",))
     with pytest.raises(InputError, match=r"sfreq must be in \(0, inf\], got -1"):
         TimeSeries(np.ones((10, 1)), -1, 0.0, ("a",))
+
+
+@pytest.mark.slow
+def test_sae_trajectory_with_the_real_whisper(tmp_path):
+    """The bundled Whisper tiny.en through sae_trajectory (SAE stand-in of width 384)."""
+    backbones = pytest.importorskip("sae_eeg.backbones")
+    from sae_eeg.speech import speak
+
+    backbone = backbones.load_backbone(backbones.bundled_whisper_path(tmp_path / "cache"))
+    audio = speak("The brain tracks the sound of speech.")
+
+    class WideSAE(FakeSAE):
+        def __init__(self):
+            super().__init__()
+            gen = torch.Generator().manual_seed(0)
+            self.W_enc = torch.nn.Parameter(torch.randn(backbone.d_model, 32, generator=gen))
+
+    traj = sae_trajectory(backbone, WideSAE(), 2, audio.waveform, audio.sfreq)
+    acts = backbone.activations(audio.waveform, audio.sfreq, [2])[2]
+    assert traj.sfreq == backbone.frame_rate == 50.0
+    assert traj.tmin == pytest.approx(acts.times[0])
+    assert traj.n_times == len(acts.times) == pytest.approx(audio.duration * 50, abs=2)
+    at_eeg = traj.resample(128.0, tmin=0.0, n_times=int(audio.duration * 128))
+    assert at_eeg.data.shape == (int(audio.duration * 128), 32)
