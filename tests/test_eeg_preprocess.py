@@ -4,7 +4,9 @@ import mne
 import numpy as np
 import pytest
 
-from sae_eeg.eeg import PreprocessConfig, detect_bad_channels, preprocess
+import json
+
+from sae_eeg.eeg import PreprocessConfig, detect_bad_channels, preprocess, save_preprocessed
 from sae_eeg.errors import ConfigError, InputError
 
 SFREQ = 512.0
@@ -109,3 +111,16 @@ def test_bad_inputs(raw):
         preprocess(raw, {"reference": "mastoids", "reference_channels": ["TP9"]})
     config = PreprocessConfig(sfreq=None)
     assert config.model_dump()["l_freq"] == 1.0
+
+
+def test_save_preprocessed_with_provenance(raw, tmp_path):
+    out, steps = preprocess(raw, {"sfreq": 128.0})
+    path = save_preprocessed(out, steps, tmp_path / "sub-01_eeg.fif", inputs={"eeg": "abc"})
+    back = mne.io.read_raw_fif(path, preload=True, verbose=False)
+    np.testing.assert_array_equal(back.get_data(), out.get_data())
+    record = json.loads(path.with_suffix(".json").read_text())
+    assert [s["step"] for s in record["config"]["preprocess"]] == [s["step"] for s in steps]
+    assert record["inputs"] == {"eeg": "abc"} and "mne" in record["versions"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub-01_eeg.fif", "sub-01_eeg.json"]
+    with pytest.raises(InputError, match=r"must end in '_raw.fif' or '_eeg.fif', got 'x.fif'"):
+        save_preprocessed(out, steps, tmp_path / "x.fif")

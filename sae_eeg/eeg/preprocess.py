@@ -8,13 +8,19 @@ the whole recording, so memory stays near one copy of the data.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import uuid
+from pathlib import Path
 from typing import Literal, Optional
 
 import mne
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from .._check import _validate_type
+from .._io import provenance, write_json_atomic
 from ..errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
@@ -270,3 +276,40 @@ def preprocess(raw, config=None, *, copy=True):
         steps.append(step(raw, config))
         logger.info("preprocess: %s", steps[-1]["step"])
     return raw, steps
+
+
+def save_preprocessed(raw, steps, path, *, inputs=None):
+    """Write a preprocessed Raw as FIF with its provenance beside it, atomically.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        From :func:`preprocess`.
+    steps : list of dict
+        The step records returned by :func:`preprocess`.
+    path : path-like
+        Output file, ending in ``_raw.fif`` or ``_eeg.fif``. The provenance (steps as
+        config, package versions, ``inputs``) goes to the same name with ``.json``.
+    inputs : dict | None
+        Input names mapped to content hashes (e.g. the EEG file's sha256).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The FIF file.
+    """
+    _validate_type(path, "path-like", "path")
+    path = Path(path)
+    if not path.name.endswith(("_raw.fif", "_eeg.fif")):
+        raise InputError(f"path must end in '_raw.fif' or '_eeg.fif', got {path.name!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{uuid.uuid4().hex}_raw.fif")
+    try:
+        raw.save(tmp, fmt="double", overwrite=True, verbose=False)
+        write_json_atomic(path.with_suffix(".json"), provenance({"preprocess": steps},
+                                                               inputs=inputs))
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+    return path
