@@ -15,7 +15,7 @@ from sae_eeg.eeg import (
 )
 from sae_eeg.errors import InputError, OutputExistsError
 from sae_eeg.manifests import load_manifest
-from sae_eeg.trajectories import TimeSeries
+from sae_eeg.trajectories import TimeSeries, resample_dense
 
 SFREQ = 128.0
 PRE = {"notch": [50.0], "l_freq": 1.0, "h_freq": 8.0, "sfreq": None, "scaling": "none"}
@@ -76,6 +76,32 @@ def test_aligns_with_drift_corrected(sim):
         assert steps[0]["step"] == "input"
 
 
+def test_ground_truth_model_explains_the_data(sim):
+    """Rebuilding the planted signal from the JSON alone fits the recording with gain 1."""
+    ds, feats = sim
+    truth = ds.truth
+    manifest = load_manifest(ds.manifest_path)
+    n = int(20.0 * SFREQ)
+    cols = feats["s2"].select([0, 1]).resample(SFREQ, tmin=0.0, n_times=n).data.toarray()
+    cols = cols / np.asarray(truth["feature_max"])
+    topo = np.array([p["topography"] for p in truth["planted"]])  # (P, C)
+    for sub, sub_truth in truth["subjects"].items():
+        trfs = np.asarray(sub_truth["trfs"])
+        resp = np.stack([np.convolve(cols[:, j], trfs[j])[:n] for j in range(2)])  # (P, T)
+        pred = topo.T @ resp
+        drift = sub_truth["clock_drift"]
+        pred = resample_dense(pred.T, sfreq=SFREQ, new_sfreq=SFREQ * (1 + drift)).T
+        on = sub_truth["onsets"]["s2"]
+        raw = read_run(manifest, sub, "s2")
+        good = [i for i, ch in enumerate(raw.ch_names)
+                if ch not in {b["name"] for b in sub_truth["bad_channels"]}]
+        m = min(pred.shape[1], on["end_sample"] - on["sample"])
+        data = raw.get_data()[good, on["sample"]:on["sample"] + m]
+        fit = pred[good, :m]
+        gain = np.sum(data * fit) / np.sum(fit * fit)
+        assert gain == pytest.approx(1.0, abs=0.1)
+
+
 def _pattern(aligned, column, lag_s):
     """Covariance of EEG with the feature ``lag_s`` earlier, per channel (C,)."""
     lag = int(round(lag_s * aligned.sfreq))
@@ -124,6 +150,7 @@ def test_other_formats(fmt, tmp_path):
                           gap=(1.0, 1.5), random_state=4)
     manifest = load_manifest(ds.manifest_path)
     raw = read_run(manifest, "01", "a")
+    assert raw.n_times == ds.truth["subjects"]["01"]["n_times"]
     onset, end = find_run_markers(raw, manifest.run("01", "a"))
     truth = ds.truth["subjects"]["01"]["onsets"]["a"]
     assert (round(onset * SFREQ), round(end * SFREQ)) == (truth["sample"], truth["end_sample"])

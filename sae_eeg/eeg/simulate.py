@@ -319,9 +319,12 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
     latency_scales = rng.uniform(0.8, 1.2, len(planted))
     truth = {
         "sfreq": sfreq, "montage": montage, "format": format, "task": TASK,
+        "feature_max": col_max.tolist(),
         "ch_names": list(head.info.ch_names), "stimuli": dict(zip(names, durations)),
         "snr_definition": "planted signal variance / (1/f + sensor noise) variance, good "
                           "channels, dB",
+        "model": "eeg[c, t] = sum_j topography[j][c] * (trfs[j] conv feature_j / feature_max[j])"
+                 "[t - onset] + noise; trf and trfs lags are trf_times (s)",
         "planted": [
             {"feature": p if isinstance(p, str) else int(p), "trf_times": trf_times.tolist(),
              "trf": _trf(trf_times, s, 0.0).tolist(), "latency_scale": float(s),
@@ -415,6 +418,8 @@ def _simulate_subject(head, names, durations, columns, trf_times, latency_scales
         onsets[name] = {"sample": cursor, "end_sample": cursor + n_stim}
         cursor += n_stim
     n_times = cursor + int(rng.uniform(*gap) * sfreq)
+    if float(sfreq).is_integer():  # whole seconds: EDF writes 1 s records without padding
+        n_times = int(np.ceil(n_times / sfreq) * sfreq)
     signal = np.zeros((n_ch, n_times))
     for start, resp in pieces:
         signal[:, start:start + resp.shape[1]] = resp
@@ -448,6 +453,9 @@ def _simulate_subject(head, names, durations, columns, trf_times, latency_scales
     truth = {
         "snr_db": float(snr), "latency_shift_s": float(shift), "clock_drift": float(drift),
         "gains": gains.tolist(), "signal_scale": float(scale), "n_times": int(n_times),
+        # response to a unit feature (after division by the feature's maximum, see
+        # "feature_max"), at the peak channel of the topography, volts; (P, L)
+        "trfs": (scale * gains[:, None] * trfs).tolist(),
         "bad_channels": [{"name": head.info.ch_names[i], "kind": str(k)}
                          for i, k in zip(bad_idx, kinds)],
         "onsets": onsets,
