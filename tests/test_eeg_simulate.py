@@ -183,6 +183,9 @@ def test_no_partial_output_on_failure(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=r"features has no entry for stimuli \['b'\]"):
         simulate_dataset(tmp_path / "x", [("a", 3.0), ("b", 3.0)],
                          features={"a": random_features(3.0)})
+    with pytest.raises(InputError, match=r"gap must be a range \(low, high\) with 0.0 <= low <= "
+                                         r"high, got \(3.0, 1.0\)"):
+        simulate_dataset(tmp_path / "x", [("a", 3.0)], gap=(3.0, 1.0))
     with pytest.raises(InputError, match="Invalid value for 'format': got 'FIF'"):
         simulate_dataset(tmp_path / "x", [("a", 3.0)], format="FIF")
 

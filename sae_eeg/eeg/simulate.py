@@ -303,6 +303,10 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
     _check_option("montage", montage, mne.channels.get_builtin_montages())
     sfreq = float(_check_range("sfreq", sfreq, 0, None, low_inclusive=False))
     names, durations, audios = _check_stimuli(stimuli, features)
+    for name, pair, low in (("n_bad_channels", n_bad_channels, 0), ("gap", gap, 0.0)):
+        if len(pair) != 2 or not low <= pair[0] <= pair[1]:
+            raise InputError(f"{name} must be a range (low, high) with {low} <= low <= high, "
+                             f"got {pair!r}.")
     rng = np.random.default_rng(random_state)
     if features is None:
         features = {n: random_features(d, random_state=rng) for n, d in zip(names, durations)}

@@ -59,7 +59,7 @@ class ManifestSummary:
 
 def _header(path, fmt, trial):
     """(sfreq, duration s) of a recording, reading only its header where MNE can."""
-    fmt = infer_format(path) if fmt == "auto" else fmt
+    fmt = infer_format(path) if fmt in ("auto", "bids") else fmt  # a BIDS file is a plain file
     lazy = {"fif": mne.io.read_raw_fif, "brainvision": mne.io.read_raw_brainvision,
             "edf": mne.io.read_raw_edf, "bdf": mne.io.read_raw_bdf,
             "eeglab": mne.io.read_raw_eeglab}
