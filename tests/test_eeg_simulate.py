@@ -169,6 +169,10 @@ def test_dense_features_and_shipped_demo_manifest(tmp_path):
     raw = read_run(manifest, "08", "story3")
     onset, _ = find_run_markers(raw, manifest.run("08", "story3"))
     assert round(onset * 256) == ds.truth["subjects"]["08"]["onsets"]["story3"]["sample"]
+    # no declared duration in demo.yaml: the audio file's (1 s) sets the grid
+    aligned, _ = load_aligned_run(manifest, "08", "story3", feats["story3"],
+                                  config={"l_freq": None, "detect_bads": False})
+    assert aligned.eeg.shape == (128, 64) and aligned.features.data.shape == (128, 2)
     assert ds.truth["planted"][0]["feature"] == "y"
 
 

@@ -14,6 +14,7 @@ import re
 
 import mne
 import numpy as np
+import soundfile
 from scipy.interpolate import CubicSpline
 
 from ..errors import AlignmentError
@@ -151,7 +152,8 @@ def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject
     features : FeatureTrajectory | TimeSeries
         Stimulus features at the Raw's rate, first sample at the stimulus onset.
     onset : float
-        Stimulus onset, s from the Raw's first sample.
+        Stimulus onset, s from the Raw's first sample (rounded to the nearest sample
+        unless ``end`` is given, in which case the segment is interpolated).
     end : float | None
         Stimulus end marker, s from the Raw's first sample. With it, a constant
         clock-rate mismatch (measured vs nominal duration) is corrected by resampling
@@ -236,14 +238,24 @@ def find_run_markers(raw, run_entry, *, where="run"):
     return onset, end
 
 
+def _stimulus_duration(manifest, name, features):
+    """Declared duration, else the audio file's, else the features' (s)."""
+    stim = manifest.stimuli[name]
+    if stim.duration is not None:
+        return stim.duration
+    if stim.path is not None and manifest.resolve(stim.path).is_file():
+        return soundfile.info(str(manifest.resolve(stim.path))).duration
+    return features.data.shape[0] / features.sfreq + features.tmin
+
+
 def load_aligned_run(manifest, subject, run, features, *, config=None, tolerance=0.05,
                      max_clock_error=0.01):
     """Read, preprocess and align one manifest run with its stimulus features.
 
     Markers are found on the recording as read (exact samples), then applied in
     seconds to the preprocessed recording. Features are resampled to the EEG rate on
-    a grid starting at the onset, spanning the stimulus duration (the manifest's, else
-    the features').
+    a grid starting at the onset, spanning the stimulus duration (declared in the
+    manifest, else that of its audio file, else that of the features).
 
     Parameters
     ----------
@@ -267,9 +279,7 @@ def load_aligned_run(manifest, subject, run, features, *, config=None, tolerance
     raw = read_run(manifest, subject, run)
     onset, end = find_run_markers(raw, entry, where=where)
     pre, steps = preprocess(raw, config, copy=False)
-    duration = manifest.stimulus_duration(entry.stimulus)
-    if duration is None:
-        duration = features.data.shape[0] / features.sfreq + features.tmin
+    duration = _stimulus_duration(manifest, entry.stimulus, features)
     n_times = int(np.floor(duration * pre.info["sfreq"] + 1e-9))
     if abs(features.sfreq - pre.info["sfreq"]) > 1e-9 or features.tmin != 0.0:
         features = features.resample(pre.info["sfreq"], tmin=0.0, n_times=n_times)
