@@ -101,12 +101,16 @@ def _filter_picks(raw, config):
     return sorted(set(picks))
 
 
+def _chunks(picks, size=8):
+    """Channel groups: MNE filters copy the channels they get, so give it a few at a time."""
+    return [picks[i:i + size] for i in range(0, len(picks), size)]
+
+
 def _notch(raw, config):
     nyq = raw.info["sfreq"] / 2
     freqs = [f for f in config.notch if f < nyq]
-    if freqs:
-        raw.notch_filter(freqs, picks=_filter_picks(raw, config), phase=config.phase,
-                         verbose=False)
+    for chunk in _chunks(_filter_picks(raw, config)) if freqs else []:
+        raw.notch_filter(freqs, picks=chunk, phase=config.phase, verbose=False)
     return {"step": "notch", "freqs": freqs, "phase": config.phase}
 
 
@@ -117,8 +121,9 @@ def _bandpass(raw, config):
             f"h_freq = {h_freq} Hz is not below the Nyquist rate {raw.info['sfreq'] / 2} Hz."
         )
     if config.l_freq is not None or h_freq is not None:
-        raw.filter(config.l_freq, h_freq, picks=_filter_picks(raw, config), method="fir",
-                   phase=config.phase, fir_design="firwin", verbose=False)
+        for chunk in _chunks(_filter_picks(raw, config)):
+            raw.filter(config.l_freq, h_freq, picks=chunk, method="fir", phase=config.phase,
+                       fir_design="firwin", verbose=False)
     return {"step": "bandpass", "l_freq": config.l_freq, "h_freq": h_freq, "method": "fir",
             "phase": config.phase, "fir_design": "firwin"}
 
