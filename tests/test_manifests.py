@@ -54,6 +54,17 @@ def test_valid_manifest_loads(dataset):
         manifest.run("1", "7")
 
 
+def test_exclude_and_top_level_bad_channels(dataset):
+    tmp_path, data = dataset
+    data["subjects"][1]["bad_channels"] = ["Fz"]
+    data["bad_channels"] = {"2": ["Cz", "Fz"]}
+    data["exclude"] = ["1"]
+    manifest = load_manifest(_write(tmp_path / "m.yaml", data))
+    assert [s.id for s in manifest.all_subjects()] == ["2"]
+    assert [s.id for s in manifest.declared_subjects()] == ["1", "2"]
+    assert manifest.subject_bad_channels("2") == ["Cz", "Fz"]
+
+
 def test_every_problem_is_listed_at_once(dataset):
     tmp_path, data = dataset
     subs = data["subjects"]
@@ -62,6 +73,8 @@ def test_every_problem_is_listed_at_once(dataset):
     subs[1]["runs"].append(dict(subs[1]["runs"][0], stimulus="nope"))    # duplicate + unknown
     subs.append(subs[0])                                                 # duplicate subject
     data["montage"] = "standard_1021"                                    # unknown montage
+    data["bad_channels"] = {"3": ["Cz"]}                                 # unknown subject
+    data["exclude"] = ["1", "x"]                                         # unknown subject
     with pytest.raises(ManifestError) as info:
         load_manifest(_write(tmp_path / "m.yaml", data))
     message = str(info.value)
@@ -72,6 +85,8 @@ def test_every_problem_is_listed_at_once(dataset):
         "unknown stimulus 'nope'; stimuli are ['story']",
         "duplicate subject id '1'",
         "unknown montage 'standard_1021'",
+        "bad_channels: unknown subject '3'; subjects are ['1', '2', '1']",
+        "exclude: unknown subject 'x'",
     ):
         assert expected in message, expected
     assert "problem(s)" in message

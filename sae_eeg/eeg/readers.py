@@ -17,7 +17,7 @@ import scipy.io
 
 from .._check import _check_file, _check_option, _soft_import
 from ..errors import InputError
-from ..manifests import _sha256
+from ..audio import file_hash
 from ..trajectories import TimeSeries
 
 logger = logging.getLogger(__name__)
@@ -331,7 +331,7 @@ def read_run(manifest, subject, run):
     if not path.is_file():
         raise InputError(f"{where}: EEG file not found: {str(path)!r}.")
     if entry.eeg.sha256 is not None:
-        digest = _sha256(path)
+        digest = file_hash(path)
         if digest != entry.eeg.sha256.lower():
             raise InputError(
                 f"{where}: checksum mismatch for {str(path)!r}: expected sha256 "
@@ -352,6 +352,6 @@ def read_run(manifest, subject, run):
         raw.set_channel_types(types, verbose=False)
     if manifest.montage is not None:
         apply_montage(raw, manifest.montage, name=name)
-    bads = manifest.subject(subject).bad_channels
+    bads = manifest.subject_bad_channels(subject)
     raw.info["bads"] = sorted(set(raw.info["bads"]) | {b for b in bads if b in raw.ch_names})
     return raw

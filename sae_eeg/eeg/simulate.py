@@ -30,9 +30,9 @@ from scipy.signal import fftconvolve
 from .._check import _check_option, _check_range, _ensure_int, _soft_import, _validate_type
 from .._docs import fill_doc
 from .._io import provenance, write_json_atomic
-from ..audio import Audio
+from ..audio import Audio, file_hash
 from ..errors import InputError, OutputExistsError
-from ..manifests import Manifest, _sha256
+from ..manifests import Manifest
 from ..trajectories import FeatureTrajectory, TimeSeries, resample_dense
 
 logger = logging.getLogger(__name__)
@@ -367,7 +367,7 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
                 rel = Path("stimuli") / f"{name}.wav"
                 (tmp / rel.parent).mkdir(exist_ok=True)
                 soundfile.write(tmp / rel, audios[name].waveform, int(round(audios[name].sfreq)))
-                entry.update(path=str(rel), sha256=_sha256(tmp / rel))
+                entry.update(path=str(rel), sha256=file_hash(tmp / rel))
             stim_entries[name] = entry
         manifest = _manifest(tmp, subjects, names, stim_entries, montage, sfreq)
         manifest.to_yaml(tmp / "manifest.yaml")
@@ -384,7 +384,7 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
 def _manifest(root, subjects, names, stim_entries, montage, sfreq):
     subject_entries = []
     for sub, rel in subjects:
-        eeg = {"path": str(rel), "format": "bids", "sha256": _sha256(root / rel), "sfreq": sfreq}
+        eeg = {"path": str(rel), "format": "bids", "sha256": file_hash(root / rel), "sfreq": sfreq}
         runs = [{"id": name, "eeg": eeg, "stimulus": name,
                  "onset": {"annotation": f"onset/{name}"}, "end": {"annotation": f"end/{name}"}}
                 for name in names]
