@@ -26,6 +26,15 @@ docdict["random_state"] = """
 random_state : int | numpy.random.Generator | None
     Seed or generator of all randomness in this call; nothing is seeded globally."""
 
+docdict["waveform"] = """
+waveform : ndarray, shape (n_samples,)
+    Stimulus audio."""
+
+docdict["new_sfreq_grid"] = """
+new_sfreq : float
+    Rate of the output grid, Hz (first sample at 0 s, ``floor(duration * new_sfreq)``
+    samples)."""
+
 
 def fill_doc(obj):
     """Fill ``%(key)s`` placeholders in ``obj.__doc__`` from :data:`docdict`.
