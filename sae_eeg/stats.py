@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 
 import mne
 import numpy as np
@@ -28,6 +29,7 @@ from scipy import sparse
 import statsmodels.formula.api as smf
 from nilearn.mass_univariate import permuted_ols
 from statsmodels.stats.multitest import multipletests
+from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from ._check import _check_option, _check_range, _ensure_int, _validate_type
 from ._docs import fill_doc
@@ -230,8 +232,8 @@ def mixed_model(table, *, formula="r ~ feature_space * layer", groups="subject",
         One row per fixed effect, columns ``term``, ``estimate``, ``se``, ``z``,
         ``pval``, ``ci_low``, ``ci_high`` (95 %), plus a row ``term="Group Var"``
         with the random-intercept variance (NaN test columns). ``attrs`` holds
-        ``formula``, ``groups``, ``n_obs``, ``n_groups``, ``converged`` and
-        ``loglike``.
+        ``formula``, ``groups``, ``n_obs``, ``n_groups``, ``converged``,
+        ``loglike`` and ``warnings`` (statsmodels convergence messages, also logged).
 
     Raises
     ------
@@ -246,7 +248,11 @@ def mixed_model(table, *, formula="r ~ feature_space * layer", groups="subject",
     if n_groups < 2:
         raise InputError(f"mixed_model needs at least 2 groups in {groups!r}, got {n_groups}.")
     model = smf.mixedlm(formula, table, groups=table[groups])
-    fit = model.fit(reml=reml)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        fit = model.fit(reml=reml)
+    for w in caught:
+        logger.info("mixed_model (%s): %s", formula, w.message)
     ci = fit.conf_int()
     names = list(fit.params.index)
     out = pd.DataFrame({
@@ -261,7 +267,8 @@ def mixed_model(table, *, formula="r ~ feature_space * layer", groups="subject",
     is_var = out["term"].eq("Group Var")
     out.loc[is_var, ["se", "z", "pval", "ci_low", "ci_high"]] = np.nan
     out.attrs.update(formula=formula, groups=groups, n_obs=int(fit.nobs), n_groups=int(n_groups),
-                     converged=bool(fit.converged), loglike=float(fit.llf))
+                     converged=bool(fit.converged), loglike=float(fit.llf),
+                     warnings=[str(w.message) for w in caught])
     return out
 
 
