@@ -39,6 +39,7 @@ def check_data(data, *, min_runs=1):
     if not data:
         raise InputError("data holds no subjects; expected {subject: [(eeg, features), ...]}.")
     out, n_feat, n_ch = {}, None, None
+    converted = {}  # one CSR per distinct input object: subjects keep sharing stimuli
     for subject, runs in data.items():
         _validate_type(runs, (list, tuple), f"data[{subject!r}]")
         if len(runs) < min_runs:
@@ -52,7 +53,9 @@ def check_data(data, *, min_runs=1):
             eeg = np.asarray(run[0], dtype=np.float64)
             if eeg.ndim != 2:
                 raise InputError(f"{where}: eeg must be 2-D (n_times, n_channels), got shape {eeg.shape}.")
-            feats = as_csr(run[1], f"{where}: features")
+            if id(run[1]) not in converted:
+                converted[id(run[1])] = as_csr(run[1], f"{where}: features")
+            feats = converted[id(run[1])]
             if feats.shape[0] != eeg.shape[0]:
                 raise InputError(f"{where}: eeg has {eeg.shape[0]} samples but features have "
                                  f"{feats.shape[0]}; align them to the same grid first.")

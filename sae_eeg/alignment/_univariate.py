@@ -121,12 +121,46 @@ def shifted_outputs(y_T, lags):
     return sliding_window_view(pad, hi - lo + 1)[:n_T]
 
 
-def response_xty(x_csr, y_TC, lags):
-    """``X_f^T y_c`` of every feature's lagged design, shape (F, L, C)."""
-    out = np.empty((x_csr.shape[1], len(lags), y_TC.shape[1]))
+def response_xty(x_csr, outputs, lags, *, chunk_size=256, max_block=1 << 23):
+    """``X_f^T y_c`` of every feature's lagged design for several outputs of one stimulus.
+
+    The shifted outputs of all subjects that heard the stimulus are stacked as
+    columns and multiplied by the densified features (a chunk of features at a
+    time) in one BLAS product per block, which is far faster than one sparse
+    product per subject.
+
+    Parameters
+    ----------
+    x_csr : scipy.sparse.csr_array, shape (T, F)
+    outputs : list of ndarray, each (T, C_i)
+    lags : ndarray of int, shape (L,)
+    chunk_size : int
+        Features densified at once.
+    max_block : int
+        Largest number of elements of a block of stacked shifted outputs.
+
+    Returns
+    -------
+    xty : list of ndarray, each (F, L, C_i)
+    """
+    n_T, n_F = x_csr.shape
+    n_L = len(lags)
+    columns = [(i, c) for i, y in enumerate(outputs) for c in range(y.shape[1])]
+    out = [np.empty((n_F, n_L, y.shape[1])) for y in outputs]
+    per_block = max(1, max_block // (n_T * n_L))
     xt = x_csr.T.tocsr()
-    for c in range(y_TC.shape[1]):
-        out[:, :, c] = xt @ shifted_outputs(y_TC[:, c], lags)
+    blocks = [columns[k:k + per_block] for k in range(0, len(columns), per_block)]
+    shifted = [np.concatenate([shifted_outputs(outputs[i][:, c], lags) for i, c in block], axis=1)
+               for block in blocks] if len(blocks) == 1 else None
+    for f0 in range(0, n_F, chunk_size):
+        rows = slice(f0, min(f0 + chunk_size, n_F))
+        dense_FT = xt[rows].toarray()
+        for b, block in enumerate(blocks):
+            y_TK = shifted[b] if shifted is not None else np.concatenate(
+                [shifted_outputs(outputs[i][:, c], lags) for i, c in block], axis=1)
+            prod = dense_FT @ y_TK                                    # (F_chunk, len(block) * L)
+            for k, (i, c) in enumerate(block):
+                out[i][rows, :, c] = prod[:, k * n_L:(k + 1) * n_L]
     return out
 
 
@@ -136,9 +170,9 @@ class StimulusCache:
     def __init__(self):
         self._store = {}
 
-    def get(self, x_csr, lags):
+    def get(self, x_csr, lags, key=None):
         """Statistics of ``x_csr`` at ``lags`` (computed on first request)."""
-        key = content_key(x_csr, lags)
+        key = content_key(x_csr, lags) if key is None else key
         if key not in self._store:
             self._store[key] = stimulus_stats(x_csr, lags)
         return self._store[key]
@@ -167,22 +201,58 @@ def fit_univariate(runs, lags, alpha, *, cache=None):
         Weights (engine scale, ``w_mTRF / sfreq``).
     intercept : ndarray, shape (F, C)
     """
+    return fit_univariate_many({0: runs}, lags, alpha, cache=cache)[0]
+
+
+def fit_univariate_many(groups, lags, alpha, *, cache=None):
+    """:func:`fit_univariate` for several independent sets of runs (e.g. subjects) at once.
+
+    Runs of different groups with the same feature matrix (the same stimulus) share
+    their stimulus statistics and one stacked ``X^T y`` product.
+
+    Parameters
+    ----------
+    groups : dict of key -> list of (features, eeg)
+        Runs of each group (subject).
+    lags, alpha, cache
+        As in :func:`fit_univariate`.
+
+    Returns
+    -------
+    fits : dict of key -> (coef (F, C, L), intercept (F, C))
+    """
     cache = StimulusCache() if cache is None else cache
-    xtx = xty = sx = None
-    sy = n = 0.0
-    for feats, eeg in runs:
-        x_csr = as_csr(feats, "features")
-        y_TC = np.asarray(eeg, dtype=np.float64)
-        st = cache.get(x_csr, lags)
-        part = response_xty(x_csr, y_TC, lags)
-        xtx = st.xtx if xtx is None else xtx + st.xtx
-        sx = st.sx if sx is None else sx + st.sx
-        xty = part if xty is None else xty + part
-        sy = sy + y_TC.sum(axis=0)
-        n += st.n
+    by_object, by_key = {}, {}
+    for g, runs in groups.items():
+        for feats, eeg in runs:
+            if id(feats) not in by_object:                 # hash each distinct object once
+                x = as_csr(feats, "features")
+                by_object[id(feats)] = (x, content_key(x, lags))
+            x, key = by_object[id(feats)]
+            by_key.setdefault(key, (x, []))[1].append((g, np.asarray(eeg, dtype=np.float64)))
+    stims = {g: [] for g in groups}
+    xty = {g: 0.0 for g in groups}
+    sy = {g: 0.0 for g in groups}
+    for key, (x, items) in by_key.items():
+        cache.get(x, lags, key)
+        parts = response_xty(x, [eeg for _, eeg in items], lags)
+        for (g, eeg), part in zip(items, parts):
+            stims[g].append(key)
+            xty[g] = xty[g] + part
+            sy[g] = sy[g] + eeg.sum(axis=0)
+    return {g: _solve([cache.get(None, lags, k) for k in stims[g]], xty[g], sy[g], alpha) for g in groups}
+
+
+def _solve(stim_stats, xty, sy, alpha):
+    """Ridge weights with an unpenalised intercept from summed statistics."""
+    xtx = sum(st.xtx for st in stim_stats)
+    sx = sum(st.sx for st in stim_stats)
+    n = float(sum(st.n for st in stim_stats))
+    n_lags = xtx.shape[-1]
+    sy = np.asarray(sy)
     C = xtx - sx[:, :, None] * sx[:, None, :] / n                      # (F, L, L)
-    c = xty - sx[:, :, None] * np.asarray(sy)[None, None, :] / n       # (F, L, C)
-    C[:, np.arange(len(lags)), np.arange(len(lags))] += alpha
+    c = xty - sx[:, :, None] * sy[None, None, :] / n                   # (F, L, C)
+    C[:, np.arange(n_lags), np.arange(n_lags)] += alpha
     W = np.linalg.solve(C, c)                                           # (F, L, C)
-    intercept = (np.asarray(sy)[None, :] - np.einsum("fl,flc->fc", sx, W)) / n
+    intercept = (sy[None, :] - np.einsum("fl,flc->fc", sx, W)) / n
     return W.transpose(0, 2, 1), intercept

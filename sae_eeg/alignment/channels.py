@@ -13,7 +13,7 @@ from .._docs import fill_doc
 from ..errors import InputError
 from ..trf import times_to_lags
 from ._data import check_data, resolve_channels
-from ._univariate import StimulusCache, fit_univariate
+from ._univariate import fit_univariate_many
 
 #: Columns of :attr:`ClusterTable.clusters`.
 CLUSTER_COLUMNS = {
@@ -113,23 +113,56 @@ def feature_cluster_test(data, *, sfreq, ch_names, adjacency, columns=None, feat
     ids_all = np.arange(n_total) if feature_ids is None else np.asarray(feature_ids)
     columns = np.arange(n_total) if columns is None else np.asarray(columns, dtype=int)
     lags = times_to_lags(tmin, tmax, sfreq)
-    cache = StimulusCache()
-    coef = np.stack([fit_univariate([(f[:, columns], eeg) for eeg, f in runs], lags, alpha, cache=cache)[0]
-                     for runs in data.values()])                       # (S, F, C, L)
+    picked = {id(f): f[:, columns] for runs in data.values() for _, f in runs}
+    fits = fit_univariate_many({s: [(picked[id(f)], eeg) for eeg, f in runs] for s, runs in data.items()},
+                               lags, alpha)
+    coef = np.stack([fits[s][0] for s in data])                       # (S, F, C, L)
+    return clusters_from_coef(coef, adjacency, times=lags / sfreq, ch_names=names,
+                              feature_ids=ids_all[columns], n_permutations=n_permutations,
+                              threshold=threshold, level=level, model=model, layer=layer,
+                              random_state=random_state, n_jobs=n_jobs)
+
+
+@fill_doc
+def clusters_from_coef(coef, adjacency, *, times, ch_names, feature_ids, n_permutations=1024,
+                       threshold=None, level=0.05, model="", layer=-1, random_state=None, n_jobs=None):
+    """Group stage of :func:`feature_cluster_test` from per-subject all-channel TRF weights.
+
+    Parameters
+    ----------
+    coef : ndarray, shape (n_subjects, n_features, n_channels, n_lags)
+        Per-subject TRF weights.
+    adjacency : scipy.sparse array, shape (n_channels, n_channels)
+    times : ndarray, shape (n_lags,)
+        Lags in seconds.
+    ch_names : list of str
+    feature_ids : array of int, shape (n_features,)
+    n_permutations, threshold, level, model, layer, n_jobs
+        As in :func:`feature_cluster_test`.
+    %(random_state)s
+
+    Returns
+    -------
+    result : ClusterTable
+    """
+    coef = np.asarray(coef, dtype=float)
+    if coef.ndim != 4 or coef.shape[0] < 2:
+        raise InputError(f"coef must have shape (n_subjects >= 2, n_features, n_channels, n_lags), "
+                         f"got {coef.shape}.")
+    feature_ids = np.asarray(feature_ids)
     rng = np.random.default_rng(random_state)
-    times = lags / sfreq
     frames, t_obs = [], []
-    for j, col in enumerate(columns):
+    for j, fid in enumerate(feature_ids):
         res = stats.cluster_test(coef[:, j].transpose(0, 2, 1), adjacency, threshold=threshold,
                                  n_permutations=n_permutations, random_state=rng, n_jobs=n_jobs)
         t_obs.append(res.t_obs)
-        table = res.to_frame(times=times, ch_names=names)
-        table.insert(0, "feature", int(ids_all[col]))
+        table = res.to_frame(times=times, ch_names=ch_names)
+        table.insert(0, "feature", int(fid))
         frames.append(table)
-    clusters = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    clusters = pd.concat(frames, ignore_index=True)
     clusters.insert(0, "layer", layer)
     clusters.insert(0, "model", model)
-    clusters["pval_corrected"] = np.minimum(1.0, clusters["pval"].to_numpy() * len(columns))
+    clusters["pval_corrected"] = np.minimum(1.0, clusters["pval"].to_numpy() * len(feature_ids))
     clusters["significant"] = clusters["pval_corrected"] < level
-    return ClusterTable(clusters[list(CLUSTER_COLUMNS)], coef, np.stack(t_obs), times, names,
-                        ids_all[columns])
+    return ClusterTable(clusters[list(CLUSTER_COLUMNS)], coef, np.stack(t_obs), np.asarray(times),
+                        list(ch_names), feature_ids)

@@ -37,7 +37,7 @@ from .._docs import fill_doc
 from ..errors import InputError
 from ..trf import times_to_lags
 from ._data import check_data, resolve_channels
-from ._univariate import StimulusCache, fit_univariate
+from ._univariate import StimulusCache, fit_univariate_many
 from .features import feature_max, scale_max, select_features
 
 logger = logging.getLogger(__name__)
@@ -151,10 +151,13 @@ def prepare_features(data, *, sfreq, feature_ids=None, columns=None, min_rate=1.
     columns = np.asarray(columns, dtype=int)
     if columns.size == 0:
         raise InputError(f"No feature fires at least {min_rate} times per second; lower min_rate.")
-    picked = {s: [(eeg, f[:, columns]) for eeg, f in runs] for s, runs in data.items()}
+    # each distinct stimulus matrix is restricted and scaled once; subjects keep sharing it
+    distinct = {id(f): f for runs in data.values() for _, f in runs}
+    picked = {k: f[:, columns] for k, f in distinct.items()}
     if scale:
-        maxima = feature_max([f for runs in picked.values() for _, f in runs])
-        picked = {s: [(eeg, scale_max(f, maxima)) for eeg, f in runs] for s, runs in picked.items()}
+        maxima = feature_max(list(picked.values()))
+        picked = {k: scale_max(f, maxima) for k, f in picked.items()}
+    picked = {s: [(eeg, picked[id(f)]) for eeg, f in runs] for s, runs in data.items()}
     return picked, ids_all[columns]
 
 
@@ -239,30 +242,67 @@ def paper_protocol(data, *, sfreq, ch_names=None, channels="Pz", tmin=0.0, tmax=
     lags = times_to_lags(tmin, tmax, sfreq)
     coef_dev, coef_test = univariate_dev_test(data, lags, alpha, ch_idx, n_dev_runs, n_test_runs,
                                               verbose=verbose)
-    subjects = list(data)
+    return protocol_group(coef_dev, coef_test, lags=lags, sfreq=sfreq, subject_ids=list(data),
+                          feature_ids=ids, ch_names=ch_used, lag_selection=lag_selection,
+                          correction=correction, level=level, model=model, layer=layer)
+
+
+def protocol_group(coef_dev, coef_test, *, lags, sfreq, subject_ids, feature_ids, ch_names,
+                   lag_selection="group", correction="holm", level=0.05, model="", layer=-1):
+    """Group stage of the protocol (steps 3-5) from per-subject TRF weights.
+
+    Parameters
+    ----------
+    coef_dev, coef_test : ndarray, shape (n_subjects, n_features, n_channels, n_lags)
+        Development and test TRF weights of every subject.
+    lags : ndarray of int, shape (n_lags,)
+        Lags in samples.
+    sfreq : float
+        Sampling rate, Hz.
+    subject_ids : list of str
+    feature_ids : ndarray of int, shape (n_features,)
+    ch_names : list of str, length n_channels
+    lag_selection, correction, level, model, layer
+        As in :func:`paper_protocol`.
+
+    Returns
+    -------
+    result : ProtocolResult
+    """
+    _check_option("lag_selection", lag_selection, LAG_SELECTIONS)
+    coef_dev, coef_test = np.asarray(coef_dev, dtype=float), np.asarray(coef_test, dtype=float)
+    if coef_dev.shape != coef_test.shape or coef_dev.ndim != 4:
+        raise InputError(f"coef_dev and coef_test must both have shape (n_subjects, n_features, "
+                         f"n_channels, n_lags); got {coef_dev.shape} and {coef_test.shape}.")
+    lags = np.asarray(lags)
+    ids = np.asarray(feature_ids)
     features, per_subject = _test_extrema(coef_dev, coef_test, lags, sfreq, lag_selection)
     pcorr = stats.correct_pvalues(np.stack([features[s]["pval"] for s in SIGNS]),
                                   method=correction, alpha=level)
-    rows = _feature_rows(features, pcorr, ids, ch_used, model, layer, level)
-    subj_rows = _subject_rows(per_subject, subjects, ids, ch_used, lags, sfreq, model, layer)
+    rows = _feature_rows(features, pcorr, ids, list(ch_names), model, layer, level)
+    subj_rows = _subject_rows(per_subject, list(subject_ids), ids, list(ch_names), lags, sfreq, model,
+                              layer)
     table = rows[list(FEATURE_COLUMNS)]
-    summary = summarize(table, n_subjects=len(subjects), level=level)
-    return ProtocolResult(table, subj_rows, summary, coef_dev, coef_test, lags / sfreq, subjects,
-                          ids, ch_used)
+    summary = summarize(table, n_subjects=len(subject_ids), level=level)
+    return ProtocolResult(table, subj_rows, summary, coef_dev, coef_test, lags / sfreq,
+                          list(subject_ids), ids, list(ch_names))
 
 
 def univariate_dev_test(data, lags, alpha, ch_idx, n_dev_runs, n_test_runs, *, verbose=False):
     """Development and test TRF weights of every subject, (S, F, C, L) each."""
     cache = StimulusCache()
-    dev, test = [], []
-    for i, (subject, runs) in enumerate(data.items()):
+    splits = {"dev": {}, "test": {}}
+    for subject, runs in data.items():
         runs = [(f, eeg[:, ch_idx]) for eeg, f in runs]
-        dev_runs, test_runs = split_runs(runs, n_dev_runs, n_test_runs, subject)
-        dev.append(fit_univariate(dev_runs, lags, alpha, cache=cache)[0])
-        test.append(fit_univariate(test_runs, lags, alpha, cache=cache)[0])
+        splits["dev"][subject], splits["test"][subject] = split_runs(runs, n_dev_runs, n_test_runs,
+                                                                     subject)
+    out = []
+    for name, groups in splits.items():
+        fits = fit_univariate_many(groups, lags, alpha, cache=cache)
+        out.append(np.stack([fits[s][0] for s in data]))
         if verbose:
-            logger.info("protocol: subject %s (%d/%d) fitted", subject, i + 1, len(data))
-    return np.stack(dev), np.stack(test)
+            logger.info("protocol: %s TRFs of %d subjects fitted", name, len(data))
+    return out[0], out[1]
 
 
 def _test_extrema(coef_dev, coef_test, lags, sfreq, lag_selection):
