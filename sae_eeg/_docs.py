@@ -57,3 +57,11 @@ def fill_doc(obj):
     except KeyError as err:
         raise KeyError(f"Missing docdict entry {err} in the docstring of {obj.__qualname__}") from err
     return obj
+
+docdict["duration_clip"] = """
+duration : float
+    Length of the clip in seconds (> 0)."""
+
+docdict["sfreq_clip"] = """
+sfreq : float
+    Sampling rate of the clip in Hz (>= 8000). Default 16000."""
