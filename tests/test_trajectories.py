@@ -1,12 +1,11 @@
 """Feature trajectories: sparse resampling, baselines, SAE trajectories, cache."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 from scipy import sparse
 
+from _sae_helpers import FakeLayerActivations  # tests/_sae_helpers.py
 from sae_eeg.errors import InputError
 from sae_eeg.trajectories import (
     FeatureTrajectory, TimeSeries, TrajectoryCache, envelope, envelope_onsets, mel_envelopes,
@@ -107,14 +106,6 @@ def test_select_scale_save_load(tmp_path, rng):
 
 
 # --- SAE trajectories with stand-ins that have exactly the Backbone / SAE interface
-
-
-@dataclasses.dataclass(frozen=True)
-class FakeLayerActivations:
-    values: np.ndarray
-    times: np.ndarray
-    frame_rate: float
-    layer: int
 
 
 class FakeBackbone:
