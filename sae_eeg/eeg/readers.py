@@ -8,6 +8,7 @@ it (file present, checksum, declared sampling rate, NaNs, montage coverage).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 
@@ -206,13 +207,20 @@ def read_cnd_stim(path):
     return trials
 
 
+@functools.lru_cache(maxsize=1)
+def _cnd_cached(path, mtime_ns, unit_scale):
+    """The last CND file read: its runs are the trials of one file, read in a row."""
+    return read_cnd(path, unit_scale=unit_scale).raws
+
+
 def _read_cnd_trial(path, *, trial=None, unit_scale=1e-6, **_):
-    raws = read_cnd(path, unit_scale=unit_scale).raws
+    path = Path(path).resolve()
+    raws = _cnd_cached(str(path), path.stat().st_mtime_ns, float(unit_scale))
     if trial is None:
         raise InputError(f"CND file {str(path)!r} holds {len(raws)} trials; give eeg.trial.")
     if not 1 <= trial <= len(raws):
         raise InputError(f"eeg.trial {trial} is out of range for {str(path)!r} (1..{len(raws)}).")
-    return raws[trial - 1]
+    return raws[trial - 1].copy()  # callers may modify it in place
 
 
 def read_lalor_mat(path, *, unit_scale=1e-6, **_):
