@@ -129,6 +129,19 @@ def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None
 
     Computed tap by tap (no matrix), feature columns kept dense: use it for few columns.
 
+    Parameters
+    ----------
+    x : ndarray, shape (T[, F])
+        The signal; axis 0 is time.
+    sfreq, new_sfreq : float
+        Input and output sampling rates in Hz.
+    tmin : float
+        Time of the first input sample, s.
+    new_tmin : float | None
+        Time of the first output sample, s (default ``tmin``).
+    n_times : int | None
+        Number of output samples (default: up to the last input time).
+
     Returns
     -------
     y : ndarray, shape (n_times, F), float64
@@ -239,7 +252,18 @@ class FeatureTrajectory:
 
     @classmethod
     def from_dense(cls, data, *, sfreq, tmin=0.0, feature_ids=None):
-        """Build from a dense (T, F) array (zeros are dropped)."""
+        """Build from a dense array (zeros are dropped).
+
+        Parameters
+        ----------
+        data : ndarray, shape (T, F)
+        sfreq : float
+            Sampling rate, Hz.
+        tmin : float
+            Time of the first sample, s. Default 0.
+        feature_ids : array-like of int, shape (F,) | None
+            Default 0..F-1.
+        """
         data = np.asarray(data)
         ids = np.arange(data.shape[1]) if feature_ids is None else feature_ids
         return cls(sparse.csr_array(data), sfreq, tmin, ids)
@@ -281,7 +305,17 @@ class FeatureTrajectory:
         return FeatureTrajectory(out, new_sfreq, new_tmin, self.feature_ids)
 
     def select(self, feature_ids):
-        """Keep the columns of the given SAE feature ids, in that order."""
+        """Keep the columns of the given SAE feature ids, in that order.
+
+        Parameters
+        ----------
+        feature_ids : array-like of int
+            SAE feature ids (not column positions).
+
+        Returns
+        -------
+        trajectory : FeatureTrajectory
+        """
         wanted = np.asarray(feature_ids, dtype=np.int64).ravel()
         position = {int(f): i for i, f in enumerate(self.feature_ids)}
         missing = [int(f) for f in wanted if int(f) not in position]
@@ -320,7 +354,13 @@ class FeatureTrajectory:
         return dataclasses.replace(self, data=data)
 
     def save(self, path):
-        """Write to a ``.npz`` file atomically (sparse components, sfreq, tmin, ids)."""
+        """Write to a ``.npz`` file atomically (sparse components, sfreq, tmin, ids).
+
+        Parameters
+        ----------
+        path : path-like
+            The file to write.
+        """
         data = self.data
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
@@ -332,7 +372,13 @@ class FeatureTrajectory:
 
     @classmethod
     def load(cls, path):
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : path-like
+            A ``.npz`` file from :meth:`save`.
+        """
         try:
             with np.load(path) as z:
                 data = sparse.csr_array(
@@ -378,7 +424,18 @@ def sae_trajectory(backbone, sae, layer, waveform, sfreq):
 
 
 def module_hash(module):
-    """sha256 over a torch module's state dict (names, shapes, dtypes and values)."""
+    """sha256 over a torch module's state dict (names, shapes and float32 values).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        E.g. the SAE.
+
+    Returns
+    -------
+    digest : str
+        Hex sha256.
+    """
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         array = np.ascontiguousarray(tensor.detach().cpu().float().numpy())
@@ -401,7 +458,21 @@ class TrajectoryCache:
         self.root = Path(root)
 
     def path(self, *, stimulus_hash, backbone, layer, sae_hash, sfreq):
-        """File of one cache entry (exists or not)."""
+        """File of one cache entry (exists or not).
+
+        Parameters
+        ----------
+        stimulus_hash : str
+            :func:`sae_eeg.audio.stimulus_hash` of the audio.
+        backbone : str
+            Backbone name.
+        layer : int
+            Layer, from 1.
+        sae_hash : str
+            :func:`module_hash` of the SAE.
+        sfreq : float | None
+            Rate of the stored trajectory (None: the frame rate).
+        """
         key = config_hash({
             "stimulus": stimulus_hash, "backbone": str(backbone), "layer": int(layer),
             "sae": sae_hash, "sfreq": None if sfreq is None else float(sfreq),

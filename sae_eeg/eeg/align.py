@@ -231,7 +231,22 @@ def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject
 
 
 def find_run_markers(raw, run_entry, *, where="run"):
-    """Onset and end (or None) of a manifest run in seconds from the Raw's first sample."""
+    """Onset and end (or None) of a manifest run in seconds from the Raw's first sample.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        The recording as read (markers are exact samples of its rate).
+    run_entry : Run
+        The manifest run (``onset`` and optional ``end`` markers).
+    where : str
+        Names the run in error messages.
+
+    Returns
+    -------
+    onset : float
+    end : float | None
+    """
     sfreq = raw.info["sfreq"]
     onset = find_marker(raw, run_entry.onset, where=where) / sfreq
     end = None if run_entry.end is None else find_marker(raw, run_entry.end, where=where) / sfreq

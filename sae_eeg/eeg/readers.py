@@ -30,7 +30,18 @@ _EXTENSIONS = {
 
 
 def infer_format(path):
-    """The reader format of ``path`` from its extension (``.mat`` is inspected)."""
+    """The reader format of ``path`` from its extension (``.mat`` is inspected).
+
+    Parameters
+    ----------
+    path : path-like
+        An EEG file.
+
+    Returns
+    -------
+    format : str
+        A key of :data:`READERS`.
+    """
     name = Path(path).name.lower()
     for ext, fmt in _EXTENSIONS.items():
         if name.endswith(ext):
@@ -187,7 +198,19 @@ def read_cnd(path, *, stim_path=None, unit_scale=1e-6):
 
 
 def read_cnd_stim(path):
-    """Read the ``stim`` struct of a CND ``dataStim.mat``: per trial, name -> TimeSeries."""
+    """Read the ``stim`` struct of a CND ``dataStim.mat``.
+
+    Parameters
+    ----------
+    path : path-like
+        ``dataStim.mat`` with the struct ``stim`` (``data`` features x trials,
+        ``names``, ``fs``).
+
+    Returns
+    -------
+    trials : list of dict of str -> TimeSeries
+        Per trial, each feature as a (T, n_dims) series starting at 0 s.
+    """
     path = _check_file(path, "CND stimulus file")
     mat = _loadmat(path)
     if "stim" not in mat:
@@ -229,6 +252,13 @@ def read_lalor_mat(path, *, unit_scale=1e-6, **_):
     The file holds ``eegData`` (T, 128) on the BioSemi 128 layout, ``mastoids`` (T, 2)
     and ``fs``. Channels are named after MNE's ``biosemi128`` montage (A1..D32); the
     mastoids become ``M1``/``M2`` (type misc).
+
+    Parameters
+    ----------
+    path : path-like
+        ``Subject<N>_Run<M>.mat``.
+    unit_scale : float
+        Factor to volts (the data are in microvolts: 1e-6).
 
     Returns
     -------
@@ -285,7 +315,15 @@ def read_raw(path, *, format="auto", trial=None, unit_scale=1e-6):
 
 
 def check_finite(raw, *, name="EEG"):
-    """Raise :class:`InputError` naming the channels that hold NaN or Inf samples."""
+    """Raise :class:`InputError` naming the channels that hold NaN or Inf samples.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        Preloaded recording (checked channel by channel, without a copy).
+    name : str
+        Names the recording in the message.
+    """
     bad = [ch for ch, row in zip(raw.ch_names, raw._data) if not np.isfinite(row).all()]
     if bad:
         raise InputError(
@@ -295,7 +333,21 @@ def check_finite(raw, *, name="EEG"):
 
 
 def apply_montage(raw, montage, *, name="EEG"):
-    """Set an MNE built-in montage; raise if an EEG channel has no position in it."""
+    """Set an MNE built-in montage; raise if an EEG channel has no position in it.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        Modified in place.
+    montage : str
+        Name of an MNE built-in montage.
+    name : str
+        Names the recording in the message.
+
+    Returns
+    -------
+    raw : mne.io.Raw
+    """
     montage_obj = mne.channels.make_standard_montage(montage)
     eeg_names = [raw.ch_names[i] for i in mne.pick_types(raw.info, eeg=True, exclude=[])]
     known = set(montage_obj.ch_names)
