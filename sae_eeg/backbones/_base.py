@@ -59,8 +59,10 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._check import _ensure_int, _soft_import, _validate_type
+from .._docs import fill_doc
 from ..audio import check_waveform, resample
 from ..errors import BackboneError, InputError
 
@@ -277,7 +279,8 @@ class Backbone(abc.ABC):
         chunk = waveform[start:start + n_samples]
         return np.pad(chunk, (0, n_samples - len(chunk)))
 
-    def activations(self, waveform, sfreq, layers, *, batch_size=8):
+    @fill_doc
+    def activations(self, waveform, sfreq, layers, *, batch_size=8, verbose=False):
         """Block outputs of the requested layers over a whole stimulus, with frame times.
 
         All layers come from one forward pass per batch of windows; the pass
@@ -294,6 +297,7 @@ class Backbone(abc.ABC):
             Layers, numbered from 1 (layer n = output of block n).
         batch_size : int
             Windows per forward pass. Default 8.
+        %(verbose)s
 
         Returns
         -------
@@ -326,7 +330,8 @@ class Backbone(abc.ABC):
         else:
             window_samples = self._window_samples(self.window_frames)
         out = {layer: np.empty((n_frames, self.d_model), dtype=np.float32) for layer in layers}
-        for b0 in range(0, len(starts), batch_size):
+        batches = range(0, len(starts), batch_size)
+        for b0 in tqdm(batches, desc=f"{self.kind} windows", unit="batch", disable=not verbose):
             batch = starts[b0:b0 + batch_size]
             chunks = [self._chunk(waveform, int(s), window_samples) for s in batch]
             captured = self._capture(chunks, layers, torch)
