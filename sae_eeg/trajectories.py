@@ -73,8 +73,14 @@ class _Kernel:
         return np.where(inside, h, 0.0)
 
 
-def _row_weights(n_in, sfreq, tmin, new_sfreq, new_tmin, n_times, kernel):
+def _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times):
     """Input indices (n_times, W) and normalised weights of each output sample."""
+    sfreq, new_sfreq = _check_rate(sfreq, "sfreq"), _check_rate(new_sfreq, "new_sfreq")
+    tmin = float(tmin)
+    new_tmin = tmin if new_tmin is None else float(new_tmin)
+    if n_times is None:
+        n_times = _default_n_times(n_in, sfreq, tmin, new_sfreq, new_tmin)
+    kernel = _Kernel(sfreq, new_sfreq)
     t_out = _grid(new_tmin, new_sfreq, n_times)
     centre = np.round((t_out - tmin) * sfreq).astype(np.int64)
     offsets = np.arange(-kernel.half_taps, kernel.half_taps + 1)
@@ -86,6 +92,7 @@ def _row_weights(n_in, sfreq, tmin, new_sfreq, new_tmin, n_times, kernel):
     return np.clip(idx, 0, max(n_in - 1, 0)), weights
 
 
+@fill_doc
 def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None):
     """Sparse banded resampling operator R, shape (n_times, n_in): ``y = R @ x``.
 
@@ -97,25 +104,14 @@ def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=
     ----------
     n_in : int
         Number of input samples.
-    sfreq, new_sfreq : float
-        Input and output sampling rates in Hz.
-    tmin : float
-        Time of the first input sample, s.
-    new_tmin : float | None
-        Time of the first output sample, s (default ``tmin``).
-    n_times : int | None
-        Number of output samples (default: up to the last input time).
+    %(resample_grid)s
 
     Returns
     -------
     R : scipy.sparse.csr_array, shape (n_times, n_in), float64
     """
-    sfreq, new_sfreq = _check_rate(sfreq, "sfreq"), _check_rate(new_sfreq, "new_sfreq")
-    new_tmin = float(tmin) if new_tmin is None else float(new_tmin)
-    if n_times is None:
-        n_times = _default_n_times(n_in, sfreq, tmin, new_sfreq, new_tmin)
-    kernel = _Kernel(sfreq, new_sfreq)
-    idx, weights = _row_weights(n_in, sfreq, float(tmin), new_sfreq, new_tmin, n_times, kernel)
+    idx, weights = _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times)
+    n_times = len(idx)
     rows = np.repeat(np.arange(n_times), idx.shape[1])
     matrix = sparse.coo_array(
         (weights.ravel(), (rows, idx.ravel())), shape=(n_times, n_in)
@@ -124,6 +120,7 @@ def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=
     return matrix
 
 
+@fill_doc
 def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None):
     """Resample a dense (T, F) array with the same filter as :func:`resample_matrix`.
 
@@ -133,27 +130,16 @@ def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None
     ----------
     x : ndarray, shape (T[, F])
         The signal; axis 0 is time.
-    sfreq, new_sfreq : float
-        Input and output sampling rates in Hz.
-    tmin : float
-        Time of the first input sample, s.
-    new_tmin : float | None
-        Time of the first output sample, s (default ``tmin``).
-    n_times : int | None
-        Number of output samples (default: up to the last input time).
+    %(resample_grid)s
 
     Returns
     -------
     y : ndarray, shape (n_times, F), float64
     """
-    sfreq, new_sfreq = _check_rate(sfreq, "sfreq"), _check_rate(new_sfreq, "new_sfreq")
     x = np.asarray(x, dtype=np.float64)
     x2 = x.reshape(len(x), -1)
-    new_tmin = float(tmin) if new_tmin is None else float(new_tmin)
-    if n_times is None:
-        n_times = _default_n_times(len(x2), sfreq, tmin, new_sfreq, new_tmin)
-    kernel = _Kernel(sfreq, new_sfreq)
-    idx, weights = _row_weights(len(x2), sfreq, float(tmin), new_sfreq, new_tmin, n_times, kernel)
+    idx, weights = _resampling_weights(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times)
+    n_times = len(idx)
     out = np.zeros((n_times, x2.shape[1]))
     for tap in range(idx.shape[1]):
         out += weights[:, tap, None] * x2[idx[:, tap]]
