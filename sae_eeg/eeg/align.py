@@ -23,6 +23,7 @@ from .preprocess import preprocess
 from .readers import read_run
 
 _TRAILING_INT = re.compile(r"(-?\d+)\s*$")
+_TRIGGER_MASK = 2**16 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +66,12 @@ def _trigger_events(raw):
     """(sample, code) of every trigger: stim channels first, else numeric annotations."""
     stim = mne.pick_types(raw.info, stim=True, exclude=[])
     if len(stim):
-        events = mne.find_events(raw, shortest_event=1, initial_event=True, consecutive=True,
-                                 verbose=False)
+        # BioSemi (BDF) Status channels carry status bits above the 16 trigger bits
+        high_bits = max(np.abs(raw._data[i]).max() for i in stim) > _TRIGGER_MASK
+        events = mne.find_events(
+            raw, shortest_event=1, initial_event=True, consecutive=True, verbose=False,
+            mask=_TRIGGER_MASK if high_bits else None, mask_type="and",
+        )
         return events[:, 0] - raw.first_samp, events[:, 2]
     samples, descriptions = _annotation_events(raw)
     matches = [_TRAILING_INT.search(d) for d in descriptions]
