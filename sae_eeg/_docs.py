@@ -35,6 +35,16 @@ new_sfreq : float
     Rate of the output grid, Hz (first sample at 0 s, ``floor(duration * new_sfreq)``
     samples)."""
 
+docdict["resample_grid"] = """
+sfreq, new_sfreq : float
+    Input and output sampling rates in Hz.
+tmin : float
+    Time of the first input sample, s.
+new_tmin : float | None
+    Time of the first output sample, s (default ``tmin``).
+n_times : int | None
+    Number of output samples (default: up to the last input time)."""
+
 
 def fill_doc(obj):
     """Fill ``%(key)s`` placeholders in ``obj.__doc__`` from :data:`docdict`.

@@ -260,7 +260,7 @@ class Manifest(_Strict):
         return [(s.id, r) for s in self.all_subjects() for r in s.runs]
 
     def subject(self, subject):
-        """The :class:`Subject` of id ``subject``."""
+        """The :class:`Subject` of id ``subject`` (a str), or :class:`ManifestError`."""
         for entry in self.all_subjects():
             if entry.id == str(subject):
                 return entry
@@ -270,7 +270,7 @@ class Manifest(_Strict):
         )
 
     def run(self, subject, run):
-        """The :class:`Run` ``run`` of ``subject``."""
+        """The :class:`Run` of id ``run`` of ``subject`` (strs), or :class:`ManifestError`."""
         entry = self.subject(subject)
         for candidate in entry.runs:
             if candidate.id == str(run):

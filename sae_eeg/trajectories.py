@@ -73,8 +73,14 @@ class _Kernel:
         return np.where(inside, h, 0.0)
 
 
-def _row_weights(n_in, sfreq, tmin, new_sfreq, new_tmin, n_times, kernel):
+def _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times):
     """Input indices (n_times, W) and normalised weights of each output sample."""
+    sfreq, new_sfreq = _check_rate(sfreq, "sfreq"), _check_rate(new_sfreq, "new_sfreq")
+    tmin = float(tmin)
+    new_tmin = tmin if new_tmin is None else float(new_tmin)
+    if n_times is None:
+        n_times = _default_n_times(n_in, sfreq, tmin, new_sfreq, new_tmin)
+    kernel = _Kernel(sfreq, new_sfreq)
     t_out = _grid(new_tmin, new_sfreq, n_times)
     centre = np.round((t_out - tmin) * sfreq).astype(np.int64)
     offsets = np.arange(-kernel.half_taps, kernel.half_taps + 1)
@@ -86,6 +92,7 @@ def _row_weights(n_in, sfreq, tmin, new_sfreq, new_tmin, n_times, kernel):
     return np.clip(idx, 0, max(n_in - 1, 0)), weights
 
 
+@fill_doc
 def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None):
     """Sparse banded resampling operator R, shape (n_times, n_in): ``y = R @ x``.
 
@@ -97,25 +104,14 @@ def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=
     ----------
     n_in : int
         Number of input samples.
-    sfreq, new_sfreq : float
-        Input and output sampling rates in Hz.
-    tmin : float
-        Time of the first input sample, s.
-    new_tmin : float | None
-        Time of the first output sample, s (default ``tmin``).
-    n_times : int | None
-        Number of output samples (default: up to the last input time).
+    %(resample_grid)s
 
     Returns
     -------
     R : scipy.sparse.csr_array, shape (n_times, n_in), float64
     """
-    sfreq, new_sfreq = _check_rate(sfreq, "sfreq"), _check_rate(new_sfreq, "new_sfreq")
-    new_tmin = float(tmin) if new_tmin is None else float(new_tmin)
-    if n_times is None:
-        n_times = _default_n_times(n_in, sfreq, tmin, new_sfreq, new_tmin)
-    kernel = _Kernel(sfreq, new_sfreq)
-    idx, weights = _row_weights(n_in, sfreq, float(tmin), new_sfreq, new_tmin, n_times, kernel)
+    idx, weights = _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times)
+    n_times = len(idx)
     rows = np.repeat(np.arange(n_times), idx.shape[1])
     matrix = sparse.coo_array(
         (weights.ravel(), (rows, idx.ravel())), shape=(n_times, n_in)
@@ -124,23 +120,26 @@ def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=
     return matrix
 
 
+@fill_doc
 def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None):
     """Resample a dense (T, F) array with the same filter as :func:`resample_matrix`.
 
     Computed tap by tap (no matrix), feature columns kept dense: use it for few columns.
 
+    Parameters
+    ----------
+    x : ndarray, shape (T[, F])
+        The signal; axis 0 is time.
+    %(resample_grid)s
+
     Returns
     -------
     y : ndarray, shape (n_times, F), float64
     """
-    sfreq, new_sfreq = _check_rate(sfreq, "sfreq"), _check_rate(new_sfreq, "new_sfreq")
     x = np.asarray(x, dtype=np.float64)
     x2 = x.reshape(len(x), -1)
-    new_tmin = float(tmin) if new_tmin is None else float(new_tmin)
-    if n_times is None:
-        n_times = _default_n_times(len(x2), sfreq, tmin, new_sfreq, new_tmin)
-    kernel = _Kernel(sfreq, new_sfreq)
-    idx, weights = _row_weights(len(x2), sfreq, float(tmin), new_sfreq, new_tmin, n_times, kernel)
+    idx, weights = _resampling_weights(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times)
+    n_times = len(idx)
     out = np.zeros((n_times, x2.shape[1]))
     for tap in range(idx.shape[1]):
         out += weights[:, tap, None] * x2[idx[:, tap]]
@@ -239,7 +238,18 @@ class FeatureTrajectory:
 
     @classmethod
     def from_dense(cls, data, *, sfreq, tmin=0.0, feature_ids=None):
-        """Build from a dense (T, F) array (zeros are dropped)."""
+        """Build from a dense array (zeros are dropped).
+
+        Parameters
+        ----------
+        data : ndarray, shape (T, F)
+        sfreq : float
+            Sampling rate, Hz.
+        tmin : float
+            Time of the first sample, s. Default 0.
+        feature_ids : array-like of int, shape (F,) | None
+            Default 0..F-1.
+        """
         data = np.asarray(data)
         ids = np.arange(data.shape[1]) if feature_ids is None else feature_ids
         return cls(sparse.csr_array(data), sfreq, tmin, ids)
@@ -281,7 +291,17 @@ class FeatureTrajectory:
         return FeatureTrajectory(out, new_sfreq, new_tmin, self.feature_ids)
 
     def select(self, feature_ids):
-        """Keep the columns of the given SAE feature ids, in that order."""
+        """Keep the columns of the given SAE feature ids, in that order.
+
+        Parameters
+        ----------
+        feature_ids : array-like of int
+            SAE feature ids (not column positions).
+
+        Returns
+        -------
+        trajectory : FeatureTrajectory
+        """
         wanted = np.asarray(feature_ids, dtype=np.int64).ravel()
         position = {int(f): i for i, f in enumerate(self.feature_ids)}
         missing = [int(f) for f in wanted if int(f) not in position]
@@ -320,7 +340,13 @@ class FeatureTrajectory:
         return dataclasses.replace(self, data=data)
 
     def save(self, path):
-        """Write to a ``.npz`` file atomically (sparse components, sfreq, tmin, ids)."""
+        """Write to a ``.npz`` file atomically (sparse components, sfreq, tmin, ids).
+
+        Parameters
+        ----------
+        path : path-like
+            The file to write.
+        """
         data = self.data
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
@@ -332,7 +358,13 @@ class FeatureTrajectory:
 
     @classmethod
     def load(cls, path):
-        """Read a file written by :meth:`save`."""
+        """Read a file written by :meth:`save`.
+
+        Parameters
+        ----------
+        path : path-like
+            A ``.npz`` file from :meth:`save`.
+        """
         try:
             with np.load(path) as z:
                 data = sparse.csr_array(
@@ -378,7 +410,18 @@ def sae_trajectory(backbone, sae, layer, waveform, sfreq):
 
 
 def module_hash(module):
-    """sha256 over a torch module's state dict (names, shapes, dtypes and values)."""
+    """sha256 over a torch module's state dict (names, shapes and float32 values).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        E.g. the SAE.
+
+    Returns
+    -------
+    digest : str
+        Hex sha256.
+    """
     digest = hashlib.sha256()
     for name, tensor in sorted(module.state_dict().items()):
         array = np.ascontiguousarray(tensor.detach().cpu().float().numpy())
@@ -401,7 +444,21 @@ class TrajectoryCache:
         self.root = Path(root)
 
     def path(self, *, stimulus_hash, backbone, layer, sae_hash, sfreq):
-        """File of one cache entry (exists or not)."""
+        """File of one cache entry (exists or not).
+
+        Parameters
+        ----------
+        stimulus_hash : str
+            :func:`sae_eeg.audio.stimulus_hash` of the audio.
+        backbone : str
+            Backbone name.
+        layer : int
+            Layer, from 1.
+        sae_hash : str
+            :func:`module_hash` of the SAE.
+        sfreq : float | None
+            Rate of the stored trajectory (None: the frame rate).
+        """
         key = config_hash({
             "stimulus": stimulus_hash, "backbone": str(backbone), "layer": int(layer),
             "sae": sae_hash, "sfreq": None if sfreq is None else float(sfreq),

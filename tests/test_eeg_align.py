@@ -55,6 +55,14 @@ def test_find_marker_rules(recording):
         find_marker(recording, Marker(sample=99999))
 
 
+def test_biosemi_status_bits_are_masked(rng):
+    status = np.full(2000, float(0xFF0000))  # BioSemi status bits set throughout
+    status[700:705] += 3
+    info = mne.create_info(["E0", "Status"], SFREQ, ["eeg", "stim"])
+    raw = mne.io.RawArray(np.vstack([rng.standard_normal(2000), status]), info, verbose=False)
+    assert find_marker(raw, Marker(trigger=3)) == 700
+
+
 def test_trigger_codes_from_annotations(rng):
     ann = mne.Annotations([1.0, 3.0], [0, 0], ["Stimulus/S  1", "Comment/12"])
     info = mne.create_info(["E0"], SFREQ, "eeg")

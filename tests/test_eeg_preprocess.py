@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import json
+import tracemalloc
 
 from sae_eeg.eeg import PreprocessConfig, detect_bad_channels, preprocess, save_preprocessed
 from sae_eeg.errors import ConfigError, InputError
@@ -124,3 +125,26 @@ def test_save_preprocessed_with_provenance(raw, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sub-01_eeg.fif", "sub-01_eeg.json"]
     with pytest.raises(InputError, match=r"must end in '_raw.fif' or '_eeg.fif', got 'x.fif'"):
         save_preprocessed(out, steps, tmp_path / "x.fif")
+
+
+def test_preprocessing_memory_stays_near_one_copy():
+    """In place, preprocessing allocates about the recording's own size at most (see
+    benchmarks/preprocess_memory.py for 64 ch x 60 min x 512 Hz)."""
+    rng = np.random.default_rng(0)
+    montage = mne.channels.make_standard_montage("biosemi64")
+    info = mne.create_info(montage.ch_names, SFREQ, "eeg")
+    raw = mne.io.RawArray(rng.standard_normal((64, int(SFREQ * 120))) * 1e-5, info,
+                          verbose=False)
+    raw.set_montage(montage, verbose=False)
+    raw._data[7] *= 50
+    size = raw._data.nbytes
+    tracemalloc.start()
+    try:
+        out, steps = preprocess(raw, {"notch": [50.0]}, copy=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert steps[3]["detected"] == [montage.ch_names[7]]
+    # one extra copy of the data would already exceed this (measured: 0.94 at 2 min,
+    # 0.76 at 60 min, the benchmark's size)
+    assert peak < 1.25 * size, peak / size

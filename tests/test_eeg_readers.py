@@ -149,6 +149,9 @@ def test_cnd_reader(tmp_path, rng):
     assert infer_format(tmp_path / "dataSub1.mat") == "cnd"
     via_manifest = read_raw(tmp_path / "dataSub1.mat", format="cnd", trial=2)
     np.testing.assert_array_equal(via_manifest.get_data(), raw.get_data())
+    via_manifest._data[:] = 0  # the file is read once for all its trials; runs are copies
+    again = read_raw(tmp_path / "dataSub1.mat", format="cnd", trial=2)
+    np.testing.assert_array_equal(again.get_data(), raw.get_data())
     with pytest.raises(InputError, match=r"eeg.trial 3 is out of range .* \(1..2\)"):
         read_raw(tmp_path / "dataSub1.mat", format="cnd", trial=3)
 

@@ -206,3 +206,30 @@ def test_no_partial_output_on_failure(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="disk full"):
         simulate_dataset(tmp_path / "y", [("a", 3.0)], n_subjects=3, sfreq=SFREQ, gap=(1, 2))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+@pytest.mark.slow
+def test_end_to_end_with_whisper_and_sae(tmp_path):
+    """Speech -> Whisper tiny.en -> BatchTopKSAE -> simulated EEG -> aligned run."""
+    from sae_eeg.backbones import bundled_whisper_path, load_backbone
+    from sae_eeg.sae import BatchTopKSAE
+    from sae_eeg.speech import speak
+    from sae_eeg.trajectories import TrajectoryCache
+
+    backbone = load_backbone(bundled_whisper_path(tmp_path / "models"))
+    sae = BatchTopKSAE(backbone.d_model, 64, 8).eval()
+    audio = speak("The old man was thin and gaunt with deep wrinkles in the back of his neck. "
+                  "Everything about him was old except his eyes.")
+    cache = TrajectoryCache(tmp_path / "cache")
+    traj = cache.trajectory(backbone, sae, 2, audio.waveform, audio.sfreq)
+    assert traj.sfreq == 50.0 and traj.data.nnz > 0
+    assert traj.n_times == pytest.approx(audio.duration * 50, abs=2)
+    busiest = np.argsort(-np.bincount(traj.data.indices, minlength=64))[:2]
+    ds = simulate_dataset(tmp_path / "bids", [("speech", audio)], n_subjects=2,
+                          features={"speech": traj}, planted=busiest.tolist(), sfreq=SFREQ,
+                          random_state=0)
+    manifest = load_manifest(ds.manifest_path)
+    aligned, _ = load_aligned_run(manifest, "01", "speech", traj, config=PRE)
+    assert aligned.features.sfreq == SFREQ
+    assert aligned.eeg.shape[0] == aligned.features.data.shape[0] == int(audio.duration * SFREQ)
+    assert [p["feature"] for p in ds.truth["planted"]] == busiest.tolist()

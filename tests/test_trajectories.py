@@ -1,12 +1,11 @@
 """Feature trajectories: sparse resampling, baselines, SAE trajectories, cache."""
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 from scipy import sparse
 
+from _sae_helpers import FakeLayerActivations  # tests/_sae_helpers.py
 from sae_eeg.errors import InputError
 from sae_eeg.trajectories import (
     FeatureTrajectory, TimeSeries, TrajectoryCache, envelope, envelope_onsets, mel_envelopes,
@@ -109,14 +108,6 @@ def test_select_scale_save_load(tmp_path, rng):
 # --- SAE trajectories with stand-ins that have exactly the Backbone / SAE interface
 
 
-@dataclasses.dataclass(frozen=True)
-class FakeLayerActivations:
-    values: np.ndarray
-    times: np.ndarray
-    frame_rate: float
-    layer: int
-
-
 class FakeBackbone:
     name = "fake-whisper"
     frame_rate = 50.0
@@ -154,6 +145,20 @@ def test_sae_trajectory_uses_frame_times(rng):
     np.testing.assert_allclose(traj.data.toarray(), expected, rtol=1e-5)
     assert traj.sfreq == 50.0 and traj.tmin == pytest.approx(0.01)
     np.testing.assert_array_equal(traj.feature_ids, np.arange(12))
+
+
+def test_sae_trajectory_with_the_real_sae(rng):
+    """The package's BatchTopKSAE (once merged) through sae_trajectory, on fake activations."""
+    sae_mod = pytest.importorskip("sae_eeg.sae")
+    if not hasattr(sae_mod, "BatchTopKSAE"):
+        pytest.skip("sae_eeg.sae is not merged into this branch yet")
+    sae = sae_mod.BatchTopKSAE(4, 16, 2).eval()
+    wave = rng.standard_normal(16000).astype(np.float32)
+    traj = sae_trajectory(FakeBackbone(), sae, 1, wave, 16000)
+    acts = FakeBackbone().activations(wave, 16000, [1])[1]
+    expected = sae.encode(torch.as_tensor(acts.values)).detach().numpy()
+    np.testing.assert_allclose(traj.data.toarray(), expected, rtol=1e-5, atol=1e-6)
+    assert traj.data.shape == (50, 16) and traj.sfreq == 50.0
 
 
 def test_trajectory_cache_hits_and_keys(tmp_path, rng):

@@ -23,6 +23,7 @@ from .preprocess import preprocess
 from .readers import read_run
 
 _TRAILING_INT = re.compile(r"(-?\d+)\s*$")
+_TRIGGER_MASK = 2**16 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +66,12 @@ def _trigger_events(raw):
     """(sample, code) of every trigger: stim channels first, else numeric annotations."""
     stim = mne.pick_types(raw.info, stim=True, exclude=[])
     if len(stim):
-        events = mne.find_events(raw, shortest_event=1, initial_event=True, consecutive=True,
-                                 verbose=False)
+        # BioSemi (BDF) Status channels carry status bits above the 16 trigger bits
+        high_bits = max(np.abs(raw._data[i]).max() for i in stim) > _TRIGGER_MASK
+        events = mne.find_events(
+            raw, shortest_event=1, initial_event=True, consecutive=True, verbose=False,
+            mask=_TRIGGER_MASK if high_bits else None, mask_type="and",
+        )
         return events[:, 0] - raw.first_samp, events[:, 2]
     samples, descriptions = _annotation_events(raw)
     matches = [_TRAILING_INT.search(d) for d in descriptions]
@@ -231,7 +236,22 @@ def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject
 
 
 def find_run_markers(raw, run_entry, *, where="run"):
-    """Onset and end (or None) of a manifest run in seconds from the Raw's first sample."""
+    """Onset and end (or None) of a manifest run in seconds from the Raw's first sample.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        The recording as read (markers are exact samples of its rate).
+    run_entry : Run
+        The manifest run (``onset`` and optional ``end`` markers).
+    where : str
+        Names the run in error messages.
+
+    Returns
+    -------
+    onset : float
+    end : float | None
+    """
     sfreq = raw.info["sfreq"]
     onset = find_marker(raw, run_entry.onset, where=where) / sfreq
     end = None if run_entry.end is None else find_marker(raw, run_entry.end, where=where) / sfreq

@@ -8,6 +8,7 @@ it (file present, checksum, declared sampling rate, NaNs, montage coverage).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from pathlib import Path
 
@@ -29,7 +30,18 @@ _EXTENSIONS = {
 
 
 def infer_format(path):
-    """The reader format of ``path`` from its extension (``.mat`` is inspected)."""
+    """The reader format of ``path`` from its extension (``.mat`` is inspected).
+
+    Parameters
+    ----------
+    path : path-like
+        An EEG file.
+
+    Returns
+    -------
+    format : str
+        A key of :data:`READERS`.
+    """
     name = Path(path).name.lower()
     for ext, fmt in _EXTENSIONS.items():
         if name.endswith(ext):
@@ -186,7 +198,19 @@ def read_cnd(path, *, stim_path=None, unit_scale=1e-6):
 
 
 def read_cnd_stim(path):
-    """Read the ``stim`` struct of a CND ``dataStim.mat``: per trial, name -> TimeSeries."""
+    """Read the ``stim`` struct of a CND ``dataStim.mat``.
+
+    Parameters
+    ----------
+    path : path-like
+        ``dataStim.mat`` with the struct ``stim`` (``data`` features x trials,
+        ``names``, ``fs``).
+
+    Returns
+    -------
+    trials : list of dict of str -> TimeSeries
+        Per trial, each feature as a (T, n_dims) series starting at 0 s.
+    """
     path = _check_file(path, "CND stimulus file")
     mat = _loadmat(path)
     if "stim" not in mat:
@@ -206,13 +230,20 @@ def read_cnd_stim(path):
     return trials
 
 
+@functools.lru_cache(maxsize=1)
+def _cnd_cached(path, mtime_ns, unit_scale):
+    """The last CND file read: its runs are the trials of one file, read in a row."""
+    return read_cnd(path, unit_scale=unit_scale).raws
+
+
 def _read_cnd_trial(path, *, trial=None, unit_scale=1e-6, **_):
-    raws = read_cnd(path, unit_scale=unit_scale).raws
+    path = Path(path).resolve()
+    raws = _cnd_cached(str(path), path.stat().st_mtime_ns, float(unit_scale))
     if trial is None:
         raise InputError(f"CND file {str(path)!r} holds {len(raws)} trials; give eeg.trial.")
     if not 1 <= trial <= len(raws):
         raise InputError(f"eeg.trial {trial} is out of range for {str(path)!r} (1..{len(raws)}).")
-    return raws[trial - 1]
+    return raws[trial - 1].copy()  # callers may modify it in place
 
 
 def read_lalor_mat(path, *, unit_scale=1e-6, **_):
@@ -221,6 +252,13 @@ def read_lalor_mat(path, *, unit_scale=1e-6, **_):
     The file holds ``eegData`` (T, 128) on the BioSemi 128 layout, ``mastoids`` (T, 2)
     and ``fs``. Channels are named after MNE's ``biosemi128`` montage (A1..D32); the
     mastoids become ``M1``/``M2`` (type misc).
+
+    Parameters
+    ----------
+    path : path-like
+        ``Subject<N>_Run<M>.mat``.
+    unit_scale : float
+        Factor to volts (the data are in microvolts: 1e-6).
 
     Returns
     -------
@@ -277,7 +315,15 @@ def read_raw(path, *, format="auto", trial=None, unit_scale=1e-6):
 
 
 def check_finite(raw, *, name="EEG"):
-    """Raise :class:`InputError` naming the channels that hold NaN or Inf samples."""
+    """Raise :class:`InputError` naming the channels that hold NaN or Inf samples.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        Preloaded recording (checked channel by channel, without a copy).
+    name : str
+        Names the recording in the message.
+    """
     bad = [ch for ch, row in zip(raw.ch_names, raw._data) if not np.isfinite(row).all()]
     if bad:
         raise InputError(
@@ -287,7 +333,21 @@ def check_finite(raw, *, name="EEG"):
 
 
 def apply_montage(raw, montage, *, name="EEG"):
-    """Set an MNE built-in montage; raise if an EEG channel has no position in it."""
+    """Set an MNE built-in montage; raise if an EEG channel has no position in it.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        Modified in place.
+    montage : str
+        Name of an MNE built-in montage.
+    name : str
+        Names the recording in the message.
+
+    Returns
+    -------
+    raw : mne.io.Raw
+    """
     montage_obj = mne.channels.make_standard_montage(montage)
     eeg_names = [raw.ch_names[i] for i in mne.pick_types(raw.info, eeg=True, exclude=[])]
     known = set(montage_obj.ch_names)

@@ -72,6 +72,19 @@ def random_features(duration, *, n_features=16, sfreq=50.0, rate=1.0, random_sta
     Each feature switches on at Poisson times (``rate`` per second) for 2-10 frames
     with a gamma-distributed amplitude.
 
+    Parameters
+    ----------
+    duration : float
+        Length, s.
+    n_features : int
+        Number of features F. Default 16.
+    sfreq : float
+        Frame rate, Hz. Default 50.
+    rate : float
+        Bursts per second per feature. Default 1.
+    random_state : int | numpy.random.Generator | None
+        Seed or generator.
+
     Returns
     -------
     trajectory : FeatureTrajectory, shape (floor(duration * sfreq), n_features)
