@@ -62,7 +62,8 @@ def encoding_table(rng):
 
 
 def recon_table(rng):
-    return pd.DataFrame([{"layer": layer, "sae": f"k{k}", "l0": float(k), "normalized_l2": 0.8 / np.sqrt(k) + 0.05 * layer}
+    return pd.DataFrame([{"layer": layer, "sae": f"k{k}", "l0": float(k),
+                          "normalized_l2": 0.8 / np.sqrt(k) + 0.05 * layer}
                          for layer in (1, 2, 3, 4) for k in (8, 32, 128)])
 
 
@@ -204,9 +205,12 @@ def test_trf_selection_errors(rng, tmp_path):
 def test_peak_lags_recovers_planted_peaks(rng):
     times = np.arange(0, 52) / SFREQ
     gfp = (np.exp(-0.5 * ((times - 0.1) / 0.02) ** 2) + 0.6 * np.exp(-0.5 * ((times - 0.25) / 0.02) ** 2)
-           + 0.3 * np.exp(-0.5 * ((times - 0.35) / 0.01) ** 2))
+           + 0.3 * np.exp(-0.5 * ((times - 0.35) / 0.01) ** 2)
+           + 0.1 * np.exp(-0.5 * ((times - 0.18) / 0.01) ** 2))  # a noise bump below 20 % of the max
     np.testing.assert_allclose(peak_lags(gfp, times, 2), [0.1, 0.25], atol=1 / SFREQ)
     np.testing.assert_allclose(peak_lags(gfp, times, 5), [0.1, 0.25, 0.35], atol=1 / SFREQ)
+    np.testing.assert_allclose(peak_lags(gfp, times, 5, min_ratio=0.05), [0.1, 0.18, 0.25, 0.35],
+                               atol=1 / SFREQ)
     ramp = np.linspace(0, 1, times.size)  # no interior peak: the edge maximum
     np.testing.assert_allclose(peak_lags(ramp, times, 3), [times[-1]])
 

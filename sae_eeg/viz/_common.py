@@ -189,5 +189,5 @@ def category_palette(values):
 
 def as_percent(ax, axis="y"):
     """Format ``axis`` of ``ax`` as a percentage of values in [0, 1]."""
-    fmt = PercentFormatter(xmax=1.0, decimals=0)
+    fmt = PercentFormatter(xmax=1.0, decimals=None)
     (ax.yaxis if axis == "y" else ax.xaxis).set_major_formatter(fmt)

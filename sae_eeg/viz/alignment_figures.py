@@ -20,6 +20,7 @@ import seaborn as sns
 from scipy.signal import find_peaks
 
 from .._check import _check_option, _validate_type
+from .._docs import fill_doc
 from ..errors import InputError
 from ._common import (
     as_percent,
@@ -58,6 +59,7 @@ def _split_label(split):
     return "" if split is None else f", {split} runs"
 
 
+@fill_doc
 def plot_trf_weights(table, path, *, channel="Pz", feature=None, split=None, feature_col="feature",
                      channel_col="channel", lag_col="lag", weight_col="weight", split_col="split"):
     """TRF weights over lags: a butterfly over channels with one channel highlighted.
@@ -71,8 +73,7 @@ def plot_trf_weights(table, path, *, channel="Pz", feature=None, split=None, fea
     table : pandas.DataFrame
         Tidy TRF weights, one row per (subject, feature, channel, lag[, split]):
         columns ``feature_col``, ``channel_col``, ``lag_col`` (s), ``weight_col``.
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     channel : str
         Channel highlighted. Default ``"Pz"``.
     feature : int | None
@@ -84,8 +85,7 @@ def plot_trf_weights(table, path, *, channel="Pz", feature=None, split=None, fea
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -109,7 +109,7 @@ def plot_trf_weights(table, path, *, channel="Pz", feature=None, split=None, fea
         return save_figure(fig, path)
 
 
-def peak_lags(gfp, times, n_peaks):
+def peak_lags(gfp, times, n_peaks, *, min_ratio=0.2):
     """The ``n_peaks`` highest local maxima of a global field power curve, in time order.
 
     Parameters
@@ -120,14 +120,17 @@ def peak_lags(gfp, times, n_peaks):
         Lags, s.
     n_peaks : int
         Number of peaks wanted (fewer when the curve has fewer maxima).
+    min_ratio : float
+        Maxima lower than ``min_ratio`` times the highest one are ignored (noise
+        between components). Default 0.2.
 
     Returns
     -------
     peaks : ndarray, shape (<= n_peaks,)
         Lags of the peaks, s (the global maximum when there is no interior peak).
     """
-    idx, _ = find_peaks(np.concatenate([[-np.inf], gfp, [-np.inf]]))
-    idx = idx - 1
+    padded = np.concatenate([[-np.inf], gfp, [-np.inf]])
+    idx = find_peaks(padded, height=min_ratio * np.max(gfp))[0] - 1
     best = idx[np.argsort(-gfp[idx], kind="stable")[:n_peaks]] if idx.size else [int(np.argmax(gfp))]
     return np.sort(times[np.asarray(best)])
 
@@ -153,6 +156,7 @@ def _eeg_info(ch_names, montage):
     return info, keep
 
 
+@fill_doc
 def plot_topomaps(table, path, *, feature=None, split=None, times=None, n_peaks=3, montage="colin27_1005",
                   feature_col="feature", channel_col="channel", lag_col="lag", weight_col="weight",
                   split_col="split"):
@@ -162,8 +166,7 @@ def plot_topomaps(table, path, *, feature=None, split=None, times=None, n_peaks=
     ----------
     table : pandas.DataFrame
         Tidy TRF weights over several channels (see :func:`plot_trf_weights`).
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     feature : int | None
         Feature shown; default the feature with the largest subject-mean |weight|.
     split : str | None
@@ -175,14 +178,14 @@ def plot_topomaps(table, path, *, feature=None, split=None, times=None, n_peaks=
         Number of peak lags when ``times`` is None. Default 3.
     montage : str | mne.channels.DigMontage
         Electrode positions: an MNE built-in montage name or a montage. Channels
-        it does not know are left out with a warning. Default ``"colin27_1005"`` (MNE 1.13's name of the former ``"standard_1005"``).
+        it does not know are left out with a warning. Default ``"colin27_1005"``
+        (MNE 1.13's name of the former ``"standard_1005"``).
     feature_col, channel_col, lag_col, weight_col, split_col : str
         Column names (defaults as in :func:`plot_trf_weights`).
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -216,6 +219,7 @@ def plot_topomaps(table, path, *, feature=None, split=None, times=None, n_peaks=
         return save_figure(fig, path)
 
 
+@fill_doc
 def plot_significant_fraction(summary, path, *, layer_col="layer", fraction_col="fraction_significant",
                               model_col="model"):
     """Bars of the fraction of significant features per layer, one colour per model.
@@ -226,15 +230,13 @@ def plot_significant_fraction(summary, path, *, layer_col="layer", fraction_col=
         One row per (model, layer) (``protocol_summary``, :func:`sae_eeg.alignment.summarize`):
         columns ``model_col``, ``layer_col``, ``fraction_col`` (in [0, 1]); repeated
         rows are averaged.
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     layer_col, fraction_col, model_col : str
         Column names. Defaults ``"layer"``, ``"fraction_significant"``, ``"model"``.
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -255,6 +257,7 @@ def plot_significant_fraction(summary, path, *, layer_col="layer", fraction_col=
         return save_figure(fig, path)
 
 
+@fill_doc
 def plot_layer_r(scores, path, *, layer_col="layer", r_col="r", space_col="feature_space",
                  subject_col="subject", model_col="model"):
     """Held-out prediction r per layer for each feature space, one panel per model.
@@ -268,16 +271,14 @@ def plot_layer_r(scores, path, *, layer_col="layer", r_col="r", space_col="featu
     scores : pandas.DataFrame
         Concatenated encoding tables (:func:`sae_eeg.alignment.encoding_scores`), one row
         per (subject, model, layer, feature space[, channel]).
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     layer_col, r_col, space_col, subject_col, model_col : str
         Column names. Defaults ``"layer"``, ``"r"``, ``"feature_space"``,
         ``"subject"``, ``"model"``.
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -294,7 +295,7 @@ def plot_layer_r(scores, path, *, layer_col="layer", r_col="r", space_col="featu
         fig, axes = new_figure(len(models), width=4.2, height=3.4, sharey=True)
         for ax, model in zip(axes, models):
             rows = per_subject[per_subject[model_col] == model]
-            layers = np.sort(rows[layer_col].unique())
+            layers = _layer_axis(rows, space_col, layer_col)
             for space in spaces:
                 _layer_line(ax, rows[rows[space_col] == space], layers, layer_col, r_col,
                             color=palette[space], label=str(space))
@@ -302,6 +303,13 @@ def plot_layer_r(scores, path, *, layer_col="layer", r_col="r", space_col="featu
             ax.set(xlabel="Layer", ylabel="Prediction r", title=str(model), xticks=layers)
             ax.legend(fontsize="small")
         return save_figure(fig, path)
+
+
+def _layer_axis(rows, space_col, layer_col):
+    """Layers of the spaces that vary over layers (a baseline's single layer label is left out)."""
+    n_layers = rows.groupby(space_col)[layer_col].transform("nunique")
+    layered = rows[n_layers > 1]
+    return np.sort((rows if layered.empty else layered)[layer_col].unique())
 
 
 def _layer_line(ax, rows, layers, layer_col, r_col, *, color, label):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 import seaborn as sns
+from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from .._check import _check_range, _ensure_int
+from .._docs import fill_doc
 from ._common import (
     as_percent,
     category_palette,
@@ -24,6 +26,7 @@ from ._common import (
 _UNLABELLED = "unlabelled"
 
 
+@fill_doc
 def plot_reconstruction_tradeoff(table, path, *, l0_col="l0", l2_col="normalized_l2", layer_col="layer",
                                  sae_col=None):
     """Reconstruction error against sparsity (L0): one colour per layer, points joined by L0.
@@ -33,8 +36,7 @@ def plot_reconstruction_tradeoff(table, path, *, l0_col="l0", l2_col="normalized
     table : pandas.DataFrame
         One row per SAE: the :func:`~sae_eeg.sae.reconstruction_metrics` dicts with a
         layer column (and optionally an SAE name column).
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     l0_col, l2_col, layer_col : str
         Column names. Defaults ``"l0"``, ``"normalized_l2"``, ``"layer"``.
     sae_col : str | None
@@ -42,8 +44,7 @@ def plot_reconstruction_tradeoff(table, path, *, l0_col="l0", l2_col="normalized
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -63,12 +64,14 @@ def plot_reconstruction_tradeoff(table, path, *, l0_col="l0", l2_col="normalized
         l0 = data[l0_col].to_numpy(dtype=float)
         if l0.min() > 0 and l0.max() / l0.min() > 10:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         ax.set(xlabel="L0 (active features per frame)", ylabel="Normalised L2 error",
                title="Reconstruction vs sparsity")
         ax.legend(fontsize="small")
         return save_figure(fig, path)
 
 
+@fill_doc
 def plot_consistency(table, path, *, sae_col="sae", iou_col="coverage", cosine_col="shared_fraction",
                      iou_floor_col=None, cosine_floor_col="floor_shared_fraction"):
     """Bars of seed consistency per SAE: IoU coverage and decoder-cosine shared fraction, with floors.
@@ -78,8 +81,7 @@ def plot_consistency(table, path, *, sae_col="sae", iou_col="coverage", cosine_c
     table : pandas.DataFrame
         One row per SAE compared with the reference (:func:`sae_eeg.evals.compare_saes`):
         columns ``sae_col``, ``iou_col`` and ``cosine_col`` (fractions in [0, 1]).
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     sae_col, iou_col, cosine_col : str
         Column names. Defaults ``"sae"``, ``"coverage"``, ``"shared_fraction"``.
     iou_floor_col, cosine_floor_col : str | None
@@ -88,8 +90,7 @@ def plot_consistency(table, path, *, sae_col="sae", iou_col="coverage", cosine_c
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -121,6 +122,7 @@ def plot_consistency(table, path, *, sae_col="sae", iou_col="coverage", cosine_c
         return save_figure(fig, path)
 
 
+@fill_doc
 def plot_erasure_curves(curves, path, *, concept_col="concept", n_removed_col="n_removed", mcc_col="mcc",
                         level=None):
     """Held-out MCC of a concept classifier as its top Fisher features are removed, per concept.
@@ -130,8 +132,7 @@ def plot_erasure_curves(curves, path, *, concept_col="concept", n_removed_col="n
     curves : pandas.DataFrame
         :attr:`sae_eeg.evals.ErasureResult.curves`: one row per (concept, number of
         features removed).
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     concept_col, n_removed_col, mcc_col : str
         Column names. Defaults ``"concept"``, ``"n_removed"``, ``"mcc"``.
     level : float | None
@@ -139,8 +140,7 @@ def plot_erasure_curves(curves, path, *, concept_col="concept", n_removed_col="n
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -158,11 +158,13 @@ def plot_erasure_curves(curves, path, *, concept_col="concept", n_removed_col="n
         if level is not None:
             ax.axhline(level, color="k", ls="--", lw=0.8, label=f"MCC = {level:g}")
         ax.set_ylim(min(-0.05, float(curves[mcc_col].min()) - 0.05), 1.05)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set(xlabel="Features removed (by Fisher score)", ylabel="Held-out MCC", title="Concept erasure")
         ax.legend(fontsize="small", ncol=1 + len(concepts) // 8)
         return save_figure(fig, path)
 
 
+@fill_doc
 def plot_steering(summary, path, *, alpha_col="alpha", fpr_col="fpr", wer_col="wer"):
     """False-speech rate on non-speech clips and WER on speech against the steering strength alpha.
 
@@ -170,15 +172,13 @@ def plot_steering(summary, path, *, alpha_col="alpha", fpr_col="fpr", wer_col="w
     ----------
     summary : pandas.DataFrame
         :attr:`sae_eeg.evals.SteeringReport.summary`: one row per alpha, rates in [0, 1].
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     alpha_col, fpr_col, wer_col : str
         Column names. Defaults ``"alpha"``, ``"fpr"``, ``"wer"``.
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -199,6 +199,7 @@ def plot_steering(summary, path, *, alpha_col="alpha", fpr_col="fpr", wer_col="w
         return save_figure(fig, path)
 
 
+@fill_doc
 def plot_tsne_by_label(embedding, path, *, labels=None, x_col="x", y_col="y", label_col="label",
                        feature_col="feature"):
     """2-D map of the features (e.g. t-SNE of encoder rows) coloured by label (speech/sound/music).
@@ -208,8 +209,7 @@ def plot_tsne_by_label(embedding, path, *, labels=None, x_col="x", y_col="y", la
     embedding : pandas.DataFrame
         One row per feature with coordinates ``x_col``, ``y_col``
         (:func:`sae_eeg.evals.feature_tsne`), and ``label_col`` unless ``labels`` is given.
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     labels : pandas.DataFrame | None
         Labels joined on ``feature_col`` (:func:`sae_eeg.evals.classify_features`);
         features without one are ``"unlabelled"``. Default None (labels in ``embedding``).
@@ -218,8 +218,7 @@ def plot_tsne_by_label(embedding, path, *, labels=None, x_col="x", y_col="y", la
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
@@ -246,6 +245,7 @@ def plot_tsne_by_label(embedding, path, *, labels=None, x_col="x", y_col="y", la
         return save_figure(fig, path)
 
 
+@fill_doc
 def plot_mel_receptive_fields(fields, path, *, feature_ids=None, lags=None, mel_freqs=None, n_cols=4):
     """Mel-spectrogram receptive fields of features, one image per feature.
 
@@ -257,8 +257,7 @@ def plot_mel_receptive_fields(fields, path, *, feature_ids=None, lags=None, mel_
     ----------
     fields : ndarray, shape (n_features, n_mels, n_window_frames)
         Receptive fields (log-mel values, low bands first).
-    path : path-like
-        Output path stem; ``.png`` and ``.svg`` are written.
+    %(figure_path)s
     feature_ids : array-like of int, shape (n_features,) | None
         Titles of the panels. Default ``0..n_features-1``.
     lags : array-like, shape (n_window_frames,) | None
@@ -270,8 +269,7 @@ def plot_mel_receptive_fields(fields, path, *, feature_ids=None, lags=None, mel_
 
     Returns
     -------
-    files : FigureFiles
-        Paths of the PNG and SVG.
+    %(figure_files)s
 
     Raises
     ------
