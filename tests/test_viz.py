@@ -181,6 +181,16 @@ def test_figure_text_in_svg(rng, tmp_path):
     assert "Feature 7" in svg and "Cz (mean ± s.e.m.)" in svg  # default: the strongest feature
 
 
+def test_single_channel_trf(rng, tmp_path):
+    """The protocol's one-channel table draws a butterfly of one; topographies need >= 3 channels."""
+    table = trf_table(rng, n_subjects=3)
+    pz = table[table.channel == "Pz"]
+    svg = plot_trf_weights(pz, tmp_path / "pz", feature=3, split="test").svg.read_text()
+    assert "Feature 3, test runs" in svg and "all channels (n = 1)" in svg
+    with pytest.raises(InputError, match=r"at least 3 channels; the montage knows \['Pz'\]"):
+        plot_topomaps(pz, tmp_path / "pz_topo")
+
+
 def test_tsne_labels_joined_from_table(rng, tmp_path):
     emb = tsne_table(rng)
     labels = emb[["feature", "label"]].iloc[:40]  # 20 features left without a label
@@ -265,7 +275,9 @@ def test_save_figure_suffix_and_overwrite(tmp_path):
     fig.subplots().plot([0, 1], [1, 0])
     first = save_figure(fig, tmp_path / "a.svg")  # a figure suffix is dropped from the stem
     assert first == FigureFiles(tmp_path / "a.png", tmp_path / "a.svg")
+    svg = first.svg.read_bytes()
     second = save_figure(fig, tmp_path / "a")
+    assert second.svg.read_bytes() == svg  # reproducible SVG: no date, fixed ids
     assert second == first and sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a.svg"]
     with pytest.raises(InputError, match="path must be an instance of path-like, got int"):
         save_figure(fig, 3)

@@ -102,7 +102,7 @@ def plot_trf_weights(table, path, *, channel="Pz", feature=None, split=None, fea
         ax.plot(wide.index * 1e3, wide.to_numpy(), color="0.65", lw=0.7, alpha=0.8)
         sns.lineplot(x=highlight[lag_col] * 1e3, y=highlight[weight_col], errorbar="se", ax=ax,
                      color="C3", lw=2, label=f"{channel} (mean ± s.e.m.)")
-        ax.plot([], [], color="0.65", lw=0.7, label=f"all {wide.shape[1]} channels")
+        ax.plot([], [], color="0.65", lw=0.7, label=f"all channels (n = {wide.shape[1]})")
         ax.axhline(0, color="k", lw=0.6)
         ax.set(xlabel="Lag (ms)", ylabel="TRF weight (a.u.)", title=f"Feature {feature}{_split_label(split)}")
         ax.legend(loc="best", fontsize="small")
