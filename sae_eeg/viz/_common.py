@@ -25,9 +25,11 @@ from ..errors import InputError
 #: Formats every figure is written in, in this order.
 FIGURE_FORMATS = ("png", "svg")
 _DPI = 150
-_RC = {
+_SAVE_RC = {
     "svg.fonttype": "none",      # text stays text in the SVG (editable, searchable)
     "svg.hashsalt": "sae-eeg",   # reproducible SVG ids
+}
+_RC = {
     "axes.titlesize": "medium",
     "axes.titleweight": "bold",
     "legend.frameon": False,
@@ -112,7 +114,7 @@ def save_figure(fig, path):
     files = {}
     for fmt in FIGURE_FORMATS:
         target = stem.with_name(f"{stem.name}.{fmt}")
-        with atomic_path(target) as tmp:
+        with atomic_path(target) as tmp, mpl.rc_context(_SAVE_RC):
             fig.savefig(tmp, format=fmt, dpi=_DPI, metadata={"Date": None} if fmt == "svg" else None)
         files[fmt] = target
     return FigureFiles(**files)
