@@ -75,3 +75,12 @@ duration : float
 docdict["sfreq_clip"] = """
 sfreq : float
     Sampling rate of the clip in Hz (>= 8000). Default 16000."""
+
+docdict["figure_path"] = """
+path : path-like
+    Output path stem: ``<path>.png`` and ``<path>.svg`` are written atomically (a
+    ``.png``/``.svg`` suffix is dropped; missing folders are created)."""
+
+docdict["figure_files"] = """
+files : FigureFiles
+    Paths of the PNG and the SVG written."""
