@@ -11,6 +11,9 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: umask can only be read by setting it
+
 _PROVENANCE_PACKAGES = (
     "sae-eeg", "numpy", "scipy", "torch", "transformers", "mne", "mne-bids", "pandas",
     "statsmodels", "nilearn", "scikit-learn",
@@ -30,6 +33,8 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.exists(tmp):  # mkstemp makes 0600 files: give the usual permissions
+            os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

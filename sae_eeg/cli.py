@@ -1,15 +1,53 @@
-"""The ``sae-eeg`` command line."""
+"""The ``sae-eeg`` command line.
+
+Every analysis command takes a pipeline config (YAML, see
+:class:`sae_eeg.pipeline.config.PipelineConfig` and ``analyses/configs/``) and says
+where its outputs went. Errors in configs, manifests or inputs are printed as one
+message (no traceback) and exit with status 2.
+"""
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import typer
 
 from . import __version__
+from .eeg import check_manifest
+from .errors import SaeEegError
+from .pipeline.config import load_pipeline_config
 from .pipeline.demo import run_demo
+from .pipeline.outputs import prepare_output_dir
+from .pipeline.stages import run_stages, subject_task
 
 app = typer.Typer(no_args_is_help=True, help="SAE features of audio models vs EEG.")
+manifest_app = typer.Typer(no_args_is_help=True, help="Dataset manifests.")
+app.add_typer(manifest_app, name="manifest")
+
+CONFIG = typer.Argument(..., help="Pipeline config (YAML).", exists=True, dir_okay=False)
+FORCE = typer.Option(False, "--force", help="Use an output folder written with another config.")
+
+
+def _clean_errors(func):
+    """Print sae_eeg errors as one message and exit with status 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except SaeEegError as err:
+            typer.secho(f"Error: {err}", err=True, fg="red")
+            raise typer.Exit(2) from err
+
+    return wrapper
+
+
+def _stages(config, stages, force):
+    cfg = load_pipeline_config(config)
+    prepare_output_dir(cfg.output_dir, cfg.model_dump(mode="json"), force=force)
+    run_stages(cfg, stages, verbose=True)
+    return cfg
 
 
 @app.command()
@@ -18,11 +56,71 @@ def version():
     typer.echo(__version__)
 
 
+@manifest_app.command("check")
+@_clean_errors
+def manifest_check(
+    file: Path = typer.Argument(..., help="Manifest (YAML)."),
+    root: Path = typer.Option(None, help="Dataset root (overrides the manifest's)."),
+    check_files: bool = typer.Option(True, help="Check that files exist (and checksums)."),
+):
+    """Validate a dataset manifest and print a summary."""
+    typer.echo(check_manifest(file, root=root, check_files=check_files).to_text())
+
+
+@app.command("train-sae")
+@_clean_errors
+def train_sae(config: Path = CONFIG, force: bool = FORCE):
+    """Train one SAE per configured layer on the stimulus audio."""
+    cfg = _stages(config, ("train_sae",), force)
+    typer.echo(f"SAEs in {Path(cfg.output_dir) / 'sae'}")
+
+
 @app.command()
-def demo(out: Path = typer.Option(Path("demo_output"), help="Output folder.")):
+@_clean_errors
+def extract(config: Path = CONFIG, force: bool = FORCE):
+    """Stimuli -> SAE feature trajectories, dense activations and acoustic baselines."""
+    cfg = _stages(config, ("train_sae", "extract"), force)
+    typer.echo(f"Trajectories in {Path(cfg.output_dir) / 'features'}")
+
+
+@app.command()
+@_clean_errors
+def preprocess(config: Path = CONFIG, force: bool = FORCE):
+    """Preprocess and align every run with its stimulus features."""
+    cfg = _stages(config, ("preprocess",), force)
+    typer.echo(f"Aligned runs in {Path(cfg.output_dir) / 'runs'}")
+
+
+@app.command()
+@_clean_errors
+def subject(config: Path = CONFIG, subject: str = typer.Option(..., help="Subject id."),
+            force: bool = FORCE):
+    """One subject's alignment analyses (every configured layer)."""
+    cfg = load_pipeline_config(config)
+    prepare_output_dir(cfg.output_dir, cfg.model_dump(mode="json"), force=force)
+    subject_task(cfg.model_dump(mode="json"), subject)
+    typer.echo(f"Tables in {Path(cfg.output_dir) / 'alignment'}/layer_*/subjects/{subject}")
+
+
+@app.command()
+@_clean_errors
+def group(config: Path = CONFIG, force: bool = FORCE):
+    """Per-subject analyses of every subject not done yet, then group statistics."""
+    cfg = _stages(config, ("subject", "group"), force)
+    typer.echo(f"Group tables in {Path(cfg.output_dir) / 'alignment'}/layer_*/group")
+
+
+@app.command()
+@_clean_errors
+def demo(
+    out: Path = typer.Option(Path("demo_output"), help="Output folder."),
+    size: str = typer.Option("full", help="'full', or 'small' (the test suite's reduced run)."),
+    scheduler: str = typer.Option(None, help="Dask scheduler: 'local' or tcp://HOST:PORT (default: serial)."),
+    force: bool = FORCE,
+):
     """Run the offline demo on data it generates."""
-    run_demo(out, echo=typer.echo)
-    typer.echo(f"Outputs in {out.resolve()}")
+    outputs = run_demo(out, size=size, scheduler=scheduler, force=force, echo=typer.echo)
+    typer.echo(f"Outputs in {Path(outputs['output_dir']).resolve()}")
 
 
 if __name__ == "__main__":

@@ -63,3 +63,16 @@ def test_bad_inputs(tmp_path):
         check_waveform(np.zeros(10), 0)
     with pytest.raises(InputError, match="new_sfreq must be > 0"):
         resample(np.zeros(10), sfreq=100, new_sfreq=-1)
+
+
+def test_atomic_files_get_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    from sae_eeg._io import write_text_atomic
+
+    umask = os.umask(0o022)
+    os.umask(umask)
+    write_text_atomic(tmp_path / "a.txt", "x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode)
+    assert mode == 0o666 & ~umask, oct(mode)  # as open() would make it, not mkstemp's 0600

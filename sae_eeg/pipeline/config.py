@@ -95,12 +95,16 @@ class SaeSettings(_Strict):
 class PipelineConfig(_Strict):
     """Configuration of the whole analysis (``sae-eeg`` subcommands, ``analyses/`` scripts).
 
-    Relative paths are resolved against the config file's folder.
+    ``manifest`` is the EEG dataset; the stimuli are those of the manifest unless
+    ``stimuli`` (name -> audio file) is given, which lets the SAE and extraction
+    stages run before any EEG exists. Relative paths are resolved against the
+    config file's folder.
     """
 
     name: str = "sae-eeg"
     output_dir: Path
-    manifest: Path
+    manifest: Path | None = None
+    stimuli: dict[str, Path] = {}
     backbone: str = "bundled-whisper-tiny.en"
     device: str = "cpu"
     layers: list[pydantic.PositiveInt]
@@ -111,6 +115,9 @@ class PipelineConfig(_Strict):
     scheduler: str | None = None
     n_workers: pydantic.PositiveInt = 2
     _resolve = pydantic.field_validator("output_dir", "manifest")(resolve_path)
+    _resolve_stimuli = pydantic.field_validator("stimuli")(
+        lambda v, info: {name: resolve_path(p, info) for name, p in v.items()}
+    )
 
     @pydantic.field_validator("scheduler")
     @classmethod

