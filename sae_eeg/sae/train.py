@@ -178,6 +178,11 @@ def train_saes(store, config, *, out_dir=None, device="cpu", resume=True, verbos
     -------
     saes : dict of int to BatchTopKSAE
         Trained SAE per layer (in eval mode, on ``device``).
+
+    Examples
+    --------
+    >>> store = ActivationStore(backbone, audio_files("speech/"), [1, 2, 3, 4])  # doctest: +SKIP
+    >>> saes = train_saes(store, TrainingConfig(layers=(1, 2, 3, 4)), out_dir="runs/tiny")  # doctest: +SKIP
     """
     if isinstance(config, dict):
         config = TrainingConfig.from_config(config)
