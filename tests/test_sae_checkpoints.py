@@ -159,3 +159,23 @@ def test_sae_must_match_backbone_layer():
         check_sae_for_backbone(sae, FakeBackbone(d_model=384), 2)
     with pytest.raises(CheckpointError, match=r"layer 5 does not exist in 'fake-backbone' \(layers 1..4\)"):
         check_sae_for_backbone(sae, backbone, 5)
+
+
+def test_hub_download_asks_only_for_the_layer(monkeypatch, tmp_path, x_TD):
+    """With a (fake) Hub, from_pretrained downloads through snapshot_download with layer patterns."""
+    import huggingface_hub
+
+    snapshot = tmp_path / "snapshot"
+    sae = _trained_like_sae()
+    save_sae(sae, snapshot, layer=3)
+    calls = []
+
+    def fake_snapshot_download(repo_id, allow_patterns=None, **kwargs):
+        calls.append((repo_id, allow_patterns))
+        return str(snapshot)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    loaded = BatchTopKSAE.from_pretrained("someone/audiosae-whisper", layer=3)
+    assert calls == [("someone/audiosae-whisper", ["*.json", "layer_3/*", "*layers.2/*"])]
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(x_TD), sae.encode(x_TD))

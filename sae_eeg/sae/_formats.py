@@ -119,8 +119,7 @@ def _hub_folder(repo_id, layer):
     hub = _soft_import("huggingface_hub", "Loading SAE checkpoints from the Hugging Face Hub")
     patterns = None
     if layer is not None:
-        patterns = ["*.json", *(f"{name}/*" for name in _layer_folder_names(layer)),
-                    f"*layers.{layer - 1}/*"]
+        patterns = ["*.json", f"layer_{layer}/*", f"*layers.{layer - 1}/*"]
     try:
         return Path(hub.snapshot_download(repo_id=repo_id, allow_patterns=patterns))
     except Exception as err:  # huggingface_hub raises many types (offline, 404, auth)

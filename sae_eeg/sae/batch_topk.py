@@ -208,6 +208,14 @@ class BatchTopKSAE(SparseAutoencoder):
     threshold : torch.Tensor
         Buffer (float32 scalar, or (F,) when read from a per-feature JumpReLU
         checkpoint); -1 until it has been estimated during training.
+
+    Examples
+    --------
+    >>> import torch
+    >>> sae = BatchTopKSAE(384, 3072, 50, random_state=0)
+    >>> codes = sae.encode_sparse(torch.randn(1000, 384))  # per-frame top-k until trained
+    >>> codes.shape, codes.nnz
+    ((1000, 3072), 50000)
     """
 
     architecture = "batch_topk"

@@ -46,6 +46,11 @@ def load_sae(path_or_repo, *, layer=None, device="cpu", architecture="batch_topk
     CheckpointError
         Nothing found, not a checkpoint, or inconsistent shapes (the message names the
         file and the shapes).
+
+    Examples
+    --------
+    >>> sae = load_sae("runs/whisper-tiny", layer=3)  # doctest: +SKIP
+    >>> codes_TF = sae.encode_sparse(acts_TD)  # doctest: +SKIP
     """
     _check_option("architecture", architecture, ARCHITECTURES)
     return ARCHITECTURES[architecture].from_pretrained(path_or_repo, layer=layer, device=device).eval()

@@ -14,6 +14,7 @@ from tqdm.auto import tqdm
 
 from .._check import _check_file, _check_range, _ensure_int, _validate_type
 from .._io import atomic_path, config_hash, write_json_atomic
+from ..backbones import load_backbone
 from ..errors import ConfigError, OutputExistsError
 from .batch_topk import BatchTopKSAE, BatchTopKTrainer
 from ._common import resolve_device
@@ -21,7 +22,7 @@ from .store import ActivationStore, Augmentation, audio_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingConfig", "read_training_config", "store_from_config", "train_saes"]
+__all__ = ["TrainingConfig", "read_training_config", "store_from_config", "train_saes", "train_saes_from_config"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,6 +178,11 @@ def train_saes(store, config, *, out_dir=None, device="cpu", resume=True, verbos
     -------
     saes : dict of int to BatchTopKSAE
         Trained SAE per layer (in eval mode, on ``device``).
+
+    Examples
+    --------
+    >>> store = ActivationStore(backbone, audio_files("speech/"), [1, 2, 3, 4])  # doctest: +SKIP
+    >>> saes = train_saes(store, TrainingConfig(layers=(1, 2, 3, 4)), out_dir="runs/tiny")  # doctest: +SKIP
     """
     if isinstance(config, dict):
         config = TrainingConfig.from_config(config)
@@ -345,3 +351,27 @@ def store_from_config(config, backbone):
     return ActivationStore(backbone, config["sources"], list(config["training"].layers), weights=config["weights"],
                            buffer_size=config["buffer_size"], refill_fraction=config["refill_fraction"],
                            augmentation=config["augmentation"], cache_dir=config["cache_dir"], seed=config["seed"])
+
+
+def train_saes_from_config(config, *, backbone=None):
+    """Train the SAEs a configuration describes (the ``sae-eeg train-sae`` command).
+
+    Parameters
+    ----------
+    config : dict | path-like
+        A dict or YAML/JSON file; see :func:`read_training_config`.
+    backbone : Backbone | None
+        An already loaded backbone to use instead of loading ``config["backbone"]``
+        with :func:`sae_eeg.backbones.load_backbone`. Default None.
+
+    Returns
+    -------
+    saes : dict of int to BatchTopKSAE
+        The trained SAE of every layer, also written to ``out_dir/layer_n/``.
+    """
+    checked = read_training_config(config)
+    if backbone is None:
+        backbone = load_backbone(checked["backbone"], device=checked["device"])
+    store = store_from_config(checked, backbone)
+    return train_saes(store, checked["training"], out_dir=checked["out_dir"], device=checked["device"],
+                      verbose=checked["verbose"])

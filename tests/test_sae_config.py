@@ -1,0 +1,62 @@
+"""Config-driven training (the `sae-eeg train-sae` entry point)."""
+
+import numpy as np
+import pytest
+import soundfile
+import yaml
+
+from sae_eeg.errors import ConfigError
+from sae_eeg.sae import Augmentation, load_sae, read_training_config, train_saes_from_config
+
+from _sae_helpers import FakeBackbone
+
+
+@pytest.fixture
+def config_file(tmp_path, rng):
+    for folder, n in (("speech", 3), ("noise", 1), ("music", 1)):
+        (tmp_path / folder).mkdir()
+        for i in range(n):
+            soundfile.write(tmp_path / folder / f"{i}.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32),
+                            16000)
+    config = {
+        "backbone": "fake", "out_dir": "run",
+        "data": {"datasets": {"speech": {"folder": "speech", "weight": 2.0}},
+                 "augmentation": {"noise_folder": "noise", "music_folder": "music", "p_noise": 0.5, "p_music": 0.2},
+                 "buffer_size": 128, "cache_dir": "cache"},
+        "training": {"layers": [1, 2], "expansion": 2, "k": 4, "n_steps": 6, "batch_size": 32, "warmup_steps": 2,
+                     "threshold_start": 2, "checkpoint_every": 3},
+    }
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_config_file_trains_every_layer(config_file, tmp_path):
+    checked = read_training_config(config_file)
+    assert checked["out_dir"] == tmp_path / "run"
+    assert checked["sources"]["speech"] == sorted((tmp_path / "speech").glob("*.wav"))
+    assert checked["augmentation"] == Augmentation(noise=(tmp_path / "noise" / "0.wav",),
+                                                   music=(tmp_path / "music" / "0.wav",), p_noise=0.5, p_music=0.2)
+    saes = train_saes_from_config(config_file, backbone=FakeBackbone(d_model=8))
+    assert sorted(saes) == [1, 2]
+    for layer in (1, 2):
+        loaded = load_sae(tmp_path / "run", layer=layer)
+        assert loaded.n_features == 16 and int(loaded.k) == 4
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda c: c.update(epochs=3), r"Unknown key\(s\) \['epochs'\] in the training config"),
+        (lambda c: c.pop("out_dir"), r"needs the key 'out_dir'"),
+        (lambda c: c["data"]["datasets"]["speech"].update(path="x"), r"Unknown key\(s\) \['path'\] in data.datasets.speech"),
+        (lambda c: c["training"].update(steps=3), r"Unknown training option\(s\) \['steps'\]"),
+        (lambda c: c["data"].update(datasets={}), r"data.datasets is empty"),
+    ],
+)
+def test_config_errors(config_file, change, match):
+    config = yaml.safe_load(config_file.read_text())
+    change(config)
+    config_file.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=match):
+        read_training_config(config_file)
