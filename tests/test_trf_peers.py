@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from sae_eeg.trf import (
-    TRF, alpha_from_mtrf, alpha_from_mtrfpy, lag_matrix, mtrf_from_alpha, mtrfpy_from_alpha,
-    trf_crossval, trf_predict, trf_train, weights_from_mtrf, weights_to_mtrf,
+    TRF,
+    alpha_from_mtrf,
+    alpha_from_mtrfpy,
+    lag_matrix,
+    mtrf_from_alpha,
+    mtrfpy_from_alpha,
+    trf_crossval,
+    trf_predict,
+    trf_train,
+    weights_from_mtrf,
+    weights_to_mtrf,
 )
 
 mtrf_model = pytest.importorskip("mtrf.model")

@@ -42,12 +42,12 @@ def _pearson_stats(W, b, held, xp):
 
 
 def _mse_stats(W, b, held, xp):
-    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
+    _, syy, _, shh, syh, n = _moments_from_stats(W, b, held, xp)
     return (syy - 2 * syh + shh) / n
 
 
 def _r2_stats(W, b, held, xp):
-    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
+    sy, syy, _, shh, syh, n = _moments_from_stats(W, b, held, xp)
     return 1 - (syy - 2 * syh + shh) / (syy - sy * sy / n)
 
 

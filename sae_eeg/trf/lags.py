@@ -96,6 +96,24 @@ def row_range(n_samples, lags, edge):
     return start, stop
 
 
+def valid_slice(lags, edge):
+    """Rows of every trial used for fitting and scoring, as a slice (see :func:`row_range`)."""
+    if edge == "zero":
+        return slice(None, None)
+    return slice(max(0, int(lags[-1])), min(0, int(lags[0])) or None)
+
+
+def coef_from_weights(W, n_lags):
+    """Lag-major design weights (P, C) as TRF coefficients (C, n_features, n_lags)."""
+    W = np.asarray(W)
+    return W.reshape(n_lags, -1, W.shape[-1]).transpose(2, 1, 0).copy()
+
+
+def weights_from_coef(coef):
+    """TRF coefficients (C, n_features, n_lags) as lag-major design weights (P, C)."""
+    return np.asarray(coef).transpose(2, 1, 0).reshape(-1, coef.shape[0])
+
+
 def _lag_rows(x_TF, lags, start, stop, xp):
     """Rows ``start..stop-1`` of the zero-padded lagged design, shape (n_rows, n_lags * F)."""
     n_T, n_F = x_TF.shape
