@@ -105,17 +105,19 @@ def case_a(rng, args):
           f"(max |weight| {np.abs(mt.weights).max():.2e})")
 
     from mne.decoding import ReceptiveField
+    from mne.utils import use_log_level
 
     X3, Y3 = np.stack(X, axis=1), np.stack(Y, axis=1)        # (n_times, n_epochs, n_ch)
     fits = [(a, k) for a in alphas for k in range(n_trials)]
     n_sub = min(args.peer_fits, len(fits)) if args.peer_fits else len(fits)
 
     def run_mne():
-        for a, k in fits[:n_sub]:
-            train = np.delete(np.arange(n_trials), k)
-            rf = ReceptiveField(tmin, tmax, fs, estimator=float(a), scoring="corrcoef")
-            rf.fit(X3[:, train], Y3[:, train])
-            rf.score(X3[:, [k]], Y3[:, [k]])
+        with use_log_level("error"):                          # no progress bars
+            for a, k in fits[:n_sub]:
+                train = np.delete(np.arange(n_trials), k)
+                rf = ReceptiveField(tmin, tmax, fs, estimator=float(a), scoring="corrcoef")
+                rf.fit(X3[:, train], Y3[:, train])
+                rf.score(X3[:, [k]], Y3[:, [k]])
 
     t_mne, m_mne, _ = _measure(run_mne)
     t_mne_full = t_mne * len(fits) / n_sub

@@ -18,12 +18,13 @@ from .conventions import (
     mtrf_from_alpha,
     mtrfpy_from_alpha,
     trf_crossval,
+    trf_nested_crossval,
     trf_predict,
     trf_train,
     weights_from_mtrf,
     weights_to_mtrf,
 )
-from .crossval import SCORERS, make_folds
+from .crossval import SCORERS, NestedCV, make_folds
 from .haufe import haufe_patterns
 from .lags import LagStats, lag_matrix, lagged_stats, times_to_lags
 from .model import TRF
@@ -39,6 +40,7 @@ __all__ = [
     "BandedTRF",
     "LagStats",
     "MultiSubjectTRF",
+    "NestedCV",
     "NullResult",
     "UnivariateTRFs",
     "alpha_from_mtrf",
@@ -54,6 +56,7 @@ __all__ = [
     "permutation_null",
     "times_to_lags",
     "trf_crossval",
+    "trf_nested_crossval",
     "trf_predict",
     "trf_train",
     "univariate_trfs",

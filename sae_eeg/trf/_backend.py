@@ -71,7 +71,9 @@ class NumpyOps:
         return np.linalg.eigh(a)
 
     def cho_solve(self, a, b):
-        """Solve ``a x = b`` for symmetric positive definite ``a`` (2-D)."""
+        """Solve ``a x = b`` for symmetric positive definite ``a`` (batched: LU per matrix)."""
+        if a.ndim > 2:
+            return np.linalg.solve(a, b)
         return scipy.linalg.cho_solve(scipy.linalg.cho_factor(a, check_finite=False), b,
                                       check_finite=False)
 

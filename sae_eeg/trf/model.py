@@ -66,8 +66,9 @@ class TRF(RegressorMixin, BaseEstimator):
         MNE); ``'valid'`` uses only samples whose lagged inputs are all inside the
         trial. Default 'zero'.
     solver : 'auto' | 'eigh' | 'cholesky'
-        ``'eigh'`` gives every alpha from one eigendecomposition; ``'auto'`` uses it
-        for several alphas and Cholesky for one.
+        ``'eigh'`` gives every alpha from one eigendecomposition per fold;
+        ``'cholesky'`` factorises once per alpha; ``'auto'`` picks the cheaper (Cholesky
+        up to 12 alphas, where one eigendecomposition costs about as much).
     backend : 'numpy' | 'torch'
         Array library for the computation; results are NumPy either way.
     device : str | None
