@@ -238,3 +238,12 @@ def _expected_failed(estimator):
                          expected_failed_checks=_expected_failed)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+def test_cuda_request_without_gpu_is_explained(rng):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the float32 GPU path is exercised instead")
+    with pytest.raises(ValueError, match=r"device='cuda' was asked for but CUDA is not available"):
+        TRF(0, 0.02, 100.0, backend="torch", device="cuda").fit(rng.standard_normal((50, 1)),
+                                                                 rng.standard_normal(50))

@@ -19,36 +19,43 @@ from .solvers import ridge_path, ridge_per_output
 
 
 def _moments_from_stats(W, b, held, xp):
-    """Sums over a held-out trial: (sum y, sum y^2, sum yhat, sum yhat^2, sum y*yhat, n).
+    """Centred second moments of a held-out trial from its statistics, no predictions.
 
-    ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C); results broadcast to (A, [B, ]C).
+    ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C). Returns ``(ss_y, ss_hat, cross, d_mean,
+    n)``: the sums of squares of ``y - mean(y)`` and ``y_hat - mean(y_hat)``, their cross
+    product, and ``mean(y) - mean(y_hat)``, each broadcast to (A, [B, ]C). The held-out
+    covariance is centred before it meets the weights, so the intercept (which can be
+    large next to the prediction's variance) never enters a difference of large sums.
     """
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
-    sxW = (sx[None, ..., None, :] @ W)[..., 0, :]            # (A, [B, ]C)
-    quad = ((xtx[None] @ W) * W).sum(axis=-2)                # diag(W^T xtx W)
-    cross = (xty[None] * W).sum(axis=-2)                     # diag(xty^T W)
-    s_hat = sxW + n * b
-    s_hat2 = quad + 2 * b * sxW + n * b * b
-    s_yhat = cross + b * sy
-    return sy, yty, s_hat, s_hat2, s_yhat, n
+    C_h = xtx - (sx[..., :, None] * sx[..., None, :]) / n       # centred lagged covariance
+    c_h = xty - (sx[..., :, None] * sy[..., None, :]) / n       # centred cross-covariance
+    ss_hat = ((C_h[None] @ W) * W).sum(axis=-2)
+    cross = (c_h[None] * W).sum(axis=-2)
+    ss_y = yty - sy * sy / n
+    d_mean = sy / n - ((sx[None, ..., None, :] @ W)[..., 0, :] / n + b)
+    return ss_y, ss_hat, cross, d_mean, n
 
 
 def _pearson_stats(W, b, held, xp):
-    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
-    cov = syh - sy * sh / n
-    var_y = syy - sy * sy / n
-    var_h = shh - sh * sh / n
-    return cov / xp.sqrt(var_y * var_h)
+    ss_y, ss_hat, cross, _, _ = _moments_from_stats(W, b, held, xp)
+    with np.errstate(divide="ignore", invalid="ignore"):     # constant prediction: NaN
+        return cross / xp.sqrt(ss_y * ss_hat)
+
+
+def _sse(W, b, held, xp):
+    ss_y, ss_hat, cross, d_mean, n = _moments_from_stats(W, b, held, xp)
+    return ss_y - 2 * cross + ss_hat + n * d_mean * d_mean, ss_y, n
 
 
 def _mse_stats(W, b, held, xp):
-    _, syy, _, shh, syh, n = _moments_from_stats(W, b, held, xp)
-    return (syy - 2 * syh + shh) / n
+    sse, _, n = _sse(W, b, held, xp)
+    return sse / n
 
 
 def _r2_stats(W, b, held, xp):
-    sy, syy, _, shh, syh, n = _moments_from_stats(W, b, held, xp)
-    return 1 - (syy - 2 * syh + shh) / (syy - sy * sy / n)
+    sse, ss_y, _ = _sse(W, b, held, xp)
+    return 1 - sse / ss_y
 
 
 def pearson(y_true, y_pred):
