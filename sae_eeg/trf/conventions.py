@@ -154,6 +154,17 @@ def trf_predict(model, stimulus=None, response=None):
     return preds if isinstance(inputs, (list, tuple)) else preds[0]
 
 
+def _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas, edge, backend, device):
+    """Per-trial statistics, engine alphas, lags, backend trials and ops for mTRF arguments."""
+    x, y = (stimulus, response) if direction == 1 else (response, stimulus)
+    X_list, y_list = _check_pair(x, y)
+    xp = get_ops(backend, device)
+    lags = direction_lags(tmin, tmax, sfreq, direction)
+    alphas = alpha_from_mtrf(_check_alphas(lambdas, "lambdas"), sfreq)
+    X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
+    return lagged_stats(X_b, y_b, lags, edge=edge, xp=xp), alphas, lags, (X_b, y_b), xp
+
+
 def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, cv=None,
                  scoring="pearson", edge="zero", backend="numpy", device=None):
     """Cross-validated scores for mTRF-Toolbox lambdas (``mTRFcrossval``).
@@ -180,13 +191,8 @@ def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, c
     scores : ndarray, shape (n_folds, n_lambdas, n_outputs)
         Score of each fold (mean over its held-out trials), lambda and output.
     """
-    x, y = (stimulus, response) if direction == 1 else (response, stimulus)
-    X_list, y_list = _check_pair(x, y)
-    xp = get_ops(backend, device)
-    lags = direction_lags(tmin, tmax, sfreq, direction)
-    alphas = alpha_from_mtrf(_check_alphas(lambdas, "lambdas"), sfreq)
-    X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
-    stats = lagged_stats(X_b, y_b, lags, edge=edge, xp=xp)
+    stats, alphas, lags, (X_b, y_b), xp = _mtrf_stats(stimulus, response, sfreq, direction, tmin,
+                                                      tmax, lambdas, edge, backend, device)
     return fold_scores(stats, alphas, make_folds(len(X_b), cv), fit_intercept=True, scoring=scoring,
                        solver="auto", xp=xp, trials=(X_b, y_b), lags=lags, edge=edge)
 
@@ -220,12 +226,7 @@ def trf_nested_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambda
         Outer-fold scores (n_outer, n_outputs) and the chosen values as engine alphas
         (``mtrf_from_alpha(result.alphas, sfreq)`` gives the MATLAB lambdas).
     """
-    x, y = (stimulus, response) if direction == 1 else (response, stimulus)
-    X_list, y_list = _check_pair(x, y)
-    xp = get_ops(backend, device)
-    lags = direction_lags(tmin, tmax, sfreq, direction)
-    alphas = alpha_from_mtrf(_check_alphas(lambdas, "lambdas"), sfreq)
-    stats = lagged_stats([xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list], lags,
-                         edge=edge, xp=xp)
+    stats, alphas, _, _, xp = _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas,
+                                          edge, backend, device)
     return nested_fold_scores(stats, alphas, cv_outer=cv_outer, cv_inner=cv_inner, scoring=scoring,
                               xp=xp)
