@@ -6,7 +6,13 @@ from scipy import stats
 from sklearn.base import clone
 
 from sae_eeg.trf import (
-    TRF, BandedTRF, bootstrap_coef, haufe_patterns, lag_matrix, multisubject_trf, permutation_null,
+    TRF,
+    BandedTRF,
+    bootstrap_coef,
+    haufe_patterns,
+    lag_matrix,
+    multisubject_trf,
+    permutation_null,
 )
 
 

@@ -86,7 +86,7 @@ def test_eigh_path_equals_direct_solve(rng, fit_intercept, scaled):
 @pytest.mark.parametrize("edge", ["zero", "valid"])
 def test_numpy_torch_parity(rng, solver, edge):
     X, Y, _, _ = _simulate(rng, 100.0, -0.02, 0.05, 2, 3, lengths=(200, 150, 180), noise=1.0)
-    kw = dict(alpha=[0.1, 10.0, 1000.0], solver=solver, edge=edge, alpha_per_output=True)
+    kw = {"alpha": [0.1, 10.0, 1000.0], "solver": solver, "edge": edge, "alpha_per_output": True}
     a = TRF(-0.02, 0.05, 100.0, **kw).fit(X, Y)
     b = TRF(-0.02, 0.05, 100.0, backend="torch", **kw).fit(X, Y)
     np.testing.assert_allclose(b.coef_, a.coef_, atol=1e-10)
@@ -153,19 +153,19 @@ def test_not_fitted_error():
 
 
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
-    (dict(edge="pad"), ValueError, r"Invalid value for 'edge': got 'pad'; allowed values are 'zero', 'valid'"),
-    (dict(solver="svd"), ValueError, r"Invalid value for 'solver': got 'svd'; allowed values are 'auto', 'eigh', 'cholesky'"),
-    (dict(scoring="pearsn"), ValueError, r"got 'pearsn'.*Did you mean 'pearson'"),
-    (dict(direction=0), ValueError, r"Invalid value for 'direction': got 0; allowed values are 1, -1"),
-    (dict(alpha=-1.0), ValueError, r"'alpha' must hold finite values >= 0.*got -1.0"),
-    (dict(alpha="big"), TypeError, r"'alpha' must be a positive number or a sequence of them; got 'big'"),
-    (dict(backend="jax"), ValueError, r"Invalid value for 'backend': got 'jax'; allowed values are 'numpy', 'torch'"),
-    (dict(device="cuda"), ValueError, r"device='cuda' needs backend='torch'"),
-    (dict(sfreq=0.0), ValueError, r"'sfreq' must be in \(0, inf\); got 0.0"),
-    (dict(fit_intercept="yes"), ValueError, r"Invalid value for 'fit_intercept': got 'yes'"),
+    ({"edge": "pad"}, ValueError, r"Invalid value for 'edge': got 'pad'; allowed values are 'zero', 'valid'"),
+    ({"solver": "svd"}, ValueError, r"Invalid value for 'solver': got 'svd'; allowed values are 'auto', 'eigh', 'cholesky'"),
+    ({"scoring": "pearsn"}, ValueError, r"got 'pearsn'.*Did you mean 'pearson'"),
+    ({"direction": 0}, ValueError, r"Invalid value for 'direction': got 0; allowed values are 1, -1"),
+    ({"alpha": -1.0}, ValueError, r"'alpha' must hold finite values >= 0.*got -1.0"),
+    ({"alpha": "big"}, TypeError, r"'alpha' must be a positive number or a sequence of them; got 'big'"),
+    ({"backend": "jax"}, ValueError, r"Invalid value for 'backend': got 'jax'; allowed values are 'numpy', 'torch'"),
+    ({"device": "cuda"}, ValueError, r"device='cuda' needs backend='torch'"),
+    ({"sfreq": 0.0}, ValueError, r"'sfreq' must be in \(0, inf\); got 0.0"),
+    ({"fit_intercept": "yes"}, ValueError, r"Invalid value for 'fit_intercept': got 'yes'"),
 ])
 def test_bad_parameters(rng, kwargs, error, match):
-    params = dict(tmin=0.0, tmax=0.02, sfreq=100.0) | kwargs
+    params = {"tmin": 0.0, "tmax": 0.02, "sfreq": 100.0} | kwargs
     with pytest.raises(error, match=match):
         TRF(**params).fit(rng.standard_normal((50, 1)), rng.standard_normal(50))
 
@@ -238,3 +238,12 @@ def _expected_failed(estimator):
                          expected_failed_checks=_expected_failed)
 def test_sklearn_compatible_estimator(estimator, check):
     check(estimator)
+
+
+def test_cuda_request_without_gpu_is_explained(rng):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: the float32 GPU path is exercised instead")
+    with pytest.raises(ValueError, match=r"device='cuda' was asked for but CUDA is not available"):
+        TRF(0, 0.02, 100.0, backend="torch", device="cuda").fit(rng.standard_normal((50, 1)),
+                                                                 rng.standard_normal(50))

@@ -6,8 +6,17 @@ import numpy as np
 import pytest
 
 from sae_eeg.trf import (
-    TRF, alpha_from_mtrf, alpha_from_mtrfpy, lag_matrix, mtrf_from_alpha, mtrfpy_from_alpha,
-    trf_crossval, trf_predict, trf_train, weights_from_mtrf, weights_to_mtrf,
+    TRF,
+    alpha_from_mtrf,
+    alpha_from_mtrfpy,
+    lag_matrix,
+    mtrf_from_alpha,
+    mtrfpy_from_alpha,
+    trf_crossval,
+    trf_predict,
+    trf_train,
+    weights_from_mtrf,
+    weights_to_mtrf,
 )
 
 mtrf_model = pytest.importorskip("mtrf.model")
@@ -131,3 +140,19 @@ def test_matches_sklearn_ridge_on_the_design(rng, edge):
     ours = TRF(-0.02, 0.05, 100.0, alpha=7.0, edge=edge).fit(X, Y)
     np.testing.assert_allclose(ours.coef_.transpose(0, 2, 1).reshape(2, -1), ref.coef_, atol=1e-10)
     np.testing.assert_allclose(ours.intercept_, ref.intercept_, atol=1e-10)
+
+
+def test_nested_crossval_equals_explicit_loops(trials):
+    from sae_eeg.trf import trf_nested_crossval
+
+    S, R = trials
+    lambdas = [0.01, 1.0, 100.0]
+    res = trf_nested_crossval(S, R, FS, 1, -0.05, 0.2, lambdas, cv_inner=2)
+    alphas = alpha_from_mtrf(lambdas, FS)
+    for k in range(len(S)):
+        train = [i for i in range(len(S)) if i != k]
+        m = TRF(-0.05, 0.2, FS, alpha=list(alphas), cv=2).fit([S[i] for i in train], [R[i] for i in train])
+        np.testing.assert_allclose(res.alphas[k], m.alpha_)
+        np.testing.assert_allclose(res.scores[k], m.score_outputs(S[k], R[k]), atol=1e-10)
+    with pytest.raises(ValueError, match=r"Nested cross-validation needs at least 3 trials; got 2"):
+        trf_nested_crossval(S[:2], R[:2], FS, 1, -0.05, 0.2, lambdas)

@@ -18,12 +18,13 @@ from .conventions import (
     mtrf_from_alpha,
     mtrfpy_from_alpha,
     trf_crossval,
+    trf_nested_crossval,
     trf_predict,
     trf_train,
     weights_from_mtrf,
     weights_to_mtrf,
 )
-from .crossval import SCORERS, make_folds
+from .crossval import SCORERS, NestedCV, make_folds
 from .haufe import haufe_patterns
 from .lags import LagStats, lag_matrix, lagged_stats, times_to_lags
 from .model import TRF
@@ -33,10 +34,32 @@ from .solvers import SOLVERS
 from .univariate import UnivariateTRFs, univariate_trfs
 
 __all__ = [
-    "TRF", "BandedTRF", "LagStats", "MultiSubjectTRF", "NullResult", "UnivariateTRFs",
-    "SCORERS", "SOLVERS", "alpha_from_mtrf", "alpha_from_mtrfpy", "bootstrap_coef",
-    "haufe_patterns", "lag_matrix", "lagged_stats", "make_folds", "mtrf_from_alpha",
-    "mtrfpy_from_alpha", "multisubject_trf", "permutation_null", "times_to_lags",
-    "trf_crossval", "trf_predict", "trf_train", "univariate_trfs", "weights_from_mtrf",
+    "SCORERS",
+    "SOLVERS",
+    "TRF",
+    "BandedTRF",
+    "LagStats",
+    "MultiSubjectTRF",
+    "NestedCV",
+    "NullResult",
+    "UnivariateTRFs",
+    "alpha_from_mtrf",
+    "alpha_from_mtrfpy",
+    "bootstrap_coef",
+    "haufe_patterns",
+    "lag_matrix",
+    "lagged_stats",
+    "make_folds",
+    "mtrf_from_alpha",
+    "mtrfpy_from_alpha",
+    "multisubject_trf",
+    "permutation_null",
+    "times_to_lags",
+    "trf_crossval",
+    "trf_nested_crossval",
+    "trf_predict",
+    "trf_train",
+    "univariate_trfs",
+    "weights_from_mtrf",
     "weights_to_mtrf",
 ]

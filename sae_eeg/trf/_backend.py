@@ -38,10 +38,6 @@ class NumpyOps:
         """Zeros of ``shape`` in the backend dtype."""
         return np.zeros(shape, dtype=self.dtype)
 
-    def eye(self, n):
-        """Identity matrix (n, n)."""
-        return np.eye(n, dtype=self.dtype)
-
     def index(self, a):
         """Integer index array for fancy indexing."""
         return np.asarray(a, dtype=np.int64)
@@ -70,14 +66,15 @@ class NumpyOps:
         """Eigenvalues (ascending) and eigenvectors of symmetric matrices (batched)."""
         return np.linalg.eigh(a)
 
-    def cho_solve(self, a, b):
-        """Solve ``a x = b`` for symmetric positive definite ``a`` (2-D)."""
-        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(a, check_finite=False), b,
-                                      check_finite=False)
-
-    def solve(self, a, b):
-        """Solve ``a x = b`` (batched)."""
-        return np.linalg.solve(a, b)
+    def cho_solve_shifted(self, a, shift, b):
+        """Solve ``(a + shift I) x = b`` for symmetric positive definite systems (batched: LU)."""
+        m = a.copy()
+        idx = np.arange(a.shape[-1])
+        m[..., idx, idx] += shift
+        if m.ndim > 2:
+            return np.linalg.solve(m, b)
+        factor = scipy.linalg.cho_factor(m, overwrite_a=True, check_finite=False)
+        return scipy.linalg.cho_solve(factor, b, check_finite=False)
 
     def sqrt(self, a):
         """Element-wise square root."""
@@ -118,9 +115,6 @@ class TorchOps:
     def zeros(self, shape):
         return torch.zeros(shape, dtype=self.dtype, device=self.device)
 
-    def eye(self, n):
-        return torch.eye(n, dtype=self.dtype, device=self.device)
-
     def index(self, a):
         return torch.as_tensor(np.asarray(a, dtype=np.int64), device=self.device)
 
@@ -139,12 +133,10 @@ class TorchOps:
     def eigh(self, a):
         return torch.linalg.eigh(a)
 
-    def cho_solve(self, a, b):
-        factor = torch.linalg.cholesky(a)
-        return torch.cholesky_solve(b, factor)
-
-    def solve(self, a, b):
-        return torch.linalg.solve(a, b)
+    def cho_solve_shifted(self, a, shift, b):
+        m = a.clone()
+        m.diagonal(dim1=-2, dim2=-1).add_(shift)
+        return torch.cholesky_solve(b, torch.linalg.cholesky(m))
 
     def sqrt(self, a):
         return torch.sqrt(a)

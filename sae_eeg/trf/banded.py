@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from ._check import _check_number, _check_option, _check_pair
@@ -110,17 +112,10 @@ class BandedTRF(TRF):
         scale = xp.asarray(np.tile(g_best[band_of_feature] * n_bands, len(lags)))
         W, b = ridge_path(stats.total(), np.array([a_best]), fit_intercept=self.fit_intercept,
                           solver=self.solver, xp=xp, penalty_scale=scale)
-        n_out = y_list[0].shape[1]
-        self.coef_ = xp.to_numpy(W[0]).reshape(len(lags), n_feat, n_out).transpose(2, 1, 0).copy()
-        self.intercept_ = xp.to_numpy(b[0])
         self.gammas_ = gammas
         self.band_alphas_ = a_best * n_bands * g_best
-        self.alpha_ = np.full(n_out, a_best)
-        self.lags_, self.times_ = lags, lags / sfreq
-        start = max(0, int(lags[-1])) if self.edge == "valid" else None
-        stop = (min(0, int(lags[0])) or None) if self.edge == "valid" else None
-        self.valid_samples_ = slice(start, stop)
-        self.n_features_in_, self.n_outputs_ = n_feat, n_out
+        self._set_fitted(xp.to_numpy(W[0]), xp.to_numpy(b[0]), np.full(y_list[0].shape[1], a_best),
+                         lags, sfreq)
         return self
 
     def score_split(self, X, y):
@@ -146,7 +141,7 @@ class BandedTRF(TRF):
         out = []
         for x, yt in zip(X_list, y_list):
             contrib = []
-            for b0, b1 in zip(bands[:-1], bands[1:]):
+            for b0, b1 in itertools.pairwise(bands):
                 xb = np.zeros_like(x)
                 xb[:, b0:b1] = x[:, b0:b1]
                 pred = self._predict_trials([xb])[0][sl] - self.intercept_

@@ -23,7 +23,7 @@ import numpy as np
 
 from ._backend import get_ops
 from ._check import _as_trials, _check_alphas, _check_number, _check_pair
-from .crossval import fold_scores, make_folds
+from .crossval import fold_scores, make_folds, nested_fold_scores
 from .lags import lagged_stats
 from .model import TRF, direction_lags
 
@@ -154,6 +154,17 @@ def trf_predict(model, stimulus=None, response=None):
     return preds if isinstance(inputs, (list, tuple)) else preds[0]
 
 
+def _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas, edge, backend, device):
+    """Per-trial statistics, engine alphas, lags, backend trials and ops for mTRF arguments."""
+    x, y = (stimulus, response) if direction == 1 else (response, stimulus)
+    X_list, y_list = _check_pair(x, y)
+    xp = get_ops(backend, device)
+    lags = direction_lags(tmin, tmax, sfreq, direction)
+    alphas = alpha_from_mtrf(_check_alphas(lambdas, "lambdas"), sfreq)
+    X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
+    return lagged_stats(X_b, y_b, lags, edge=edge, xp=xp), alphas, lags, (X_b, y_b), xp
+
+
 def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, cv=None,
                  scoring="pearson", edge="zero", backend="numpy", device=None):
     """Cross-validated scores for mTRF-Toolbox lambdas (``mTRFcrossval``).
@@ -180,12 +191,42 @@ def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, c
     scores : ndarray, shape (n_folds, n_lambdas, n_outputs)
         Score of each fold (mean over its held-out trials), lambda and output.
     """
-    x, y = (stimulus, response) if direction == 1 else (response, stimulus)
-    X_list, y_list = _check_pair(x, y)
-    xp = get_ops(backend, device)
-    lags = direction_lags(tmin, tmax, sfreq, direction)
-    alphas = alpha_from_mtrf(_check_alphas(lambdas, "lambdas"), sfreq)
-    X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
-    stats = lagged_stats(X_b, y_b, lags, edge=edge, xp=xp)
+    stats, alphas, lags, (X_b, y_b), xp = _mtrf_stats(stimulus, response, sfreq, direction, tmin,
+                                                      tmax, lambdas, edge, backend, device)
     return fold_scores(stats, alphas, make_folds(len(X_b), cv), fit_intercept=True, scoring=scoring,
                        solver="auto", xp=xp, trials=(X_b, y_b), lags=lags, edge=edge)
+
+
+def trf_nested_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, cv_outer=None,
+                        cv_inner=None, scoring="pearson", edge="zero", backend="numpy", device=None):
+    """Nested cross-validation for mTRF-Toolbox lambdas (mTRFpy ``nested_crossval``).
+
+    Parameters
+    ----------
+    stimulus, response : list of array
+        At least three trials.
+    sfreq : float
+        Sampling rate in Hz.
+    direction : 1 | -1
+        Forward or backward model.
+    tmin, tmax : float
+        Lag window in seconds.
+    lambdas : sequence of float
+        mTRF-Toolbox (MATLAB) regularisation values searched by the inner loop.
+    cv_outer, cv_inner : int | None
+        Folds (``None``: leave one trial out).
+    scoring : 'pearson' | 'mse' | 'r2'
+        Metric.
+    edge, backend, device : str
+        See :class:`~sae_eeg.trf.TRF`.
+
+    Returns
+    -------
+    result : NestedCV
+        Outer-fold scores (n_outer, n_outputs) and the chosen values as engine alphas
+        (``mtrf_from_alpha(result.alphas, sfreq)`` gives the MATLAB lambdas).
+    """
+    stats, alphas, _, _, xp = _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas,
+                                          edge, backend, device)
+    return nested_fold_scores(stats, alphas, cv_outer=cv_outer, cv_inner=cv_inner, scoring=scoring,
+                              xp=xp)

@@ -15,40 +15,47 @@ from scipy import stats as sp_stats
 
 from ._check import _check_number, _check_option
 from .lags import _lag_rows, row_range
-from .solvers import ridge_path
+from .solvers import ridge_path, ridge_per_output
 
 
 def _moments_from_stats(W, b, held, xp):
-    """Sums over a held-out trial: (sum y, sum y^2, sum yhat, sum yhat^2, sum y*yhat, n).
+    """Centred second moments of a held-out trial from its statistics, no predictions.
 
-    ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C); results broadcast to (A, [B, ]C).
+    ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C). Returns ``(ss_y, ss_hat, cross, d_mean,
+    n)``: the sums of squares of ``y - mean(y)`` and ``y_hat - mean(y_hat)``, their cross
+    product, and ``mean(y) - mean(y_hat)``, each broadcast to (A, [B, ]C). The held-out
+    covariance is centred before it meets the weights, so the intercept (which can be
+    large next to the prediction's variance) never enters a difference of large sums.
     """
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
-    sxW = (sx[None, ..., None, :] @ W)[..., 0, :]            # (A, [B, ]C)
-    quad = ((xtx[None] @ W) * W).sum(axis=-2)                # diag(W^T xtx W)
-    cross = (xty[None] * W).sum(axis=-2)                     # diag(xty^T W)
-    s_hat = sxW + n * b
-    s_hat2 = quad + 2 * b * sxW + n * b * b
-    s_yhat = cross + b * sy
-    return sy, yty, s_hat, s_hat2, s_yhat, n
+    C_h = xtx - (sx[..., :, None] * sx[..., None, :]) / n       # centred lagged covariance
+    c_h = xty - (sx[..., :, None] * sy[..., None, :]) / n       # centred cross-covariance
+    ss_hat = ((C_h[None] @ W) * W).sum(axis=-2)
+    cross = (c_h[None] * W).sum(axis=-2)
+    ss_y = yty - sy * sy / n
+    d_mean = sy / n - ((sx[None, ..., None, :] @ W)[..., 0, :] / n + b)
+    return ss_y, ss_hat, cross, d_mean, n
 
 
 def _pearson_stats(W, b, held, xp):
-    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
-    cov = syh - sy * sh / n
-    var_y = syy - sy * sy / n
-    var_h = shh - sh * sh / n
-    return cov / xp.sqrt(var_y * var_h)
+    ss_y, ss_hat, cross, _, _ = _moments_from_stats(W, b, held, xp)
+    with np.errstate(divide="ignore", invalid="ignore"):     # constant prediction: NaN
+        return cross / xp.sqrt(ss_y * ss_hat)
+
+
+def _sse(W, b, held, xp):
+    ss_y, ss_hat, cross, d_mean, n = _moments_from_stats(W, b, held, xp)
+    return ss_y - 2 * cross + ss_hat + n * d_mean * d_mean, ss_y, n
 
 
 def _mse_stats(W, b, held, xp):
-    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
-    return (syy - 2 * syh + shh) / n
+    sse, _, n = _sse(W, b, held, xp)
+    return sse / n
 
 
 def _r2_stats(W, b, held, xp):
-    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
-    return 1 - (syy - 2 * syh + shh) / (syy - sy * sy / n)
+    sse, ss_y, _ = _sse(W, b, held, xp)
+    return 1 - sse / ss_y
 
 
 def pearson(y_true, y_pred):
@@ -193,3 +200,71 @@ def best_alpha_index(mean_scores, scoring, per_output):
     if per_output:
         return np.argmax(s, axis=0)
     return np.full(s.shape[1], np.argmax(s.mean(axis=1)))
+
+
+@dataclass(frozen=True)
+class NestedCV:
+    """Result of :func:`nested_fold_scores`.
+
+    Attributes
+    ----------
+    scores : ndarray, shape (n_outer, n_outputs)
+        Score on each outer test fold of the model refit on its training trials with
+        the alpha chosen by the inner cross-validation (an unbiased accuracy estimate).
+    alphas : ndarray, shape (n_outer, n_outputs)
+        The alpha chosen in each outer fold.
+    """
+
+    scores: np.ndarray
+    alphas: np.ndarray
+
+
+def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, fit_intercept=True,
+                       scoring="pearson", solver="auto", per_output=False, xp):
+    """Nested cross-validation on per-trial statistics (no covariance is recomputed).
+
+    Parameters
+    ----------
+    stats : LagStats
+        Per-trial statistics (N = n_trials >= 3).
+    alphas : ndarray, shape (n_alphas,)
+        Penalties searched by the inner loop.
+    cv_outer, cv_inner : int | None
+        Folds of the outer and inner loops (``None``: leave one trial out).
+    fit_intercept : bool
+        Unpenalised intercept.
+    scoring : 'pearson' | 'mse' | 'r2'
+        Metric (from statistics).
+    solver : str
+        See :data:`~sae_eeg.trf.solvers.SOLVERS`.
+    per_output : bool
+        Choose alpha per output.
+    xp : ops
+        Backend namespace.
+
+    Returns
+    -------
+    result : NestedCV
+        Outer-fold scores and the alphas chosen.
+    """
+    _check_option("scoring", scoring, tuple(k for k, v in SCORERS.items() if v.from_stats))
+    n = stats.n_trials
+    if n < 3:
+        raise ValueError(f"Nested cross-validation needs at least 3 trials; got {n}.")
+    alphas = np.asarray(alphas, dtype=np.float64)
+    scores, chosen = [], []
+    for test in make_folds(n, cv_outer):
+        train_idx = np.setdiff1d(np.arange(n), test)
+        inner_stats = type(stats)(*(getattr(stats, k)[xp.index(train_idx)]
+                                    for k in ("xtx", "xty", "sx", "sy", "yty", "n")))
+        inner_cv = None if cv_inner is None else min(cv_inner, len(train_idx))
+        inner = fold_scores(inner_stats, alphas, make_folds(len(train_idx), inner_cv),
+                            fit_intercept=fit_intercept, scoring=scoring, solver=solver, xp=xp)
+        a_C = alphas[best_alpha_index(inner.mean(axis=0), scoring, per_output)]
+        W, b = ridge_per_output(inner_stats.total(), a_C, fit_intercept=fit_intercept,
+                                solver=solver, xp=xp)
+        per = [xp.to_numpy(SCORERS[scoring].from_stats(W[None], b[None], stats.trial(int(i)), xp))[0]
+               for i in test]
+        scores.append(np.mean(per, axis=0))
+        chosen.append(a_C)
+    return NestedCV(np.stack(scores), np.stack(chosen))

@@ -6,7 +6,7 @@ import numpy as np
 
 from ._backend import get_ops
 from ._check import _as_trials
-from .lags import lagged_stats
+from .lags import coef_from_weights, lagged_stats, weights_from_coef
 from .solvers import centered_system
 
 
@@ -38,9 +38,8 @@ def haufe_patterns(model, X):
     zeros = [np.zeros((x.shape[0], 1)) for x in X_list]
     stats = lagged_stats(X_list, zeros, model.lags_, edge=model.edge, per_trial=False, xp=xp)
     C, _ = centered_system(stats, model.fit_intercept)
-    n_out, n_feat, n_lags = model.coef_.shape
-    W = model.coef_.transpose(2, 1, 0).reshape(n_lags * n_feat, n_out)  # lag-major
+    W = weights_from_coef(model.coef_)                                      # (P, n_out)
     cov_x_W = C @ W
     cov_yhat = W.T @ cov_x_W
     A = np.linalg.solve(cov_yhat, cov_x_W.T).T                             # (P, n_out)
-    return A.reshape(n_lags, n_feat, n_out).transpose(2, 1, 0)
+    return coef_from_weights(A, len(model.lags_))

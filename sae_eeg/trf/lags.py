@@ -96,6 +96,24 @@ def row_range(n_samples, lags, edge):
     return start, stop
 
 
+def valid_slice(lags, edge):
+    """Rows of every trial used for fitting and scoring, as a slice (see :func:`row_range`)."""
+    if edge == "zero":
+        return slice(None, None)
+    return slice(max(0, int(lags[-1])), min(0, int(lags[0])) or None)
+
+
+def coef_from_weights(W, n_lags):
+    """Lag-major design weights (P, C) as TRF coefficients (C, n_features, n_lags)."""
+    W = np.asarray(W)
+    return W.reshape(n_lags, -1, W.shape[-1]).transpose(2, 1, 0).copy()
+
+
+def weights_from_coef(coef):
+    """TRF coefficients (C, n_features, n_lags) as lag-major design weights (P, C)."""
+    return np.asarray(coef).transpose(2, 1, 0).reshape(-1, coef.shape[0])
+
+
 def _lag_rows(x_TF, lags, start, stop, xp):
     """Rows ``start..stop-1`` of the zero-padded lagged design, shape (n_rows, n_lags * F)."""
     n_T, n_F = x_TF.shape
@@ -142,6 +160,35 @@ def _check_contiguous(lags):
         raise ValueError(f"lags must be contiguous increasing integers; got {lags!r}.")
 
 
+def _autocov_lags(x_TF, n_L, xp):
+    """``R[d] = sum_s x(s)^T x(s + d)`` over the full overlap, d = 0..n_L-1: (n_L, F, F)."""
+    n_T, n_F = x_TF.shape
+    zero_FF = xp.zeros((n_F, n_F))
+    return xp.stack([x_TF[: n_T - d].mT @ x_TF[d:] if d < n_T else zero_FF for d in range(n_L)])
+
+
+def _edge_rows(x_TF, lags, edge, xp):
+    """Rows of the infinitely zero-padded lagged design that the trial's design lacks."""
+    n_T = x_TF.shape[0]
+    start, stop = row_range(n_T, lags, edge)
+    return [_lag_rows(x_TF, lags, lo, hi, xp)
+            for lo, hi in ((int(lags[0]), start), (stop, n_T + int(lags[-1]))) if hi > lo]
+
+
+def _assemble_xtx(R, edge_rows, xp):
+    """Block-Toeplitz ``X^T X`` from ``R`` (L, F, F) minus the Gram of the missing rows."""
+    n_L, n_F = R.shape[0], R.shape[1]
+    # all_R[k] = R(k - (L-1)), with R(-d) = R(d)^T; block (i, j) of X^T X is R(i - j)
+    all_R = xp.concat([xp.flip(R[1:], 0).swapaxes(1, 2), R], axis=0)
+    xtx = xp.zeros((n_L, n_F, n_L, n_F))
+    for i in range(n_L):
+        xtx[i] = xp.flip(all_R[i: i + n_L], 0).swapaxes(0, 1)
+    xtx = xtx.reshape(n_L * n_F, n_L * n_F)
+    if edge_rows:
+        xtx = xp.sub_gram_(xtx, xp.concat(edge_rows, axis=0))
+    return xtx
+
+
 def lagged_xtx(x_TF, lags, edge, xp):
     """``X^T X`` of the lagged design of one trial, shape (n_lags * F, n_lags * F).
 
@@ -151,21 +198,7 @@ def lagged_xtx(x_TF, lags, edge, xp):
     """
     lags = np.asarray(lags, dtype=np.int64)
     _check_contiguous(lags)
-    n_T, n_F = x_TF.shape
-    n_L = len(lags)
-    zero_FF = xp.zeros((n_F, n_F))
-    R = [x_TF[: n_T - d].mT @ x_TF[d:] if d < n_T else zero_FF for d in range(n_L)]
-    # all_R[k] = R(k - (L-1)), with R(-d) = R(d)^T; block (i, j) of X^T X is R(i - j)
-    all_R = xp.stack([R[d].mT for d in range(n_L - 1, 0, -1)] + R, axis=0)
-    xtx = xp.zeros((n_L, n_F, n_L, n_F))
-    for i in range(n_L):
-        xtx[i] = xp.flip(all_R[i: i + n_L], 0).swapaxes(0, 1)
-    xtx = xtx.reshape(n_L * n_F, n_L * n_F)
-    start, stop = row_range(n_T, lags, edge)
-    for lo, hi in ((int(lags[0]), start), (stop, n_T + int(lags[-1]))):
-        if hi > lo:
-            xtx = xp.sub_gram_(xtx, _lag_rows(x_TF, lags, lo, hi, xp))
-    return xtx
+    return _assemble_xtx(_autocov_lags(x_TF, len(lags), xp), _edge_rows(x_TF, lags, edge, xp), xp)
 
 
 def lagged_xty(x_TF, y_TC, lags, edge, xp):
@@ -250,19 +283,24 @@ class LagStats:
         return self.xtx.shape[0]
 
 
+def _non_xtx_parts(x_TF, y_TC, lags, edge, xp):
+    """X^T Y (P, C), lagged column sums (P,), sum y (C,), sum y^2 (C,) and the row count."""
+    start, stop = row_range(x_TF.shape[0], lags, edge)
+    y_used = y_TC[start:stop]
+    return (lagged_xty(x_TF, y_TC, lags, edge, xp), lagged_sums(x_TF, lags, edge, xp),
+            y_used.sum(axis=0), (y_used * y_used).sum(axis=0), float(stop - start))
+
+
+def _stats_from_parts(xtx, parts, xp):
+    xty, sx, sy, yty, n = parts
+    return LagStats(xtx[None], xty[None], sx[None], sy[None], yty[None],
+                    xp.asarray(np.array([n], dtype=np.float64)))
+
+
 def trial_stats(x_TF, y_TC, lags, edge, xp):
     """LagStats (N = 1) of one trial; ``x_TF``/``y_TC`` are backend arrays."""
-    n_T = x_TF.shape[0]
-    start, stop = row_range(n_T, lags, edge)
-    y_used = y_TC[start:stop]
-    return LagStats(
-        lagged_xtx(x_TF, lags, edge, xp)[None],
-        lagged_xty(x_TF, y_TC, lags, edge, xp)[None],
-        lagged_sums(x_TF, lags, edge, xp)[None],
-        y_used.sum(axis=0)[None],
-        (y_used * y_used).sum(axis=0)[None],
-        xp.asarray(np.array([stop - start], dtype=np.float64)),
-    )
+    return _stats_from_parts(lagged_xtx(x_TF, lags, edge, xp),
+                             _non_xtx_parts(x_TF, y_TC, lags, edge, xp), xp)
 
 
 def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, backend="numpy", device=None, xp=None):
@@ -292,16 +330,16 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, backend="numpy", de
     xp = get_ops(backend, device) if xp is None else xp
     lags = np.asarray(lags, dtype=np.int64)
     fields = ("xtx", "xty", "sx", "sy", "yty", "n")
-    parts, acc = [], None
-    for x, y in zip(X, Y):
-        st = trial_stats(xp.asarray(x), xp.asarray(y), lags, edge, xp)
-        if per_trial:
-            parts.append(st)
-        elif acc is None:
-            acc = [getattr(st, k) for k in fields]
-        else:
-            for a, k in zip(acc, fields):
-                a += getattr(st, k)                      # in place: no growing copies
     if per_trial:
+        parts = [trial_stats(xp.asarray(x), xp.asarray(y), lags, edge, xp) for x, y in zip(X, Y)]
         return LagStats(*(xp.concat([getattr(p, k) for p in parts], axis=0) for k in fields))
-    return LagStats(*acc)
+    # summed: add the Toeplitz parts and assemble X^T X once; one product for all edges
+    _check_contiguous(lags)
+    R, rows, acc = 0, [], None
+    for x, y in zip(X, Y):
+        x_TF, y_TC = xp.asarray(x), xp.asarray(y)
+        R = R + _autocov_lags(x_TF, len(lags), xp)
+        rows.extend(_edge_rows(x_TF, lags, edge, xp))
+        part = _non_xtx_parts(x_TF, y_TC, lags, edge, xp)
+        acc = list(part) if acc is None else [a + p for a, p in zip(acc, part)]
+    return _stats_from_parts(_assemble_xtx(R, rows, xp), acc, xp)

@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, RegressorMixin  # the estimator contract (only non-numeric import)
+from sklearn.base import (  # the estimator contract (only non-numeric import)
+    BaseEstimator,
+    RegressorMixin,
+)
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import get_ops
-from ._check import _check_alphas, _check_number, _check_option, _check_pair, _as_trials
+from ._check import _as_trials, _check_alphas, _check_number, _check_option, _check_pair
 from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows
-from .lags import EDGES, lagged_stats, row_range, times_to_lags
+from .lags import (
+    EDGES,
+    coef_from_weights,
+    lagged_stats,
+    row_range,
+    times_to_lags,
+    valid_slice,
+    weights_from_coef,
+)
 from .solvers import SOLVERS, ridge_per_output
 
 
@@ -55,8 +66,9 @@ class TRF(RegressorMixin, BaseEstimator):
         MNE); ``'valid'`` uses only samples whose lagged inputs are all inside the
         trial. Default 'zero'.
     solver : 'auto' | 'eigh' | 'cholesky'
-        ``'eigh'`` gives every alpha from one eigendecomposition; ``'auto'`` uses it
-        for several alphas and Cholesky for one.
+        ``'eigh'`` gives every alpha from one eigendecomposition per fold;
+        ``'cholesky'`` factorises once per alpha; ``'auto'`` picks the cheaper (Cholesky
+        up to 12 alphas, where one eigendecomposition costs about as much).
     backend : 'numpy' | 'torch'
         Array library for the computation; results are NumPy either way.
     device : str | None
@@ -181,18 +193,18 @@ class TRF(RegressorMixin, BaseEstimator):
             alpha_C = np.full(n_out, alphas[0])
         W, b = ridge_per_output(stats.total(), alpha_C, fit_intercept=self.fit_intercept,
                                 solver=self.solver, xp=xp)
-        n_feat = X_list[0].shape[1]
-        W = xp.to_numpy(W)
-        self.coef_ = W.reshape(len(lags), n_feat, n_out).transpose(2, 1, 0).copy()
-        self.intercept_ = xp.to_numpy(b)
+        return self._set_fitted(xp.to_numpy(W), xp.to_numpy(b), alpha_C, lags, sfreq)
+
+    def _set_fitted(self, W, b, alpha_C, lags, sfreq):
+        """Store the fitted attributes from lag-major weights W (P, C) and intercepts b (C,)."""
+        self.coef_ = coef_from_weights(W, len(lags))
+        self.intercept_ = b
         self.alpha_ = alpha_C
         self.lags_ = lags
         self.times_ = lags / sfreq
-        start = max(0, int(lags[-1])) if self.edge == "valid" else None
-        stop = (min(0, int(lags[0])) or None) if self.edge == "valid" else None
-        self.valid_samples_ = slice(start, stop)
-        self.n_features_in_ = n_feat
-        self.n_outputs_ = n_out
+        self.valid_samples_ = valid_slice(lags, self.edge)
+        self.n_features_in_ = self.coef_.shape[1]
+        self.n_outputs_ = self.coef_.shape[0]
         return self
 
     def _predict_trials(self, X):
@@ -202,7 +214,7 @@ class TRF(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has {X_list[0].shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
         xp = get_ops(self.backend, self.device)
-        W = xp.asarray(self.coef_.transpose(2, 1, 0).reshape(-1, self.n_outputs_))[None]
+        W = xp.asarray(weights_from_coef(self.coef_))[None]
         b = xp.asarray(self.intercept_)[None]
         return [xp.to_numpy(predict_rows(xp.asarray(x), W, b, self.lags_, 0, x.shape[0], xp)[0])
                 for x in X_list]

@@ -9,7 +9,7 @@ import numpy as np
 from ._backend import get_ops
 from ._check import _check_alphas, _check_number, _check_option, _check_pair
 from .crossval import SCORERS, best_alpha_index, fold_scores
-from .lags import EDGES, LagStats, lagged_stats
+from .lags import EDGES, LagStats, coef_from_weights, lagged_stats
 from .model import direction_lags
 from .solvers import ridge_path
 
@@ -90,6 +90,5 @@ def multisubject_trf(subjects, tmin, tmax, sfreq, *, alpha=1.0, direction=1, fit
                        solver="auto", xp=xp)
     best = alphas[best_alpha_index(loso.mean(axis=0), scoring, per_output=False)[0]]
     W, b = ridge_path(stats.total(), np.array([best]), fit_intercept=fit_intercept, solver="cholesky", xp=xp)
-    n_feat, n_out = parts[0].xty.shape[1] // len(lags), parts[0].xty.shape[2]
-    coef = xp.to_numpy(W[0]).reshape(len(lags), n_feat, n_out).transpose(2, 1, 0)
+    coef = coef_from_weights(xp.to_numpy(W[0]), len(lags))
     return MultiSubjectTRF(coef, xp.to_numpy(b[0]), float(best), loso, lags)

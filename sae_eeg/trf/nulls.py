@@ -15,7 +15,14 @@ import scipy.fft
 from ._backend import get_ops
 from ._check import _check_alphas, _check_number, _check_option, _check_pair
 from .crossval import SCORERS, make_folds
-from .lags import LagStats, _lag_rows, lagged_stats, lagged_xty, row_range
+from .lags import (
+    LagStats,
+    _lag_rows,
+    coef_from_weights,
+    lagged_stats,
+    lagged_xty,
+    row_range,
+)
 from .model import direction_lags
 from .solvers import centered_system, ridge_path
 
@@ -250,6 +257,6 @@ def bootstrap_coef(X, y, tmin, tmax, sfreq, *, alpha=1.0, n_boot=200, ci=0.95, d
         pick = rng.integers(0, len(X_list), len(X_list))
         W, _ = ridge_path(stats.total(xp.index(pick)), alphas, fit_intercept=fit_intercept,
                           solver="cholesky", xp=xp)
-        coefs[k] = xp.to_numpy(W[0]).reshape(len(lags), n_feat, n_out).transpose(2, 1, 0)
+        coefs[k] = coef_from_weights(xp.to_numpy(W[0]), len(lags))
     q = (1 - ci) / 2
     return np.quantile(coefs, q, axis=0), np.quantile(coefs, 1 - q, axis=0)
