@@ -6,6 +6,7 @@ the same grid. Results are tidy pandas tables, joinable with the SAE
 interpretability tables by feature id.
 """
 
+from ._data import data_from_aligned
 from .channels import CLUSTER_COLUMNS, ClusterTable, feature_cluster_test
 from .encoding import (
     SCORE_COLUMNS,
@@ -22,7 +23,7 @@ from .protocol import FEATURE_COLUMNS, ProtocolResult, paper_protocol, summarize
 
 __all__ = [
     "CLUSTER_COLUMNS", "FEATURE_COLUMNS", "SCORE_COLUMNS", "SPLIT_COLUMNS", "ClusterTable",
-    "GroupEncodingStats", "ProtocolResult", "encoding_scores", "feature_cluster_test", "feature_max",
+    "GroupEncodingStats", "ProtocolResult", "data_from_aligned", "encoding_scores", "feature_cluster_test", "feature_max",
     "firing_rates", "group_encoding_stats", "layer_curves", "paper_protocol", "pca_reduce",
     "scale_max", "select_features", "summarize", "variance_partition",
 ]

@@ -109,3 +109,40 @@ def resolve_channels(channels, ch_names, n_channels):
             idx.append(c)
     idx = np.asarray(idx, dtype=int)
     return idx, [names_all[i] for i in idx]
+
+
+def data_from_aligned(aligned):
+    """Analysis ``data`` from aligned runs of the EEG layer.
+
+    Parameters
+    ----------
+    aligned : dict of str -> list of AlignedRun
+        Per subject its runs in order (:func:`sae_eeg.eeg.load_aligned_run`); each has
+        ``eeg`` (T, C) and ``features`` with ``data`` (T, F), sparse or dense.
+
+    Returns
+    -------
+    data : dict of str -> list of (eeg, features)
+        Runs of different subjects with the same stimulus share one feature matrix
+        (so its statistics are computed once).
+    ch_names : list of str
+        Channel names (identical in every run).
+
+    Raises
+    ------
+    InputError
+        Runs with different channel names.
+    """
+    shared, data, ch_names = {}, {}, None
+    for subject, runs in aligned.items():
+        data[str(subject)] = []
+        for run in runs:
+            ch_names = list(run.ch_names) if ch_names is None else ch_names
+            if list(run.ch_names) != ch_names:
+                raise InputError(f"Subject {subject!r} run {getattr(run, 'run', '?')!r} has channels "
+                                 f"{list(run.ch_names)[:5]}...; other runs have {ch_names[:5]}...")
+            key = (getattr(run, "stimulus", None) or id(run.features), run.eeg.shape[0])
+            if key not in shared:
+                shared[key] = as_csr(run.features.data, f"features of {subject!r}")
+            data[str(subject)].append((run.eeg, shared[key]))
+    return data, ch_names

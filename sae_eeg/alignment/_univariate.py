@@ -27,11 +27,24 @@ from ._data import as_csr
 
 
 def content_key(x_csr, lags):
-    """Hash of a sparse matrix's content and the lags (cache key of stimulus statistics)."""
-    h = hashlib.sha1()
-    for part in (x_csr.data, x_csr.indices, x_csr.indptr, np.asarray(x_csr.shape), np.asarray(lags)):
+    """Fingerprint of a sparse matrix and the lags (cache key of stimulus statistics).
+
+    Hashes the shape, the row pointers, the lags and about 8000 sampled stored
+    values and column indices: cheap on large matrices. Matrices with equal keys
+    must still be compared with :func:`same_content` before sharing results.
+    """
+    h = hashlib.blake2b(digest_size=20)
+    step = max(1, x_csr.nnz // 8192)
+    for part in (np.asarray(x_csr.shape), np.asarray(lags), x_csr.indptr, x_csr.data[::step],
+                 x_csr.indices[::step]):
         h.update(np.ascontiguousarray(part).tobytes())
     return h.hexdigest()
+
+
+def same_content(a, b):
+    """True if two CSR matrices hold exactly the same values in the same places."""
+    return a is b or (a.shape == b.shape and a.nnz == b.nnz and np.array_equal(a.indptr, b.indptr)
+                      and np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,6 +77,94 @@ def _edge_rows(x_TF, lags, lo, hi):
     return rows
 
 
+def _dense_chunks(x_csc, chunk_size):
+    """Feature chunks of a CSC matrix as dense (F_chunk, T) arrays, contiguous along time."""
+    n_F = x_csc.shape[1]
+    for f0 in range(0, n_F, chunk_size):
+        cols = slice(f0, min(f0 + chunk_size, n_F))
+        yield cols, np.ascontiguousarray(x_csc[:, cols].toarray().T)
+
+
+def _chunk_xtx(dense_FT, lags, n_fft, d):
+    """``X_f^T X_f`` (F_chunk, L, L) of a dense chunk: FFT autocorrelation minus edge rows."""
+    n_T = dense_FT.shape[1]
+    spec = scipy.fft.rfft(dense_FT, n=n_fft, axis=1)
+    xtx = scipy.fft.irfft(spec.real**2 + spec.imag**2, n=n_fft, axis=1)[:, : len(lags)][:, d]
+    dense_TF = dense_FT.T
+    # remove rows t < 0 and t >= n_T that the infinite zero padding would add
+    for lo, hi in ((int(lags[0]), 0), (n_T, n_T + int(lags[-1]))):
+        if hi > lo:
+            rows_FRL = _edge_rows(dense_TF, lags, lo, hi).transpose(2, 0, 1)
+            xtx -= rows_FRL.transpose(0, 2, 1) @ rows_FRL
+    return xtx
+
+
+def _chunk_sums(dense_FT, lags):
+    """Column sums of each feature's lagged design, (F_chunk, L), from cumulative sums."""
+    n_T = dense_FT.shape[1]
+    cum = np.concatenate([np.zeros((dense_FT.shape[0], 1)), np.cumsum(dense_FT, axis=1)], axis=1)
+    lo = np.clip(-lags, 0, n_T)                     # samples s with 0 <= s + lag < n_T
+    hi = np.clip(n_T - lags, 0, n_T)
+    return cum[:, hi] - cum[:, lo]
+
+
+def stimulus_pass(x, lags, outputs=(), *, need_stats=True, chunk_size=256, max_block=1 << 23):
+    """One pass over a stimulus: its statistics and ``X_f^T y_c`` for several outputs.
+
+    The feature matrix is densified one chunk of features at a time; each chunk
+    gives its FFT autocorrelations (``X_f^T X_f``) and, for the shifted outputs of
+    all subjects that heard the stimulus stacked as columns, ``X_f^T y`` in one
+    BLAS product (far faster than a sparse product per subject).
+
+    Parameters
+    ----------
+    x : array | scipy.sparse array, shape (T, F)
+        Features of one run.
+    lags : ndarray of int, shape (L,)
+        Contiguous increasing lags in samples.
+    outputs : list of ndarray, each (T, C_i)
+        EEG of the subjects that heard this stimulus.
+    need_stats : bool
+        Compute the stimulus statistics (False when they are cached).
+    chunk_size : int
+        Features densified at once.
+    max_block : int
+        Largest number of elements of a block of stacked shifted outputs.
+
+    Returns
+    -------
+    stats : StimulusStats | None
+    xty : list of ndarray, each (F, L, C_i)
+    """
+    x = as_csr(x, "features")
+    lags = np.asarray(lags, dtype=np.int64)
+    n_T, n_F = x.shape
+    n_L = len(lags)
+    n_fft = scipy.fft.next_fast_len(n_T + n_L)
+    d = np.abs(np.arange(n_L)[:, None] - np.arange(n_L)[None, :])
+    xtx = np.empty((n_F, n_L, n_L)) if need_stats else None
+    sx = np.empty((n_F, n_L)) if need_stats else None
+    columns = [(i, c) for i, y in enumerate(outputs) for c in range(y.shape[1])]
+    xty = [np.empty((n_F, n_L, y.shape[1])) for y in outputs]
+    per_block = max(1, max_block // (n_T * n_L))
+    blocks = [columns[k:k + per_block] for k in range(0, len(columns), per_block)]
+
+    def stacked(block):
+        return np.concatenate([shifted_outputs(outputs[i][:, c], lags) for i, c in block], axis=1)
+
+    kept = [stacked(blocks[0])] if len(blocks) == 1 else None
+    for cols, dense_FT in _dense_chunks(x.tocsc(), chunk_size):
+        if need_stats:
+            xtx[cols] = _chunk_xtx(dense_FT, lags, n_fft, d)
+            sx[cols] = _chunk_sums(dense_FT, lags)
+        for b, block in enumerate(blocks):
+            prod = dense_FT @ (kept[0] if kept else stacked(block))  # (F_chunk, len(block) * L)
+            for k, (i, c) in enumerate(block):
+                xty[i][cols, :, c] = prod[:, k * n_L:(k + 1) * n_L]
+    stats = StimulusStats(xtx=xtx, sx=sx, n=int(n_T)) if need_stats else None
+    return stats, xty
+
+
 def stimulus_stats(x, lags, *, chunk_size=256):
     """Per-feature ``X^T X`` and lagged column sums of one run (zero-padded edges).
 
@@ -80,34 +181,7 @@ def stimulus_stats(x, lags, *, chunk_size=256):
     -------
     stats : StimulusStats
     """
-    x = as_csr(x, "features")
-    lags = np.asarray(lags, dtype=np.int64)
-    n_T, n_F = x.shape
-    n_L = len(lags)
-    n_fft = scipy.fft.next_fast_len(n_T + n_L)
-    d = np.abs(np.arange(n_L)[:, None] - np.arange(n_L)[None, :])
-    xtx = np.empty((n_F, n_L, n_L))
-    sx = np.empty((n_F, n_L))
-    xt = x.T.tocsr()
-    total = np.asarray(x.sum(axis=0)).ravel()
-    for f0 in range(0, n_F, chunk_size):
-        cols = slice(f0, min(f0 + chunk_size, n_F))
-        dense_FT = xt[cols].toarray()          # contiguous along time: fast FFTs
-        spec = scipy.fft.rfft(dense_FT, n=n_fft, axis=1)
-        r_FL = scipy.fft.irfft(spec.real**2 + spec.imag**2, n=n_fft, axis=1)[:, :n_L]
-        xtx[cols] = r_FL[:, d]
-        dense_TF = dense_FT.T
-        # remove rows t < 0 and t >= n_T that the infinite zero padding would add
-        for lo, hi in ((int(lags[0]), 0), (n_T, n_T + int(lags[-1]))):
-            if hi > lo:
-                rows_FRL = _edge_rows(dense_TF, lags, lo, hi).transpose(2, 0, 1)
-                xtx[cols] -= rows_FRL.transpose(0, 2, 1) @ rows_FRL
-        del dense_FT, dense_TF, spec
-    # lagged column sums: total minus the samples shifted out of [0, n_T)
-    for j, lag in enumerate(int(v) for v in lags):
-        outside = x[n_T - lag:] if lag > 0 else x[: -lag] if lag < 0 else None
-        sx[:, j] = total if outside is None else total - np.asarray(outside.sum(axis=0)).ravel()
-    return StimulusStats(xtx=xtx, sx=sx, n=int(n_T))
+    return stimulus_pass(x, lags, chunk_size=chunk_size)[0]
 
 
 def shifted_outputs(y_T, lags):
@@ -121,61 +195,33 @@ def shifted_outputs(y_T, lags):
     return sliding_window_view(pad, hi - lo + 1)[:n_T]
 
 
-def response_xty(x_csr, outputs, lags, *, chunk_size=256, max_block=1 << 23):
-    """``X_f^T y_c`` of every feature's lagged design for several outputs of one stimulus.
-
-    The shifted outputs of all subjects that heard the stimulus are stacked as
-    columns and multiplied by the densified features (a chunk of features at a
-    time) in one BLAS product per block, which is far faster than one sparse
-    product per subject.
-
-    Parameters
-    ----------
-    x_csr : scipy.sparse.csr_array, shape (T, F)
-    outputs : list of ndarray, each (T, C_i)
-    lags : ndarray of int, shape (L,)
-    chunk_size : int
-        Features densified at once.
-    max_block : int
-        Largest number of elements of a block of stacked shifted outputs.
-
-    Returns
-    -------
-    xty : list of ndarray, each (F, L, C_i)
-    """
-    n_T, n_F = x_csr.shape
-    n_L = len(lags)
-    columns = [(i, c) for i, y in enumerate(outputs) for c in range(y.shape[1])]
-    out = [np.empty((n_F, n_L, y.shape[1])) for y in outputs]
-    per_block = max(1, max_block // (n_T * n_L))
-    xt = x_csr.T.tocsr()
-    blocks = [columns[k:k + per_block] for k in range(0, len(columns), per_block)]
-    shifted = [np.concatenate([shifted_outputs(outputs[i][:, c], lags) for i, c in block], axis=1)
-               for block in blocks] if len(blocks) == 1 else None
-    for f0 in range(0, n_F, chunk_size):
-        rows = slice(f0, min(f0 + chunk_size, n_F))
-        dense_FT = xt[rows].toarray()
-        for b, block in enumerate(blocks):
-            y_TK = shifted[b] if shifted is not None else np.concatenate(
-                [shifted_outputs(outputs[i][:, c], lags) for i, c in block], axis=1)
-            prod = dense_FT @ y_TK                                    # (F_chunk, len(block) * L)
-            for k, (i, c) in enumerate(block):
-                out[i][rows, :, c] = prod[:, k * n_L:(k + 1) * n_L]
-    return out
-
-
 class StimulusCache:
-    """Stimulus statistics keyed by content hash, shared by all subjects of an analysis."""
+    """Stimulus statistics keyed by content, shared by all subjects of an analysis."""
 
     def __init__(self):
         self._store = {}
 
+    def key(self, x_csr, lags):
+        """Cache key of ``x_csr`` at ``lags``: its fingerprint, made unique by content."""
+        base = content_key(x_csr, lags)
+        k = 0
+        while (base, k) in self._store and not same_content(self._store[(base, k)][0], x_csr):
+            k += 1
+        return (base, k)
+
     def get(self, x_csr, lags, key=None):
         """Statistics of ``x_csr`` at ``lags`` (computed on first request)."""
-        key = content_key(x_csr, lags) if key is None else key
+        key = self.key(x_csr, lags) if key is None else key
         if key not in self._store:
-            self._store[key] = stimulus_stats(x_csr, lags)
-        return self._store[key]
+            self._store[key] = (x_csr, stimulus_stats(x_csr, lags))
+        return self._store[key][1]
+
+    def __contains__(self, key):
+        return key in self._store
+
+    def put(self, key, x_csr, stats):
+        """Store the statistics of stimulus ``x_csr`` under ``key``."""
+        self._store[key] = (x_csr, stats)
 
     def __len__(self):
         return len(self._store)
@@ -225,17 +271,22 @@ def fit_univariate_many(groups, lags, alpha, *, cache=None):
     by_object, by_key = {}, {}
     for g, runs in groups.items():
         for feats, eeg in runs:
-            if id(feats) not in by_object:                 # hash each distinct object once
+            if id(feats) not in by_object:                 # fingerprint each distinct object once
                 x = as_csr(feats, "features")
-                by_object[id(feats)] = (x, content_key(x, lags))
+                key = cache.key(x, lags)
+                taken = {k: other for other, k in by_object.values()}
+                while key in taken and not same_content(taken[key], x):
+                    key = (key[0], key[1] + 1)
+                by_object[id(feats)] = (taken.get(key, x), key)
             x, key = by_object[id(feats)]
             by_key.setdefault(key, (x, []))[1].append((g, np.asarray(eeg, dtype=np.float64)))
     stims = {g: [] for g in groups}
     xty = {g: 0.0 for g in groups}
     sy = {g: 0.0 for g in groups}
     for key, (x, items) in by_key.items():
-        cache.get(x, lags, key)
-        parts = response_xty(x, [eeg for _, eeg in items], lags)
+        st, parts = stimulus_pass(x, lags, [eeg for _, eeg in items], need_stats=key not in cache)
+        if st is not None:
+            cache.put(key, x, st)
         for (g, eeg), part in zip(items, parts):
             stims[g].append(key)
             xty[g] = xty[g] + part

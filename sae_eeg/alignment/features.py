@@ -9,7 +9,7 @@ from .._check import _check_option, _check_range, _ensure_int
 from .._docs import fill_doc
 from ..errors import InputError
 from ._data import as_csr
-from ._univariate import content_key
+from ._univariate import content_key, same_content
 
 #: How firings are counted by :func:`firing_rates`.
 COUNTS = ("onsets", "samples")
@@ -40,13 +40,14 @@ def firing_rates(features, *, sfreq, threshold=0.0, count="onsets"):
     """
     _check_option("count", count, COUNTS)
     _check_range("sfreq", sfreq, 0, None, low_inclusive=False)
-    seen, fires, n_times = set(), None, 0
-    for i, x in enumerate(features):
+    seen, fires, n_times = {}, None, 0
+    distinct = {id(x): (i, x) for i, x in enumerate(features)}   # hash each object once
+    for i, x in distinct.values():
         x = as_csr(x, f"features[{i}]")
         key = content_key(x, [])
-        if key in seen:
+        if any(same_content(x, other) for other in seen.get(key, [])):
             continue
-        seen.add(key)
+        seen.setdefault(key, []).append(x)
         active = sparse.csr_array(x > threshold, dtype=np.float64)
         n_fire = np.asarray(active.sum(axis=0)).ravel()
         if count == "onsets":
@@ -97,6 +98,28 @@ def feature_max(features):
     """Maximum of each feature over a set of matrices, shape (n_features,)."""
     maxima = [np.asarray(as_csr(x, "features").max(axis=0).toarray()).ravel() for x in features]
     return np.max(maxima, axis=0)
+
+
+def select_scale(x, columns, maxima=None):
+    """Columns ``columns`` of ``x``, each divided by its maximum, in one sparse product.
+
+    Parameters
+    ----------
+    x : array | scipy.sparse array, shape (n_times, n_features)
+    columns : ndarray of int, shape (n_selected,)
+    maxima : ndarray, shape (n_selected,) | None
+        Maxima of the selected columns (columns whose maximum is <= 0 are not
+        scaled); None selects without scaling.
+
+    Returns
+    -------
+    selected : scipy.sparse.csr_array, shape (n_times, n_selected)
+    """
+    x = as_csr(x, "features")
+    scale = np.ones(len(columns)) if maxima is None else 1.0 / np.where(maxima > 0, maxima, 1.0)
+    pick = sparse.csr_array((scale, (np.asarray(columns), np.arange(len(columns)))),
+                            shape=(x.shape[1], len(columns)))
+    return sparse.csr_array(x @ pick)
 
 
 def scale_max(x, maxima):

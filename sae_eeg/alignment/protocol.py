@@ -38,7 +38,7 @@ from ..errors import InputError
 from ..trf import times_to_lags
 from ._data import check_data, resolve_channels
 from ._univariate import StimulusCache, fit_univariate_many
-from .features import feature_max, scale_max, select_features
+from .features import feature_max, select_features, select_scale
 
 logger = logging.getLogger(__name__)
 
@@ -153,10 +153,8 @@ def prepare_features(data, *, sfreq, feature_ids=None, columns=None, min_rate=1.
         raise InputError(f"No feature fires at least {min_rate} times per second; lower min_rate.")
     # each distinct stimulus matrix is restricted and scaled once; subjects keep sharing it
     distinct = {id(f): f for runs in data.values() for _, f in runs}
-    picked = {k: f[:, columns] for k, f in distinct.items()}
-    if scale:
-        maxima = feature_max(list(picked.values()))
-        picked = {k: scale_max(f, maxima) for k, f in picked.items()}
+    maxima = feature_max(list(distinct.values()))[columns] if scale else None
+    picked = {k: select_scale(f, columns, maxima) for k, f in distinct.items()}
     picked = {s: [(eeg, picked[id(f)]) for eeg, f in runs] for s, runs in data.items()}
     return picked, ids_all[columns]
 

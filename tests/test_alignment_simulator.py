@@ -1,0 +1,119 @@
+"""Must-show checks on the EEG simulator's ground truth (issue 6).
+
+The simulator writes BIDS recordings; they are read, preprocessed (paper: 1-8 Hz,
+128 Hz, median/IQR) and aligned by the EEG layer, then analysed here. Fast versions
+use few subjects and datasets; the full versions are marked slow.
+"""
+
+import mne
+import numpy as np
+import pytest
+
+from sae_eeg import stats
+from sae_eeg.alignment import data_from_aligned, feature_cluster_test, paper_protocol
+
+eeg = pytest.importorskip("sae_eeg.eeg", reason="the EEG layer (simulator) is not on this branch yet")
+manifests = pytest.importorskip("sae_eeg.manifests")
+
+N_STIMULI, DURATION, N_FEATURES = 5, 60.0, 16
+
+
+def simulate(root, *, n_subjects, planted, seed, duration=DURATION):
+    """Simulate, read, preprocess and align; return (data, ch_names, truth, feature_ids)."""
+    stimuli = [(f"stim{i}", duration) for i in range(N_STIMULI)]
+    features = {name: eeg.random_features(duration, n_features=N_FEATURES, rate=2.0, random_state=seed + i)
+                for i, (name, _) in enumerate(stimuli)}
+    ds = eeg.simulate_dataset(root, stimuli, n_subjects=n_subjects, features=features, planted=planted,
+                              random_state=seed)
+    manifest = manifests.load_manifest(ds.manifest_path)
+    aligned = {}
+    for subject, run in manifest.runs():
+        run_aligned, _ = eeg.load_aligned_run(manifest, subject, run.id, features[run.stimulus])
+        aligned.setdefault(subject, []).append(run_aligned)
+    data, ch_names = data_from_aligned(aligned)
+    return data, ch_names, ds.truth, features["stim0"].feature_ids
+
+
+def expected_lags(truth, sfreq=128.0):
+    """Lags (s) of the minimum and maximum of each planted TRF on its best channel.
+
+    The EEG is band-passed 1-8 Hz (the paper), so the TRF seen in the data is the
+    planted kernel through the same zero-phase filter.
+    """
+    out = {}
+    for entry in truth["planted"]:
+        topo = np.asarray(entry["topography"])
+        best = int(np.argmax(np.abs(topo)))
+        times = np.asarray(entry["trf_times"])
+        pad = np.zeros(4 * int(truth["sfreq"]))
+        kernel = np.concatenate([pad, np.sign(topo[best]) * np.asarray(entry["trf"]), pad])
+        seen = mne.filter.filter_data(kernel, truth["sfreq"], 1.0, 8.0, verbose="error")
+        seen = seen[len(pad):len(pad) + len(times)]
+        grid = np.arange(0, times[-1], 1 / sfreq)
+        on_grid = np.interp(grid, times, seen)
+        out[int(entry["feature"])] = (truth["ch_names"][best], grid[np.argmin(on_grid)], grid[np.argmax(on_grid)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def planted_study(tmp_path_factory):
+    return simulate(tmp_path_factory.mktemp("sim") / "bids", n_subjects=10, planted=[0, 1, 2], seed=1)
+
+
+def test_protocol_recovers_planted_features_and_lags(planted_study):
+    data, ch_names, truth, ids = planted_study
+    expected = expected_lags(truth)
+    best_channels = sorted({ch for ch, _, _ in expected.values()} | {"Pz"})
+    res = paper_protocol(data, sfreq=128.0, ch_names=ch_names, channels=best_channels, min_rate=1.0,
+                         feature_ids=ids, tmax=0.5)
+    sig = res.features[res.features.significant]
+    found = [f for f, (ch, _, _) in expected.items() if ((sig.feature == f) & (sig.channel == ch)).any()]
+    assert len(found) / len(expected) >= 0.9, (found, expected)
+    for f, (ch, lag_min, lag_max) in expected.items():
+        rows = res.features[(res.features.feature == f) & (res.features.channel == ch)].set_index("sign")
+        assert abs(rows.loc["negative", "lag"] - lag_min) <= 1 / 128 + 1e-9, (f, rows.lag, lag_min)
+        assert abs(rows.loc["positive", "lag"] - lag_max) <= 1 / 128 + 1e-9, (f, rows.lag, lag_max)
+    assert set(sig.feature) <= set(expected)
+
+
+def test_cluster_test_finds_planted_channels(planted_study):
+    data, ch_names, truth, ids = planted_study
+    adjacency = stats.channel_adjacency(truth["montage"], ch_names)
+    res = feature_cluster_test(data, sfreq=128.0, ch_names=ch_names, adjacency=adjacency, columns=[0, 1, 2, 3],
+                               feature_ids=ids, tmax=0.4, n_permutations=512, random_state=0)
+    for entry in truth["planted"]:
+        topo = np.abs(np.asarray(entry["topography"]))
+        strongest = {truth["ch_names"][i] for i in np.argsort(topo)[-3:]}
+        assert strongest <= res.significant_channels(int(entry["feature"])), entry["feature"]
+    assert not res.significant_channels(int(ids[3]))
+
+
+def _null_rates(root, n_datasets, n_subjects, seed0):
+    hits = {"protocol": 0, "cluster": 0, "permuted_ols": 0}
+    for k in range(n_datasets):
+        data, ch_names, truth, ids = simulate(root / f"null{k}", n_subjects=n_subjects, planted=[],
+                                              seed=seed0 + k, duration=40.0)
+        res = paper_protocol(data, sfreq=128.0, ch_names=ch_names, channels=["Pz", "Cz", "Fz"],
+                             min_rate=1.0, feature_ids=ids)
+        hits["protocol"] += bool(res.features.significant.any())
+        clusters = feature_cluster_test(data, sfreq=128.0, ch_names=ch_names, columns=[0, 1],
+                                        adjacency=stats.channel_adjacency(truth["montage"], ch_names),
+                                        tmax=0.3, n_permutations=256, random_state=k)
+        hits["cluster"] += bool(clusters.clusters.significant.any())
+        # max-T over features x lags of the Pz TRFs (test runs), one-sample across subjects
+        values = res.coef_test[:, :, 0, :]
+        maxt = stats.permuted_ols_maxt(values, n_perm=500, alternative="two-sided", random_state=k)
+        hits["permuted_ols"] += bool((maxt.pvals < 0.05).any())
+    return {k: v / n_datasets for k, v in hits.items()}
+
+
+def test_null_fwer_fast(tmp_path):
+    rates = _null_rates(tmp_path, 2, n_subjects=6, seed0=100)
+    assert all(r <= 0.5 for r in rates.values()), rates
+
+
+@pytest.mark.slow
+def test_null_fwer_full(tmp_path):
+    rates = _null_rates(tmp_path, 20, n_subjects=8, seed0=200)
+    print(f"null FWER over 20 simulated datasets: {rates}")
+    assert sum(rates.values()) / 3 <= 0.05 and all(r <= 0.15 for r in rates.values()), rates
