@@ -36,3 +36,7 @@ class BackboneError(SaeEegError, ValueError):
 
 class OutputExistsError(SaeEegError, FileExistsError):
     """An output folder holds results of another configuration (use ``force``)."""
+
+
+class SpeechError(SaeEegError, RuntimeError):
+    """The offline speech synthesiser (eSpeak NG) could not be loaded or failed."""

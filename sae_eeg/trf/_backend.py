@@ -1,0 +1,161 @@
+"""Array backends of the TRF engine: one code path over NumPy and torch.
+
+A backend is resolved once per call into an ops object (``xp``); the math is written
+once against it (array methods common to NumPy and torch plus the functions below).
+No module-level state: the backend is a parameter, never a global.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import scipy.linalg
+
+from ._check import _check_option
+
+try:  # torch is optional for the engine: the numpy path is the reference
+    import torch
+except ImportError:  # pragma: no cover - torch is a dependency of sae-eeg
+    torch = None
+
+
+class NumpyOps:
+    """Operations on NumPy arrays (float64, CPU)."""
+
+    name = "numpy"
+
+    def __init__(self):
+        self.dtype = np.float64
+        self.device = "cpu"
+
+    def asarray(self, a):
+        """Return ``a`` as a contiguous float array of this backend."""
+        return np.ascontiguousarray(a, dtype=self.dtype)
+
+    def zeros(self, shape):
+        """Zeros of ``shape`` in the backend dtype."""
+        return np.zeros(shape, dtype=self.dtype)
+
+    def eye(self, n):
+        """Identity matrix (n, n)."""
+        return np.eye(n, dtype=self.dtype)
+
+    def index(self, a):
+        """Integer index array for fancy indexing."""
+        return np.asarray(a, dtype=np.int64)
+
+    def concat(self, arrays, axis=0):
+        """Concatenate along ``axis``."""
+        return np.concatenate(arrays, axis=axis)
+
+    def stack(self, arrays, axis=0):
+        """Stack along a new ``axis``."""
+        return np.stack(arrays, axis=axis)
+
+    def eigh(self, a):
+        """Eigenvalues (ascending) and eigenvectors of symmetric matrices (batched)."""
+        return np.linalg.eigh(a)
+
+    def cho_solve(self, a, b):
+        """Solve ``a x = b`` for symmetric positive definite ``a`` (2-D)."""
+        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(a, check_finite=False), b,
+                                      check_finite=False)
+
+    def solve(self, a, b):
+        """Solve ``a x = b`` (batched)."""
+        return np.linalg.solve(a, b)
+
+    def sqrt(self, a):
+        """Element-wise square root."""
+        return np.sqrt(a)
+
+    def to_numpy(self, a):
+        """Return a NumPy float64 array on CPU."""
+        return np.asarray(a, dtype=np.float64)
+
+
+class TorchOps:
+    """Operations on torch tensors (float64 on CPU, float32 on GPU by default)."""
+
+    name = "torch"
+
+    def __init__(self, device=None):
+        if torch is None:  # pragma: no cover
+            raise ValueError("backend='torch' needs torch: pip install torch")
+        device = torch.device("cpu" if device is None else device)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available; "
+                             "use device='cpu' or None.")
+        self.device = device
+        self.dtype = torch.float64 if device.type == "cpu" else torch.float32
+        if device.type != "cpu":
+            warnings.warn(
+                "The torch TRF backend computes in float32 on GPU (results differ from the "
+                "float64 numpy reference at ~1e-5). Use backend='numpy' for float64; silence "
+                "with warnings.filterwarnings('ignore', 'The torch TRF backend').",
+                UserWarning, stacklevel=3,
+            )
+
+    def asarray(self, a):
+        if isinstance(a, torch.Tensor):
+            return a.to(device=self.device, dtype=self.dtype)
+        return torch.as_tensor(np.ascontiguousarray(a), dtype=self.dtype, device=self.device)
+
+    def zeros(self, shape):
+        return torch.zeros(shape, dtype=self.dtype, device=self.device)
+
+    def eye(self, n):
+        return torch.eye(n, dtype=self.dtype, device=self.device)
+
+    def index(self, a):
+        return torch.as_tensor(np.asarray(a, dtype=np.int64), device=self.device)
+
+    def concat(self, arrays, axis=0):
+        return torch.cat(list(arrays), dim=axis)
+
+    def stack(self, arrays, axis=0):
+        return torch.stack(list(arrays), dim=axis)
+
+    def eigh(self, a):
+        return torch.linalg.eigh(a)
+
+    def cho_solve(self, a, b):
+        factor = torch.linalg.cholesky(a)
+        return torch.cholesky_solve(b, factor)
+
+    def solve(self, a, b):
+        return torch.linalg.solve(a, b)
+
+    def sqrt(self, a):
+        return torch.sqrt(a)
+
+    def to_numpy(self, a):
+        return a.detach().cpu().numpy().astype(np.float64)
+
+
+BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
+
+
+def get_ops(backend="numpy", device=None):
+    """Resolve ``backend``/``device`` into an ops namespace.
+
+    Parameters
+    ----------
+    backend : 'numpy' | 'torch'
+        Array library. ``'numpy'`` computes in float64 on CPU (the reference).
+    device : str | None
+        Torch device (``'cpu'``, ``'cuda'``, ``'cuda:1'``); ``None`` is CPU. Only
+        for ``backend='torch'``.
+
+    Returns
+    -------
+    ops : NumpyOps | TorchOps
+        The namespace every engine function computes with.
+    """
+    _check_option("backend", backend, BACKENDS)
+    if backend == "numpy":
+        if device not in (None, "cpu"):
+            raise ValueError(f"device={device!r} needs backend='torch'; the numpy backend runs on 'cpu'.")
+        return NumpyOps()
+    return TorchOps(device)

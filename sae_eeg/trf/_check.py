@@ -1,0 +1,141 @@
+"""Validation helpers of the TRF engine (self-contained so ``trf/`` lifts out whole).
+
+They raise the built-in :class:`ValueError` / :class:`TypeError` with messages that
+name the parameter, show what was received and list what is allowed (MNE style).
+"""
+
+from __future__ import annotations
+
+import difflib
+import numbers
+
+import numpy as np
+from scipy import sparse
+
+
+def _did_you_mean(value, allowed):
+    if not isinstance(value, str):
+        return ""
+    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _check_option(name, value, allowed):
+    """Return ``value`` if it is in ``allowed`` (a registry's keys work), else raise ValueError."""
+    allowed = list(allowed)
+    if any(value == a and type(value) is type(a) for a in allowed):
+        return value
+    options = ", ".join(repr(a) for a in allowed)
+    raise ValueError(
+        f"Invalid value for {name!r}: got {value!r}; allowed values are {options}."
+        f"{_did_you_mean(value, allowed)}"
+    )
+
+
+def _check_number(name, value, *, low=None, high=None, inclusive=True, integer=False):
+    """Return ``value`` as float (or int) after a type and range check; bool never passes."""
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, (kind, np.integer if integer else np.number)):
+        raise TypeError(
+            f"{name!r} must be {'an int' if integer else 'a real number'}; got {value!r} "
+            f"of type {type(value).__name__}."
+        )
+    value = int(value) if integer else float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name!r} must be finite; got {value!r}.")
+    bad_low = low is not None and (value < low if inclusive else value <= low)
+    bad_high = high is not None and (value > high if inclusive else value >= high)
+    if bad_low or bad_high:
+        lo = "-inf" if low is None else low
+        hi = "inf" if high is None else high
+        brackets = "[]" if inclusive else "()"
+        raise ValueError(
+            f"{name!r} must be in {brackets[0]}{lo}, {hi}{brackets[1]}; got {value!r}."
+        )
+    return value
+
+
+def _check_alphas(alpha, name="alpha"):
+    """Return the regularisation value(s) as a 1-D float64 array of positive values."""
+    if isinstance(alpha, (numbers.Real, np.number)) and not isinstance(alpha, bool):
+        arr = np.array([float(alpha)])
+    else:
+        try:
+            arr = np.asarray(alpha, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"{name!r} must be a positive number or a sequence of them; got {alpha!r}."
+            ) from None
+    if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ValueError(
+            f"{name!r} must hold finite values >= 0 (at least one); got {alpha!r}."
+        )
+    return arr
+
+
+def _as_trials(data, name, *, ndim_feature=True):
+    """Return a list of 2-D float arrays (n_times, n_columns) from one array or a list of them.
+
+    A 1-D array is one trial with one column; a 3-D array is (n_trials, n_times, n_columns).
+    Scipy sparse matrices are kept sparse (converted to CSR).
+    """
+    if isinstance(data, (list, tuple)):
+        if len(data) == 0:
+            raise ValueError(f"{name!r} must hold at least one trial; got an empty {type(data).__name__}.")
+        trials = list(data)
+    elif sparse.issparse(data) or (hasattr(data, "ndim") and getattr(data, "ndim", 0) in (1, 2)):
+        trials = [data]
+    elif hasattr(data, "ndim") and data.ndim == 3:
+        trials = list(data)
+    else:
+        raise TypeError(
+            f"{name!r} must be an array of shape (n_times, n_columns), (n_trials, n_times, "
+            f"n_columns) or a list of 2-D arrays; got {type(data).__name__}"
+            f"{' of shape ' + str(getattr(data, 'shape', '')) if hasattr(data, 'shape') else ''}."
+        )
+    out = []
+    for i, trial in enumerate(trials):
+        if sparse.issparse(trial):
+            out.append(sparse.csr_array(trial))
+            continue
+        if hasattr(trial, "detach"):  # a torch tensor
+            trial = trial.detach().cpu().numpy()
+        try:
+            arr = np.asarray(trial)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name!r}[{i}] is not array-like; got {type(trial).__name__}.") from None
+        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+            raise TypeError(f"{name!r}[{i}] must hold numbers; got dtype {arr.dtype}.")
+        if np.iscomplexobj(arr):
+            raise TypeError(f"{name!r}[{i}] must be real; got dtype {arr.dtype}.")
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2:
+            raise ValueError(
+                f"{name!r}[{i}] must be 2-D (n_times, n_columns); got shape {arr.shape}."
+            )
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise ValueError(f"{name!r}[{i}] is empty; got shape {arr.shape}.")
+        arr = np.asarray(arr, dtype=np.float64)
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name!r}[{i}] contains NaN or infinite values.")
+        out.append(arr)
+    n_cols = {t.shape[1] for t in out}
+    if len(n_cols) > 1:
+        raise ValueError(f"All trials of {name!r} must have the same number of columns; got {sorted(n_cols)}.")
+    return out
+
+
+def _check_pair(X, y, *, x_name="X", y_name="y"):
+    """Validate matching trial lists of inputs and outputs."""
+    X = _as_trials(X, x_name)
+    y = _as_trials(y, y_name)
+    if len(X) != len(y):
+        raise ValueError(f"{x_name!r} has {len(X)} trials but {y_name!r} has {len(y)}; they must match.")
+    for i, (a, b) in enumerate(zip(X, y)):
+        if a.shape[0] != b.shape[0]:
+            raise ValueError(
+                f"Trial {i}: {x_name!r} has {a.shape[0]} samples but {y_name!r} has {b.shape[0]}; "
+                "each trial must have the same length in both."
+            )
+    return X, y

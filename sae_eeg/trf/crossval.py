@@ -1,0 +1,195 @@
+"""Cross-validation of lagged ridge models on per-trial sufficient statistics.
+
+A training set's statistics are the total minus its held-out trials; each fold needs
+one eigendecomposition for every alpha; Pearson r, MSE and r^2 of each held-out trial
+follow from its statistics without predicting (Spearman needs predictions). Scores
+are computed per held-out trial and averaged over the trials of a fold (mTRFpy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats as sp_stats
+
+from ._check import _check_number, _check_option
+from .lags import _lag_rows, row_range
+from .solvers import ridge_path
+
+
+def _moments_from_stats(W, b, held, xp):
+    """Sums over a held-out trial: (sum y, sum y^2, sum yhat, sum yhat^2, sum y*yhat, n).
+
+    ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C); results broadcast to (A, [B, ]C).
+    """
+    xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
+    sxW = (sx[None, ..., None, :] @ W)[..., 0, :]            # (A, [B, ]C)
+    quad = ((xtx[None] @ W) * W).sum(axis=-2)                # diag(W^T xtx W)
+    cross = (xty[None] * W).sum(axis=-2)                     # diag(xty^T W)
+    s_hat = sxW + n * b
+    s_hat2 = quad + 2 * b * sxW + n * b * b
+    s_yhat = cross + b * sy
+    return sy, yty, s_hat, s_hat2, s_yhat, n
+
+
+def _pearson_stats(W, b, held, xp):
+    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
+    cov = syh - sy * sh / n
+    var_y = syy - sy * sy / n
+    var_h = shh - sh * sh / n
+    return cov / xp.sqrt(var_y * var_h)
+
+
+def _mse_stats(W, b, held, xp):
+    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
+    return (syy - 2 * syh + shh) / n
+
+
+def _r2_stats(W, b, held, xp):
+    sy, syy, sh, shh, syh, n = _moments_from_stats(W, b, held, xp)
+    return 1 - (syy - 2 * syh + shh) / (syy - sy * sy / n)
+
+
+def pearson(y_true, y_pred):
+    """Pearson r per column, shape (n_outputs,) (inputs (n_times, n_outputs))."""
+    yc, pc = y_true - y_true.mean(0), y_pred - y_pred.mean(0)
+    return (yc * pc).sum(0) / np.sqrt((yc * yc).sum(0) * (pc * pc).sum(0))
+
+
+def spearman(y_true, y_pred):
+    """Spearman rank correlation per column, shape (n_outputs,)."""
+    return pearson(sp_stats.rankdata(y_true, axis=0), sp_stats.rankdata(y_pred, axis=0))
+
+
+def mse(y_true, y_pred):
+    """Mean squared error per column, shape (n_outputs,)."""
+    return ((y_true - y_pred) ** 2).mean(0)
+
+
+def r2(y_true, y_pred):
+    """Coefficient of determination per column, shape (n_outputs,)."""
+    return 1 - ((y_true - y_pred) ** 2).sum(0) / ((y_true - y_true.mean(0)) ** 2).sum(0)
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """A metric: from predictions (numpy) and, where possible, from sufficient statistics."""
+
+    from_predictions: object
+    from_stats: object
+    greater_is_better: bool
+
+
+SCORERS = {
+    "pearson": Scorer(pearson, _pearson_stats, True),
+    "spearman": Scorer(spearman, None, True),
+    "mse": Scorer(mse, _mse_stats, False),
+    "r2": Scorer(r2, _r2_stats, True),
+}
+
+
+def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
+    """Test-trial indices of each fold.
+
+    Parameters
+    ----------
+    n_trials : int
+        Number of trials (at least 2).
+    cv : int | None
+        Number of folds (contiguous groups of trials, as ``numpy.array_split``);
+        ``None`` or ``-1`` is leave-one-trial-out.
+    shuffle : bool
+        Shuffle the trials before splitting.
+    random_state : int | numpy.random.Generator | None
+        Seed or generator for the shuffle.
+
+    Returns
+    -------
+    folds : list of ndarray of int
+        The held-out trials of each fold.
+    """
+    n_trials = _check_number("n_trials", n_trials, integer=True)
+    if n_trials < 2:
+        raise ValueError(f"Cross-validation needs at least 2 trials; got {n_trials}. Pass the "
+                         "data as a list of trials (or split a long recording into segments).")
+    k = n_trials if cv in (None, -1) else _check_number("cv", cv, low=2, high=n_trials, integer=True)
+    order = np.arange(n_trials)
+    if shuffle:
+        np.random.default_rng(random_state).shuffle(order)
+    return [np.sort(f) for f in np.array_split(order, k)]
+
+
+def predict_rows(x_TF, W, b, lags, start, stop, xp):
+    """Predictions of rows ``start..stop-1`` of a trial for every alpha: (A, n_rows, C)."""
+    rows = _lag_rows(x_TF, lags, start, stop, xp)
+    return rows[None] @ W + b[:, None, :]
+
+
+def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, trials=None,
+                lags=None, edge="zero", penalty_scale=None):
+    """Scores of every fold, alpha and output.
+
+    Parameters
+    ----------
+    stats : LagStats
+        Per-trial statistics (N = n_trials).
+    alphas : ndarray, shape (n_alphas,)
+        Penalties.
+    folds : list of ndarray of int
+        Held-out trials per fold (:func:`make_folds`).
+    fit_intercept : bool
+        Unpenalised intercept.
+    scoring : str
+        Key of :data:`SCORERS`.
+    solver : str
+        Key of :data:`~sae_eeg.trf.solvers.SOLVERS` or 'auto'.
+    xp : ops
+        Backend namespace.
+    trials : tuple (list of X, list of Y) | None
+        Backend arrays of the trials; needed only for scorers without a statistics form.
+    lags : ndarray of int | None
+        Lags, with ``trials``.
+    edge : str
+        Edge mode, with ``trials``.
+    penalty_scale : array, shape (P,) | None
+        Relative penalty per column (banded ridge).
+
+    Returns
+    -------
+    scores : ndarray, shape (n_folds, n_alphas, [B, ]n_outputs)
+        Mean over the held-out trials of each fold (B: batch of independent models).
+    """
+    _check_option("scoring", scoring, SCORERS)
+    scorer = SCORERS[scoring]
+    total = stats.total()
+    out = []
+    for test in folds:
+        train = total.minus(stats.total(xp.index(test)))
+        W, b = ridge_path(train, alphas, fit_intercept=fit_intercept, solver=solver, xp=xp,
+                          penalty_scale=penalty_scale)
+        per_trial = []
+        for i in test:
+            if scorer.from_stats is not None:
+                per_trial.append(xp.to_numpy(scorer.from_stats(W, b, stats.trial(int(i)), xp)))
+            else:
+                x_TF, y_TC = trials[0][i], trials[1][i]
+                start, stop = row_range(x_TF.shape[0], lags, edge)
+                pred = xp.to_numpy(predict_rows(x_TF, W, b, lags, start, stop, xp))
+                y_true = xp.to_numpy(y_TC[start:stop])
+                per_trial.append(np.stack([scorer.from_predictions(y_true, p) for p in pred]))
+        out.append(np.mean(per_trial, axis=0))
+    return np.stack(out)
+
+
+def best_alpha_index(mean_scores, scoring, per_output):
+    """Index of the best alpha per output, shape (n_outputs,), from scores (n_alphas, n_outputs).
+
+    With ``per_output=False`` the alpha with the best score averaged over outputs is
+    used for every output. Ties go to the first alpha (as mTRFpy's argmax).
+    """
+    sign = 1.0 if SCORERS[scoring].greater_is_better else -1.0
+    s = sign * np.nan_to_num(mean_scores, nan=-np.inf)
+    if per_output:
+        return np.argmax(s, axis=0)
+    return np.full(s.shape[1], np.argmax(s.mean(axis=1)))

@@ -1,0 +1,305 @@
+"""Time lags and lagged sufficient statistics, computed without the lagged design matrix.
+
+Conventions
+-----------
+A lag ``l`` (in samples) pairs output sample ``t`` with input sample ``t - l``: positive
+lags mean the output follows the input (a forward TRF's response latency). Columns of
+the lagged design are ordered lag-major: column ``p = j * n_features + f`` holds input
+feature ``f`` at lag ``lags[j]``. Rows are output samples ``t``:
+
+- ``edge='zero'``: every sample ``t = 0..n-1`` of a trial; inputs before the start or
+  after the end of the trial count as zeros (mTRF-Toolbox ``zeropad``, MNE).
+- ``edge='valid'``: only samples whose every lagged input lies inside the trial,
+  ``t = max(0, max(lags)) .. n + min(0, min(lags)) - 1``.
+
+Per trial the engine keeps ``X^T X``, ``X^T Y``, the column sums of ``X`` and ``Y``,
+``sum(Y**2)`` and the row count, so that the statistics of any training set are the
+total minus the held-out trials and scores follow without predicting.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._backend import get_ops
+from ._check import _check_number, _check_option
+
+EDGES = ("zero", "valid")
+
+
+def times_to_lags(tmin, tmax, sfreq):
+    """Integer lags (samples) covering the window ``[tmin, tmax]`` seconds.
+
+    Parameters
+    ----------
+    tmin, tmax : float
+        First and last lag, in seconds (``tmin <= tmax``); negative means the output
+        precedes the input.
+    sfreq : float
+        Sampling rate in Hz.
+
+    Returns
+    -------
+    lags : ndarray of int, shape (n_lags,)
+        ``floor(tmin * sfreq) .. ceil(tmax * sfreq)`` (as mTRF-Toolbox/mTRFpy; values
+        within 1e-9 of an integer are rounded to it first, so ``-0.1 * 100`` is -10).
+
+    Raises
+    ------
+    ValueError
+        If ``tmin > tmax`` or ``sfreq <= 0``.
+    """
+    tmin = _check_number("tmin", tmin)
+    tmax = _check_number("tmax", tmax)
+    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
+    if tmin > tmax:
+        raise ValueError(f"tmin must be <= tmax; got tmin={tmin!r}, tmax={tmax!r}.")
+
+    def _snap(v):
+        r = round(v)
+        return r if abs(v - r) < 1e-9 else v
+
+    lo, hi = math.floor(_snap(tmin * sfreq)), math.ceil(_snap(tmax * sfreq))
+    return np.arange(lo, hi + 1, dtype=np.int64)
+
+
+def row_range(n_samples, lags, edge):
+    """First and one-past-last output sample used for a trial of ``n_samples``.
+
+    Parameters
+    ----------
+    n_samples : int
+        Length of the trial.
+    lags : ndarray of int, shape (n_lags,)
+        Lags in samples (increasing).
+    edge : 'zero' | 'valid'
+        Edge handling (see module notes).
+
+    Returns
+    -------
+    start, stop : int
+        Rows ``start <= t < stop`` of the trial enter the fit and the score.
+    """
+    _check_option("edge", edge, EDGES)
+    if edge == "zero":
+        return 0, int(n_samples)
+    start, stop = max(0, int(lags[-1])), int(n_samples) + min(0, int(lags[0]))
+    if stop <= start:
+        raise ValueError(
+            f"A trial of {n_samples} samples is too short for edge='valid' with lags "
+            f"{int(lags[0])}..{int(lags[-1])}: no sample has all its lagged inputs inside the "
+            "trial. Use longer trials, fewer lags or edge='zero'."
+        )
+    return start, stop
+
+
+def _lag_rows(x_TF, lags, start, stop, xp):
+    """Rows ``start..stop-1`` of the zero-padded lagged design, shape (n_rows, n_lags * F)."""
+    n_T, n_F = x_TF.shape
+    s_lo, s_hi = start - int(lags[-1]), stop - int(lags[0])  # input samples needed
+    n_rows = stop - start
+    if n_rows <= 0:
+        return xp.zeros((0, len(lags) * n_F))
+    seg = xp.zeros((s_hi - s_lo, n_F))
+    a, b = max(s_lo, 0), min(s_hi, n_T)
+    if b > a:
+        seg[a - s_lo:b - s_lo] = x_TF[a:b]
+    cols = [seg[start - int(lag) - s_lo: stop - int(lag) - s_lo] for lag in lags]
+    return xp.stack(cols, axis=1).reshape(n_rows, len(lags) * n_F)
+
+
+def lag_matrix(x, lags, *, edge="zero", backend="numpy", device=None):
+    """The explicit lagged design matrix of one trial (for checks and small data).
+
+    Parameters
+    ----------
+    x : array, shape (n_times, n_features)
+        One trial of inputs.
+    lags : array of int, shape (n_lags,)
+        Lags in samples (increasing, contiguous or not).
+    edge : 'zero' | 'valid'
+        Edge handling; ``'valid'`` drops rows with any lagged input outside the trial.
+    backend, device : str
+        See :func:`sae_eeg.trf.TRF`.
+
+    Returns
+    -------
+    design : array, shape (n_rows, n_lags * n_features)
+        Column ``j * n_features + f`` is feature ``f`` delayed by ``lags[j]``.
+    """
+    xp = get_ops(backend, device)
+    x_TF = xp.asarray(np.asarray(x).reshape(len(x), -1) if not hasattr(x, "detach") else x)
+    lags = np.asarray(lags, dtype=np.int64)
+    start, stop = row_range(x_TF.shape[0], lags, edge)
+    return _lag_rows(x_TF, lags, start, stop, xp)
+
+
+def _check_contiguous(lags):
+    if len(lags) > 1 and not np.all(np.diff(lags) == 1):
+        raise ValueError(f"lags must be contiguous increasing integers; got {lags!r}.")
+
+
+def lagged_xtx(x_TF, lags, edge, xp):
+    """``X^T X`` of the lagged design of one trial, shape (n_lags * F, n_lags * F).
+
+    The block-Toeplitz part comes from ``n_lags`` cross-products of shifted copies of
+    the trial (no design matrix); the rows the design does not contain (zero padding
+    beyond the trial, or the dropped edges for ``'valid'``) are subtracted exactly.
+    """
+    lags = np.asarray(lags, dtype=np.int64)
+    _check_contiguous(lags)
+    n_T, n_F = x_TF.shape
+    n_L = len(lags)
+    zero_FF = xp.zeros((n_F, n_F))
+    R = [x_TF[: n_T - d].mT @ x_TF[d:] if d < n_T else zero_FF for d in range(n_L)]
+    # all_R[k] = R(k - (L-1)), with R(-d) = R(d)^T
+    all_R = xp.stack([R[d].mT for d in range(n_L - 1, 0, -1)] + R, axis=0)
+    idx = np.arange(n_L)[:, None] - np.arange(n_L)[None, :] + n_L - 1
+    xtx = all_R[xp.index(idx)]  # (L, L, F, F)
+    xtx = xtx.swapaxes(1, 2).reshape(n_L * n_F, n_L * n_F)
+    start, stop = row_range(n_T, lags, edge)
+    for lo, hi in ((int(lags[0]), start), (stop, n_T + int(lags[-1]))):
+        if hi > lo:
+            rows = _lag_rows(x_TF, lags, lo, hi, xp)
+            xtx = xtx - rows.mT @ rows
+    return xtx
+
+
+def lagged_xty(x_TF, y_TC, lags, edge, xp):
+    """``X^T Y`` of the lagged design of one trial, shape (n_lags * F, C)."""
+    lags = np.asarray(lags, dtype=np.int64)
+    n_T = x_TF.shape[0]
+    start, stop = row_range(n_T, lags, edge)
+    blocks = []
+    for lag in lags:
+        t0, t1 = max(start, int(lag)), min(stop, n_T + int(lag))
+        if t1 > t0:
+            blocks.append(x_TF[t0 - lag: t1 - lag].mT @ y_TC[t0:t1])
+        else:
+            blocks.append(xp.zeros((x_TF.shape[1], y_TC.shape[1])))
+    return xp.concat(blocks, axis=0)
+
+
+def lagged_sums(x_TF, lags, edge, xp):
+    """Column sums of the lagged design of one trial, shape (n_lags * F,)."""
+    lags = np.asarray(lags, dtype=np.int64)
+    n_T, n_F = x_TF.shape
+    start, stop = row_range(n_T, lags, edge)
+    cum = xp.concat([xp.zeros((1, n_F)), x_TF.cumsum(axis=0)], axis=0)
+    sums = []
+    for lag in lags:
+        t0, t1 = max(start, int(lag)), min(stop, n_T + int(lag))
+        sums.append(cum[t1 - lag] - cum[t0 - lag] if t1 > t0 else xp.zeros((n_F,)))
+    return xp.concat(sums, axis=0)
+
+
+@dataclass(frozen=True)
+class LagStats:
+    """Sufficient statistics of lagged ridge regression, per trial (leading axis N).
+
+    Attributes
+    ----------
+    xtx : array, shape (N, P, P)
+        ``X^T X`` of each trial's lagged design (P = n_lags * n_features).
+    xty : array, shape (N, P, C)
+        ``X^T Y``.
+    sx : array, shape (N, P)
+        Column sums of the lagged design.
+    sy : array, shape (N, C)
+        Column sums of the outputs (rows used).
+    yty : array, shape (N, C)
+        Sums of squared outputs.
+    n : array, shape (N,)
+        Rows used per trial.
+    """
+
+    xtx: object
+    xty: object
+    sx: object
+    sy: object
+    yty: object
+    n: object
+
+    def total(self, keep=None):
+        """Sum over trials (all, or the index array ``keep``); a LagStats with N = 1."""
+        def s(a):
+            a = a if keep is None else a[keep]
+            return a.sum(axis=0)[None]
+        return LagStats(s(self.xtx), s(self.xty), s(self.sx), s(self.sy), s(self.yty), s(self.n))
+
+    def minus(self, other):
+        """Element-wise difference (training set = total minus held-out trials)."""
+        return LagStats(*(getattr(self, k) - getattr(other, k) for k in
+                          ("xtx", "xty", "sx", "sy", "yty", "n")))
+
+    def plus(self, other):
+        """Element-wise sum (e.g. over subjects)."""
+        return LagStats(*(getattr(self, k) + getattr(other, k) for k in
+                          ("xtx", "xty", "sx", "sy", "yty", "n")))
+
+    def trial(self, i):
+        """Statistics of trial ``i`` (N = 1)."""
+        return LagStats(*(getattr(self, k)[i:i + 1] for k in ("xtx", "xty", "sx", "sy", "yty", "n")))
+
+    @property
+    def n_trials(self):
+        """Number of trials N."""
+        return self.xtx.shape[0]
+
+
+def trial_stats(x_TF, y_TC, lags, edge, xp):
+    """LagStats (N = 1) of one trial; ``x_TF``/``y_TC`` are backend arrays."""
+    n_T = x_TF.shape[0]
+    start, stop = row_range(n_T, lags, edge)
+    y_used = y_TC[start:stop]
+    return LagStats(
+        lagged_xtx(x_TF, lags, edge, xp)[None],
+        lagged_xty(x_TF, y_TC, lags, edge, xp)[None],
+        lagged_sums(x_TF, lags, edge, xp)[None],
+        y_used.sum(axis=0)[None],
+        (y_used * y_used).sum(axis=0)[None],
+        xp.asarray(np.array([stop - start], dtype=np.float64)),
+    )
+
+
+def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, backend="numpy", device=None, xp=None):
+    """Lagged covariances of trials without building the design matrices.
+
+    Parameters
+    ----------
+    X : list of array, each shape (n_times_i, n_features)
+        Input trials (lengths may differ).
+    Y : list of array, each shape (n_times_i, n_outputs)
+        Output trials.
+    lags : array of int, shape (n_lags,)
+        Contiguous lags in samples (from :func:`times_to_lags`).
+    edge : 'zero' | 'valid'
+        Edge handling (module notes).
+    per_trial : bool
+        Keep each trial's statistics (N = n_trials, needed for cross-validation) or
+        only their sum (N = 1, less memory).
+    backend, device : str
+        Array backend; ignored when ``xp`` (an ops object) is given.
+
+    Returns
+    -------
+    stats : LagStats
+        See :class:`LagStats`.
+    """
+    xp = get_ops(backend, device) if xp is None else xp
+    lags = np.asarray(lags, dtype=np.int64)
+    out = None
+    parts = []
+    for x, y in zip(X, Y):
+        st = trial_stats(xp.asarray(x), xp.asarray(y), lags, edge, xp)
+        if per_trial:
+            parts.append(st)
+        else:
+            out = st if out is None else out.plus(st)
+    if per_trial:
+        return LagStats(*(xp.concat([getattr(p, k) for p in parts], axis=0)
+                          for k in ("xtx", "xty", "sx", "sy", "yty", "n")))
+    return out

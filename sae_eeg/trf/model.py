@@ -1,0 +1,249 @@
+"""The TRF estimator: lagged ridge regression with the scikit-learn contract."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import BaseEstimator, RegressorMixin  # the estimator contract (only non-numeric import)
+from sklearn.utils.validation import check_is_fitted
+
+from ._backend import get_ops
+from ._check import _check_alphas, _check_number, _check_option, _check_pair, _as_trials
+from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows
+from .lags import EDGES, lagged_stats, row_range, times_to_lags
+from .solvers import SOLVERS, ridge_per_output
+
+
+def direction_lags(tmin, tmax, sfreq, direction):
+    """Regression lags (samples) of a forward (1) or backward (-1) model.
+
+    A backward model reconstructs the stimulus at ``t`` from the response at
+    ``t + tmin .. t + tmax``: its regression lags are ``-tmax .. -tmin`` (mTRF).
+    """
+    _check_option("direction", direction, (1, -1))
+    if direction == 1:
+        return times_to_lags(tmin, tmax, sfreq)
+    _check_number("tmin", tmin)
+    _check_number("tmax", tmax)
+    if tmin > tmax:
+        raise ValueError(f"tmin must be <= tmax; got tmin={tmin!r}, tmax={tmax!r}.")
+    return times_to_lags(-tmax, -tmin, sfreq)
+
+
+class TRF(RegressorMixin, BaseEstimator):
+    """Temporal response function: ridge regression on time-lagged inputs.
+
+    Parameters
+    ----------
+    tmin, tmax : float
+        Lag window in seconds (``tmin <= tmax``). For a forward model (stimulus to
+        response) positive lags mean the response follows the stimulus. For a
+        backward model (``direction=-1``) give the same stimulus-to-response window;
+        the regression then uses lags ``-tmax .. -tmin`` (as mTRF-Toolbox).
+    sfreq : float
+        Sampling rate of inputs and outputs, in Hz. Required.
+    direction : 1 | -1
+        1: forward (encoding) model; -1: backward (decoding) model. Only the sign of
+        the lags changes: ``X`` is always the model's input (the EEG for -1) and ``y``
+        its output.
+    alpha : float | sequence of float
+        Ridge penalty (engine scale, see Notes). Several values are compared by
+        cross-validation over trials and the best is refit on all trials. Default 1.0.
+    fit_intercept : bool
+        Fit an unpenalised intercept. Default True.
+    edge : 'zero' | 'valid'
+        ``'zero'`` zero-pads lagged inputs beyond the trial (mTRF ``zeropad=True``,
+        MNE); ``'valid'`` uses only samples whose lagged inputs are all inside the
+        trial. Default 'zero'.
+    solver : 'auto' | 'eigh' | 'cholesky'
+        ``'eigh'`` gives every alpha from one eigendecomposition; ``'auto'`` uses it
+        for several alphas and Cholesky for one.
+    backend : 'numpy' | 'torch'
+        Array library for the computation; results are NumPy either way.
+    device : str | None
+        Torch device (``'cuda'`` computes in float32, with a warning).
+    scoring : 'pearson' | 'spearman' | 'mse' | 'r2'
+        Metric of :meth:`score` and of the cross-validation. Default 'pearson'.
+    cv : int | None
+        Folds for choosing alpha (``None``: leave one trial out).
+    alpha_per_output : bool
+        Choose alpha separately for each output column. Default False.
+
+    Attributes
+    ----------
+    coef_ : ndarray, shape (n_outputs, n_features, n_lags)
+        Weights (engine scale: ``w_mTRF / sfreq``).
+    intercept_ : ndarray, shape (n_outputs,)
+        Unpenalised intercepts.
+    lags_ : ndarray of int, shape (n_lags,)
+        Regression lags in samples (negative for a backward model).
+    times_ : ndarray, shape (n_lags,)
+        ``lags_ / sfreq`` in seconds.
+    alpha_ : ndarray, shape (n_outputs,)
+        Penalty used for each output.
+    cv_scores_ : ndarray, shape (n_alphas, n_outputs)
+        Mean cross-validated score of each alpha (NaN when a single alpha was given).
+    valid_samples_ : slice
+        Rows of each trial that enter the fit and :meth:`score`.
+    n_features_in_ : int
+        Number of input columns.
+    n_outputs_ : int
+        Number of output columns.
+
+    Notes
+    -----
+    Convention: ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over all
+    trials (centred when ``fit_intercept``), as scikit-learn Ridge and MNE
+    TimeDelayingRidge. mTRF-Toolbox (MATLAB) solves ``(X^T X + lambda fs I') w = X^T y``
+    and reports ``w fs``; mTRFpy averages the covariances over trials. Hence
+    ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy * sfreq * n_trials`` and
+    ``coef_ = w / sfreq``. Converters: :func:`sae_eeg.trf.conventions.alpha_from_mtrf`,
+    :func:`~sae_eeg.trf.conventions.alpha_from_mtrfpy`,
+    :func:`~sae_eeg.trf.conventions.weights_to_mtrf`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.standard_normal((1000, 1))
+    >>> y = np.convolve(x[:, 0], [0, 1, 0.5])[:1000, None]
+    >>> trf = TRF(0, 0.02, 100.0, alpha=1e-6).fit(x, y)
+    >>> np.round(trf.coef_[0, 0], 3).tolist()
+    [0.0, 1.0, 0.5]
+    """
+
+    def __init__(self, tmin, tmax, sfreq, *, direction=1, alpha=1.0, fit_intercept=True,
+                 edge="zero", solver="auto", backend="numpy", device=None, scoring="pearson",
+                 cv=None, alpha_per_output=False):
+        self.tmin = tmin
+        self.tmax = tmax
+        self.sfreq = sfreq
+        self.direction = direction
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.edge = edge
+        self.solver = solver
+        self.backend = backend
+        self.device = device
+        self.scoring = scoring
+        self.cv = cv
+        self.alpha_per_output = alpha_per_output
+
+    def _validate(self):
+        _check_option("edge", self.edge, EDGES)
+        _check_option("solver", self.solver, ("auto", *SOLVERS))
+        _check_option("scoring", self.scoring, SCORERS)
+        _check_option("fit_intercept", self.fit_intercept, (True, False))
+        _check_option("alpha_per_output", self.alpha_per_output, (True, False))
+        sfreq = _check_number("sfreq", self.sfreq, low=0, inclusive=False)
+        lags = direction_lags(self.tmin, self.tmax, sfreq, self.direction)
+        return sfreq, lags, _check_alphas(self.alpha), get_ops(self.backend, self.device)
+
+    def fit(self, X, y):
+        """Fit the model.
+
+        Parameters
+        ----------
+        X : array, shape ([n_trials, ]n_times, n_features) | list of array
+            Inputs; a list holds trials of different lengths, each (n_times_i, n_features).
+        y : array, shape ([n_trials, ]n_times[, n_outputs]) | list of array
+            Outputs, trial by trial like ``X``.
+
+        Returns
+        -------
+        self : TRF
+            The fitted estimator.
+        """
+        sfreq, lags, alphas, xp = self._validate()
+        X_list, y_list = _check_pair(X, y)
+        self._y_is_1d_ = not isinstance(y, (list, tuple)) and np.ndim(y) == 1
+        X_b = [xp.asarray(a) for a in X_list]
+        y_b = [xp.asarray(a) for a in y_list]
+        for x in X_b:
+            row_range(x.shape[0], lags, self.edge)
+        stats = lagged_stats(X_b, y_b, lags, edge=self.edge, per_trial=len(alphas) > 1, xp=xp)
+        n_out = y_list[0].shape[1]
+        if len(alphas) > 1:
+            folds = make_folds(len(X_b), self.cv)
+            scores = fold_scores(stats, alphas, folds, fit_intercept=self.fit_intercept,
+                                 scoring=self.scoring, solver=self.solver, xp=xp,
+                                 trials=(X_b, y_b), lags=lags, edge=self.edge)
+            self.cv_scores_ = scores.mean(axis=0)
+            alpha_C = alphas[best_alpha_index(self.cv_scores_, self.scoring, self.alpha_per_output)]
+        else:
+            self.cv_scores_ = np.full((1, n_out), np.nan)
+            alpha_C = np.full(n_out, alphas[0])
+        W, b = ridge_per_output(stats.total(), alpha_C, fit_intercept=self.fit_intercept,
+                                solver=self.solver, xp=xp)
+        n_feat = X_list[0].shape[1]
+        W = xp.to_numpy(W)
+        self.coef_ = W.reshape(len(lags), n_feat, n_out).transpose(2, 1, 0).copy()
+        self.intercept_ = xp.to_numpy(b)
+        self.alpha_ = alpha_C
+        self.lags_ = lags
+        self.times_ = lags / sfreq
+        start = max(0, int(lags[-1])) if self.edge == "valid" else None
+        stop = (min(0, int(lags[0])) or None) if self.edge == "valid" else None
+        self.valid_samples_ = slice(start, stop)
+        self.n_features_in_ = n_feat
+        self.n_outputs_ = n_out
+        return self
+
+    def _predict_trials(self, X):
+        check_is_fitted(self)
+        X_list = _as_trials(X, "X")
+        if X_list[0].shape[1] != self.n_features_in_:
+            raise ValueError(f"X has {X_list[0].shape[1]} features, but TRF was fitted with "
+                             f"{self.n_features_in_} features.")
+        xp = get_ops(self.backend, self.device)
+        W = xp.asarray(self.coef_.transpose(2, 1, 0).reshape(-1, self.n_outputs_))[None]
+        b = xp.asarray(self.intercept_)[None]
+        return [xp.to_numpy(predict_rows(xp.asarray(x), W, b, self.lags_, 0, x.shape[0], xp)[0])
+                for x in X_list]
+
+    def predict(self, X):
+        """Predict the outputs (every sample, inputs zero-padded beyond the trial).
+
+        Parameters
+        ----------
+        X : array, shape ([n_trials, ]n_times, n_features) | list of array
+            Inputs.
+
+        Returns
+        -------
+        y_pred : ndarray, shape ([n_trials, ]n_times, n_outputs) | list of ndarray
+            Same container as ``X`` (a list for a list). Rows outside
+            ``valid_samples_`` depend on the zero padding.
+        """
+        preds = self._predict_trials(X)
+        if isinstance(X, (list, tuple)):
+            return preds
+        if np.ndim(X) == 3:
+            return np.stack(preds)
+        return preds[0][:, 0] if self._y_is_1d_ else preds[0]
+
+    def score(self, X, y, sample_weight=None):
+        """Mean over outputs of the ``scoring`` metric (trial-averaged) on ``valid_samples_``.
+
+        Parameters
+        ----------
+        X, y : array | list of array
+            As in :meth:`fit`.
+        sample_weight : None
+            Not supported (must be None).
+
+        Returns
+        -------
+        score : float
+        """
+        if sample_weight is not None:
+            raise ValueError("TRF.score does not support sample_weight; got an array.")
+        return float(np.mean(self.score_outputs(X, y)))
+
+    def score_outputs(self, X, y):
+        """The ``scoring`` metric per output, averaged over trials, shape (n_outputs,)."""
+        check_is_fitted(self)
+        X_list, y_list = _check_pair(X, y)
+        preds = self._predict_trials(X_list)
+        metric = SCORERS[self.scoring].from_predictions
+        return np.mean([metric(yt[self.valid_samples_], yp[self.valid_samples_])
+                        for yt, yp in zip(y_list, preds)], axis=0)

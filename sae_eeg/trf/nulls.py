@@ -1,0 +1,255 @@
+"""Null distributions and bootstrap intervals that reuse the fold decompositions.
+
+Under a circular shift of the outputs or a mismatch of input and output trials only
+``X^T Y`` (and the output sums) change; ``X^T X`` and its eigendecomposition per fold
+do not, so each null sample costs projections, not factorisations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+
+from ._backend import get_ops
+from ._check import _check_alphas, _check_number, _check_option, _check_pair
+from .crossval import SCORERS, make_folds
+from .lags import LagStats, _lag_rows, lagged_stats, lagged_xty, row_range
+from .model import direction_lags
+from .solvers import centered_system, ridge_path
+
+NULL_KINDS = ("shift", "mismatch")
+
+
+@dataclass(frozen=True)
+class NullResult:
+    """Observed cross-validated scores and their null distribution.
+
+    Attributes
+    ----------
+    observed : ndarray, shape (n_outputs,)
+        Cross-validated score of the real pairing.
+    null : ndarray, shape (n_permutations, n_outputs)
+        Scores under the null.
+    pvalues : ndarray, shape (n_outputs,)
+        ``(1 + #{null >= observed}) / (1 + n_permutations)`` (``<=`` for 'mse').
+    permutations : ndarray of int, shape (n_permutations, n_trials)
+        For 'shift', the shift (samples) applied to each trial's outputs
+        (``numpy.roll(y, -shift, axis=0)``); for 'mismatch', the trial whose outputs
+        were paired with each trial's inputs.
+    """
+
+    observed: np.ndarray
+    null: np.ndarray
+    pvalues: np.ndarray
+    permutations: np.ndarray
+
+
+class _FoldEigs:
+    """Per-fold eigendecompositions of the centred training ``X^T X`` (y-independent)."""
+
+    def __init__(self, xtx_stats, folds, fit_intercept, xp):
+        self.folds, self.fit_intercept, self.xp = folds, fit_intercept, xp
+        total = xtx_stats.total()
+        self.cache = []
+        for test in folds:
+            train = total.minus(xtx_stats.total(xp.index(test)))
+            C, _ = centered_system(train, fit_intercept)
+            self.cache.append((xp.eigh(C), train.sx[0], train.n[0]))
+
+    def scores(self, stats, alpha, scorer):
+        """Scores (n_folds, n_outputs) for per-trial stats sharing the cached X^T X."""
+        xp = self.xp
+        total_xty, total_sy = stats.xty.sum(axis=0), stats.sy.sum(axis=0)
+        out = []
+        for test, ((evals, evecs), sx, n) in zip(self.folds, self.cache):
+            idx = xp.index(test)
+            xty = total_xty - stats.xty[idx].sum(axis=0)
+            sy = total_sy - stats.sy[idx].sum(axis=0)
+            c = xty - sx[:, None] * sy[None, :] / n if self.fit_intercept else xty
+            W = (evecs @ ((evecs.mT @ c) / (evals[:, None] + alpha)))[None]
+            b = ((sy - sx @ W[0]) / n)[None] if self.fit_intercept else xp.zeros((1, c.shape[1]))
+            per = [xp.to_numpy(scorer.from_stats(W, b, stats.trial(int(i)), xp))[0] for i in test]
+            out.append(np.mean(per, axis=0))
+        return np.stack(out)
+
+
+def _output_stats(x_TF, y_TC, lags, edge, xp):
+    """The y-dependent statistics of one (input, output) pairing: X^T Y, sum y, sum y^2."""
+    start, stop = row_range(x_TF.shape[0], lags, edge)
+    y_used = y_TC[start:stop]
+    return lagged_xty(x_TF, y_TC, lags, edge, xp), y_used.sum(axis=0), (y_used * y_used).sum(axis=0)
+
+
+def _circular_xty(x_TF, y_TC, lags, edge, xp):
+    """For every circular shift s of y: X^T roll(y, -s), sum and sum of squares of the used rows.
+
+    Returns arrays (n_times, P, C), (n_times, C), (n_times, C) (NumPy, by FFT).
+    """
+    n_T = x_TF.shape[0]
+    start, stop = row_range(n_T, lags, edge)
+    rows = np.zeros((n_T, len(lags) * x_TF.shape[1]))
+    rows[start:stop] = xp.to_numpy(_lag_rows(x_TF, lags, start, stop, xp))
+    mask = np.zeros(n_T)
+    mask[start:stop] = 1.0
+    y = xp.to_numpy(y_TC)
+    Yf = scipy.fft.rfft(y, axis=0)
+    Y2f = scipy.fft.rfft(y * y, axis=0)
+
+    def corr(a, B):  # sum_t a(t) B((t + s) mod n), for all s
+        return scipy.fft.irfft(np.conj(scipy.fft.rfft(a, axis=0))[..., None] * B[:, None, :], n=n_T, axis=0)
+
+    xty = corr(rows, Yf)
+    sy = corr(mask[:, None], Yf)[:, 0]
+    yty = corr(mask[:, None], Y2f)[:, 0]
+    return xty, sy, yty
+
+
+def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_permutations=100,
+                     min_shift=None, direction=1, fit_intercept=True, edge="zero", cv=None,
+                     scoring="pearson", random_state=None, backend="numpy", device=None):
+    """Cross-validated scores under circular shifts or trial mismatches of the outputs.
+
+    Parameters
+    ----------
+    X, y : list of array
+        At least two trials, each (n_times_i, n_features) and (n_times_i, n_outputs).
+    tmin, tmax : float
+        Lag window in seconds.
+    sfreq : float
+        Sampling rate in Hz.
+    alpha : float
+        One penalty (engine scale).
+    kind : 'shift' | 'mismatch'
+        ``'shift'``: each trial's outputs are rolled by a random shift of at least
+        ``min_shift`` seconds (the same shift for every trial of a sample).
+        ``'mismatch'``: outputs are paired with the inputs of a different trial (a
+        random derangement; trials are cropped to the shortest).
+    n_permutations : int
+        Null samples.
+    min_shift : float | None
+        Smallest shift in seconds (default: the lag window length ``tmax - tmin``
+        plus one sample).
+    direction, fit_intercept, edge, cv, scoring, backend, device
+        As in :class:`~sae_eeg.trf.TRF` (``scoring`` must not be 'spearman').
+    random_state : int | numpy.random.Generator | None
+        Source of randomness.
+
+    Returns
+    -------
+    result : NullResult
+        Observed scores, null scores and p-values per output.
+    """
+    _check_option("kind", kind, NULL_KINDS)
+    _check_option("scoring", scoring, tuple(k for k, v in SCORERS.items() if v.from_stats))
+    n_permutations = _check_number("n_permutations", n_permutations, low=1, integer=True)
+    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
+    alpha = float(_check_alphas(alpha)[0])
+    rng = np.random.default_rng(random_state)
+    xp = get_ops(backend, device)
+    lags = direction_lags(tmin, tmax, sfreq, direction)
+    X_list, y_list = _check_pair(X, y)
+    if kind == "mismatch":
+        n_min = min(len(x) for x in X_list)
+        X_list, y_list = [x[:n_min] for x in X_list], [v[:n_min] for v in y_list]
+        if len(X_list) < 3:
+            raise ValueError(f"kind='mismatch' needs at least 3 trials; got {len(X_list)}.")
+    X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
+    stats = lagged_stats(X_b, y_b, lags, edge=edge, xp=xp)
+    folds = make_folds(len(X_b), cv)
+    eigs = _FoldEigs(stats, folds, fit_intercept, xp)
+    scorer = SCORERS[scoring]
+    observed = eigs.scores(stats, alpha, scorer).mean(axis=0)
+    null = np.empty((n_permutations, observed.size))
+    perms = np.empty((n_permutations, len(X_b)), dtype=np.int64)
+    if kind == "shift":
+        circ = [_circular_xty(x, v, lags, edge, xp) for x, v in zip(X_b, y_b)]
+        n_short = min(len(x) for x in X_list)
+        lo = int(np.ceil((tmax - tmin) * sfreq)) + 1 if min_shift is None else int(np.ceil(min_shift * sfreq))
+        if n_short - 2 * lo < 1:
+            raise ValueError(f"Trials of {n_short} samples are too short for shifts of at least "
+                             f"{lo} samples; lower min_shift or use kind='mismatch'.")
+        for k in range(n_permutations):
+            frac = rng.uniform()
+            parts = []
+            for i, ((xty, sy, yty), x) in enumerate(zip(circ, X_list)):
+                perms[k, i] = s = lo + int(frac * (len(x) - 2 * lo + 1))  # same relative shift
+                parts.append((xty[s], sy[s], yty[s]))
+            xty, sy, yty = (xp.asarray(np.stack([p[j] for p in parts])) for j in range(3))
+            st = LagStats(stats.xtx, xty, stats.sx, sy, yty, stats.n)
+            null[k] = eigs.scores(st, alpha, scorer).mean(axis=0)
+    else:
+        n = len(X_b)
+        cache = {}
+        for k in range(n_permutations):
+            perm = rng.permutation(n)
+            while np.any(perm == np.arange(n)):
+                perm = rng.permutation(n)
+            perms[k] = perm
+            for i, j in enumerate(perm):
+                if (i, int(j)) not in cache:
+                    cache[i, int(j)] = _output_stats(X_b[i], y_b[j], lags, edge, xp)
+            pair = [cache[i, int(j)] for i, j in enumerate(perm)]
+            xty, sy, yty = (xp.stack([p[m] for p in pair]) for m in range(3))
+            st = LagStats(stats.xtx, xty, stats.sx, sy, yty, stats.n)
+            null[k] = eigs.scores(st, alpha, scorer).mean(axis=0)
+    if scorer.greater_is_better:
+        pvalues = (1 + (null >= observed).sum(axis=0)) / (1 + n_permutations)
+    else:
+        pvalues = (1 + (null <= observed).sum(axis=0)) / (1 + n_permutations)
+    return NullResult(observed, null, pvalues, perms)
+
+
+def bootstrap_coef(X, y, tmin, tmax, sfreq, *, alpha=1.0, n_boot=200, ci=0.95, direction=1,
+                   fit_intercept=True, edge="zero", random_state=None, backend="numpy", device=None):
+    """Percentile bootstrap confidence intervals of TRF weights, resampling trials.
+
+    Trials are drawn with replacement; each resample's statistics are a weighted sum
+    of the per-trial statistics, so each costs one solve and no covariance.
+
+    Parameters
+    ----------
+    X, y : list of array
+        At least two trials.
+    tmin, tmax : float
+        Lag window in seconds.
+    sfreq : float
+        Sampling rate in Hz.
+    alpha : float
+        One penalty (engine scale).
+    n_boot : int
+        Bootstrap resamples.
+    ci : float
+        Coverage of the interval, in (0, 1).
+    direction, fit_intercept, edge, backend, device
+        As in :class:`~sae_eeg.trf.TRF`.
+    random_state : int | numpy.random.Generator | None
+        Source of randomness.
+
+    Returns
+    -------
+    lower, upper : ndarray, shape (n_outputs, n_features, n_lags)
+        Interval bounds for ``coef_``.
+    """
+    n_boot = _check_number("n_boot", n_boot, low=1, integer=True)
+    ci = _check_number("ci", ci, low=0, high=1, inclusive=False)
+    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
+    alphas = _check_alphas(alpha)[:1]
+    rng = np.random.default_rng(random_state)
+    xp = get_ops(backend, device)
+    lags = direction_lags(tmin, tmax, sfreq, direction)
+    X_list, y_list = _check_pair(X, y)
+    if len(X_list) < 2:
+        raise ValueError(f"Bootstrapping over trials needs at least 2 trials; got {len(X_list)}.")
+    stats = lagged_stats([xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list], lags,
+                         edge=edge, xp=xp)
+    n_feat, n_out = X_list[0].shape[1], y_list[0].shape[1]
+    coefs = np.empty((n_boot, n_out, n_feat, len(lags)))
+    for k in range(n_boot):
+        pick = rng.integers(0, len(X_list), len(X_list))
+        W, _ = ridge_path(stats.total(xp.index(pick)), alphas, fit_intercept=fit_intercept,
+                          solver="cholesky", xp=xp)
+        coefs[k] = xp.to_numpy(W[0]).reshape(len(lags), n_feat, n_out).transpose(2, 1, 0)
+    q = (1 - ci) / 2
+    return np.quantile(coefs, q, axis=0), np.quantile(coefs, 1 - q, axis=0)

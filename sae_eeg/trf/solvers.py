@@ -1,0 +1,127 @@
+"""Ridge solvers on lagged sufficient statistics (one code path for numpy and torch).
+
+All solvers take the (centred) system ``C w = c`` and a vector of penalties and return
+the weights for every penalty at once, shape (n_alphas, P, n_outputs). The intercept is
+never penalised: with ``fit_intercept`` the system is centred on the lagged design's
+own column means, which is exactly ridge with an unpenalised column of ones (mTRF).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._check import _check_option
+
+
+def centered_system(stats, fit_intercept):
+    """Return ``C`` ([B, ]P, P) and ``c`` ([B, ]P, C) of a summed LagStats (N = 1).
+
+    A leading batch axis B (independent models, e.g. one per feature) is allowed.
+
+    With ``fit_intercept`` the lagged columns and the outputs are centred on their
+    means over all rows used (``C = X^T X - n m m^T``).
+    """
+    xtx, xty = stats.xtx[0], stats.xty[0]
+    if not fit_intercept:
+        return xtx, xty
+    n = stats.n[0]
+    sx, sy = stats.sx[0], stats.sy[0]
+    return (xtx - (sx[..., :, None] * sx[..., None, :]) / n,
+            xty - (sx[..., :, None] * sy[..., None, :]) / n)
+
+
+def _scaled(C, c, penalty_scale):
+    """Rescale the system so a per-column penalty ``alpha * scale_p`` becomes ``alpha * I``."""
+    if penalty_scale is None:
+        return C, c, None
+    s = 1.0 / penalty_scale ** 0.5
+    return C * s[:, None] * s[None, :], c * s[:, None], s[:, None]
+
+
+def solve_eigh(C, c, alphas, xp, penalty_scale=None):
+    """Weights for every alpha from one eigendecomposition of ``C``.
+
+    Parameters
+    ----------
+    C : array, shape ([B, ]P, P)
+        Symmetric (centred) lagged covariance (optionally a batch of B systems).
+    c : array, shape ([B, ]P, n_outputs)
+        Cross-covariance with the outputs.
+    alphas : ndarray, shape (n_alphas,)
+        Penalties (the engine's alpha: sklearn/MNE scale).
+    xp : ops
+        Backend namespace.
+    penalty_scale : array, shape (P,) | None
+        Relative penalty per column (banded ridge); ``None`` is all ones.
+
+    Returns
+    -------
+    W : array, shape (n_alphas, [B, ]P, n_outputs)
+    """
+    Cs, cs, s = _scaled(C, c, penalty_scale)
+    evals, evecs = xp.eigh(Cs)
+    proj = evecs.mT @ cs
+    alphas_A = xp.asarray(np.asarray(alphas, dtype=np.float64).reshape(-1, *[1] * proj.ndim))
+    W = evecs[None] @ (proj[None] / (evals[None, ..., None] + alphas_A))
+    return W if s is None else W * s
+
+
+def solve_cholesky(C, c, alphas, xp, penalty_scale=None):
+    """Weights for every alpha, one Cholesky factorisation per alpha (best for one alpha)."""
+    Cs, cs, s = _scaled(C, c, penalty_scale)
+    eye = xp.eye(C.shape[-1])
+    W = xp.stack([xp.cho_solve(Cs + float(a) * eye, cs) for a in np.asarray(alphas)], axis=0)
+    return W if s is None else W * s
+
+
+SOLVERS = {"eigh": solve_eigh, "cholesky": solve_cholesky}
+
+
+def resolve_solver(solver, n_alphas):
+    """Concrete solver name: ``'auto'`` is Cholesky for one alpha, eigh for several."""
+    _check_option("solver", solver, ("auto", *SOLVERS))
+    if solver == "auto":
+        return "cholesky" if n_alphas == 1 else "eigh"
+    return solver
+
+
+def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
+    """Ridge weights and intercepts for every alpha from summed statistics.
+
+    Parameters
+    ----------
+    stats : LagStats
+        Summed statistics (N = 1) of the training trials.
+    alphas : ndarray, shape (n_alphas,)
+        Penalties.
+    fit_intercept : bool
+        Fit an unpenalised intercept.
+    solver : 'auto' | 'eigh' | 'cholesky'
+        See :data:`SOLVERS`.
+    xp : ops
+        Backend namespace.
+    penalty_scale : array, shape (P,) | None
+        Relative penalty of each column (banded ridge).
+
+    Returns
+    -------
+    W : array, shape (n_alphas, [B, ]P, n_outputs)
+    b : array, shape (n_alphas, [B, ]n_outputs)
+    """
+    C, c = centered_system(stats, fit_intercept)
+    W = SOLVERS[resolve_solver(solver, len(alphas))](C, c, alphas, xp, penalty_scale)
+    if fit_intercept:
+        b = (stats.sy[0] - (stats.sx[0][None, ..., None, :] @ W)[..., 0, :]) / stats.n[0]
+    else:
+        b = xp.zeros(W.shape[:-2] + W.shape[-1:])
+    return W, b
+
+
+def ridge_per_output(stats, alpha_C, *, fit_intercept, solver, xp, penalty_scale=None):
+    """Weights (P, C) and intercept (C,) with one alpha per output column."""
+    alpha_C = np.asarray(alpha_C, dtype=np.float64)
+    uniq, inverse = np.unique(alpha_C, return_inverse=True)
+    W_all, b_all = ridge_path(stats, uniq, fit_intercept=fit_intercept, solver=solver, xp=xp,
+                              penalty_scale=penalty_scale)
+    inv, cols = xp.index(inverse), xp.index(np.arange(alpha_C.size))
+    return W_all[inv, :, cols].mT, b_all[inv, cols]

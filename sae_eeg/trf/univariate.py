@@ -1,0 +1,209 @@
+"""Many independent single-feature TRFs in one batched call.
+
+Each input feature gets its own forward TRF (that feature alone, lagged, against every
+output channel), as in the AudioSAE EEG analysis (one TRF per SAE feature). The
+per-feature lag covariances are (n_lags x n_lags) blocks; their eigendecompositions and
+solves are batched over features, chunk by chunk, so a sparse (T x F) feature matrix is
+densified only one chunk of features at a time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.fft
+from scipy import sparse
+
+from ._backend import get_ops
+from ._check import _as_trials, _check_alphas, _check_number, _check_option
+from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds
+from .lags import EDGES, LagStats, _lag_rows, lagged_sums, row_range, times_to_lags
+from .solvers import ridge_path
+
+STATS_SCORERS = tuple(k for k, v in SCORERS.items() if v.from_stats is not None)
+
+
+@dataclass(frozen=True)
+class UnivariateTRFs:
+    """Result of :func:`univariate_trfs`.
+
+    Attributes
+    ----------
+    coef : ndarray, shape (n_features, n_outputs, n_lags)
+        Weights of each single-feature TRF (engine scale).
+    intercept : ndarray, shape (n_features, n_outputs)
+        Intercepts.
+    alpha : ndarray, shape (n_features, n_outputs)
+        Penalty chosen for each model.
+    cv_scores : ndarray, shape (n_features, n_alphas, n_outputs)
+        Cross-validated score of every alpha (NaN with a single alpha and no CV).
+    scores : ndarray, shape (n_features, n_outputs)
+        Cross-validated score at the chosen alpha.
+    lags : ndarray of int, shape (n_lags,)
+        Lags in samples.
+    times : ndarray, shape (n_lags,)
+        Lags in seconds.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    alpha: np.ndarray
+    cv_scores: np.ndarray
+    scores: np.ndarray
+    lags: np.ndarray
+    times: np.ndarray
+
+
+def _autocorr_fft(x_TF, n_lags, n_fft):
+    """Full-overlap autocorrelations ``R_f(d) = sum_s x_f(s) x_f(s+d)``, d = 0..n_lags-1: (F, L)."""
+    spec = scipy.fft.rfft(x_TF, n=n_fft, axis=0)
+    return scipy.fft.irfft(spec.real ** 2 + spec.imag ** 2, n=n_fft, axis=0)[:n_lags].T, spec
+
+
+def _chunk_stats(x_TF, y_TC, lags, edge, y_spec, n_fft):
+    """Per-feature statistics of one trial for a chunk of features (numpy float64)."""
+    n_T, n_F = x_TF.shape
+    n_L = len(lags)
+    start, stop = row_range(n_T, lags, edge)
+    R_FL, x_spec = _autocorr_fft(x_TF, n_L, n_fft)
+    d = np.abs(np.arange(n_L)[:, None] - np.arange(n_L)[None, :])
+    xtx = R_FL[:, d]                                             # (F, L, L) Toeplitz
+    # cross-correlations sum_t x_f(t - l) y_c(t) over the full overlap (= zero edge)
+    cc = scipy.fft.irfft(np.conj(x_spec)[:, :, None] * y_spec[:, None, :], n=n_fft, axis=0)
+    xty = cc[lags % n_fft].transpose(1, 0, 2)                    # (F, L, C)
+    for lo, hi in ((int(lags[0]), start), (stop, n_T + int(lags[-1]))):
+        if hi > lo:
+            rows = _lag_rows(x_TF, lags, lo, hi, _NP).reshape(hi - lo, n_L, n_F)
+            xtx -= np.einsum("rlf,rmf->flm", rows, rows)
+            a, b = max(lo, 0), min(hi, n_T)                      # rows with an output sample
+            if b > a:
+                xty -= np.einsum("rlf,rc->flc", rows[a - lo:b - lo], y_TC[a:b])
+    sx = lagged_sums(x_TF, lags, edge, _NP).reshape(n_L, n_F).T
+    y_used = y_TC[start:stop]
+    return xtx, xty, sx, y_used.sum(0), (y_used ** 2).sum(0), stop - start
+
+
+_NP = get_ops("numpy")
+
+
+def univariate_stats(X, Y, lags, *, edge="zero", features=None):
+    """Per-trial, per-feature lagged statistics of single-feature models (numpy).
+
+    Parameters
+    ----------
+    X : list of array or scipy.sparse matrix, each (n_times_i, n_features)
+        Input trials.
+    Y : list of array, each (n_times_i, n_outputs)
+        Output trials.
+    lags : ndarray of int, shape (n_lags,)
+        Contiguous lags in samples.
+    edge : 'zero' | 'valid'
+        Edge handling.
+    features : array of int | None
+        Columns of ``X`` to use (default all).
+
+    Returns
+    -------
+    stats : LagStats
+        With a feature axis: xtx (N, B, L, L), xty (N, B, L, C), sx (N, B, L),
+        sy (N, C), yty (N, C), n (N,).
+    """
+    parts = []
+    for x, y in zip(X, Y):
+        x_TF = x[:, features] if features is not None else x
+        x_TF = x_TF.toarray() if sparse.issparse(x_TF) else np.asarray(x_TF, dtype=np.float64)
+        x_TF = np.asarray(x_TF, dtype=np.float64)
+        n_fft = scipy.fft.next_fast_len(x_TF.shape[0] + len(lags) + abs(int(lags[0])) + abs(int(lags[-1])))
+        y_spec = scipy.fft.rfft(y, n=n_fft, axis=0)
+        parts.append(_chunk_stats(x_TF, y, lags, edge, y_spec, n_fft))
+    return LagStats(*(np.stack([p[k] for p in parts]) for k in range(5)),
+                    np.array([p[5] for p in parts], dtype=np.float64))
+
+
+def univariate_trfs(X, y, tmin, tmax, sfreq, *, alpha=1.0, fit_intercept=True, edge="zero",
+                    cv=None, scoring="pearson", alpha_per_output=False, chunk_size=128,
+                    backend="numpy", device=None):
+    """Fit one forward TRF per input feature (each feature alone), batched over features.
+
+    Parameters
+    ----------
+    X : array | scipy.sparse matrix | list of them, each (n_times_i, n_features)
+        Input trials; sparse inputs are densified one chunk of features at a time.
+    y : array | list of array, each (n_times_i[, n_outputs])
+        Output trials (e.g. EEG channels).
+    tmin, tmax : float
+        Lag window in seconds.
+    sfreq : float
+        Sampling rate in Hz.
+    alpha : float | sequence of float
+        Penalties (engine scale, see :class:`~sae_eeg.trf.TRF`); several are compared
+        by cross-validation, chosen per feature.
+    fit_intercept : bool
+        Unpenalised intercept per model. Default True.
+    edge : 'zero' | 'valid'
+        Edge handling. Default 'zero'.
+    cv : int | None
+        Folds (``None``: leave one trial out). Cross-validation runs whenever there
+        are at least two trials.
+    scoring : 'pearson' | 'mse' | 'r2'
+        Metric (computed from statistics; 'spearman' is not available here).
+    alpha_per_output : bool
+        Choose alpha per (feature, output) instead of per feature. Default False.
+    chunk_size : int
+        Features processed together (memory ~ n_trials * chunk * n_lags^2 * 8 bytes).
+    backend, device : str
+        Array backend of the solves ('numpy' or 'torch').
+
+    Returns
+    -------
+    result : UnivariateTRFs
+        Weights, intercepts, alphas and cross-validated scores of every feature.
+    """
+    _check_option("edge", edge, EDGES)
+    _check_option("scoring", scoring, STATS_SCORERS)
+    chunk_size = _check_number("chunk_size", chunk_size, low=1, integer=True)
+    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
+    lags = times_to_lags(tmin, tmax, sfreq)
+    alphas = _check_alphas(alpha)
+    X_list = _as_trials(X, "X")
+    y_list = _as_trials(y, "y")
+    if len(X_list) != len(y_list) or any(a.shape[0] != b.shape[0] for a, b in zip(X_list, y_list)):
+        raise ValueError(f"X and y must hold the same trials with equal lengths; got "
+                         f"{[a.shape[0] for a in X_list]} and {[b.shape[0] for b in y_list]} samples.")
+    for x in X_list:
+        row_range(x.shape[0], lags, edge)
+    xp = get_ops(backend, device)
+    n_feat, n_out, n_lags = X_list[0].shape[1], y_list[0].shape[1], len(lags)
+    do_cv = len(X_list) > 1
+    folds = make_folds(len(X_list), cv) if do_cv else None
+    coef = np.empty((n_feat, n_out, n_lags))
+    intercept = np.empty((n_feat, n_out))
+    alpha_FC = np.empty((n_feat, n_out))
+    cv_scores = np.full((n_feat, len(alphas), n_out), np.nan)
+    a_best = np.zeros((n_feat, n_out), dtype=int)
+    for f0 in range(0, n_feat, chunk_size):
+        feats = np.arange(f0, min(f0 + chunk_size, n_feat))
+        st = univariate_stats(X_list, y_list, lags, edge=edge, features=feats)
+        st = LagStats(*(xp.asarray(getattr(st, k)) for k in ("xtx", "xty", "sx", "sy", "yty", "n")))
+        if do_cv:
+            sc = fold_scores(st, alphas, folds, fit_intercept=fit_intercept, scoring=scoring,
+                             solver="eigh", xp=xp).mean(axis=0)      # (A, B, C)
+            cv_scores[feats] = sc.transpose(1, 0, 2)
+            a_idx = np.stack([best_alpha_index(s, scoring, alpha_per_output)
+                              for s in cv_scores[feats]])         # (B, C)
+        else:
+            a_idx = np.zeros((len(feats), n_out), dtype=int)
+        W, b = ridge_path(st.total(), alphas, fit_intercept=fit_intercept, solver="eigh", xp=xp)
+        W, b = xp.to_numpy(W), xp.to_numpy(b)                   # (A, B, L, C), (A, B, C)
+        B_idx = np.arange(len(feats))[:, None]
+        C_idx = np.arange(n_out)[None, :]
+        coef[feats] = W[a_idx, B_idx, :, C_idx]                  # (B, C, L)
+        intercept[feats] = b[a_idx, B_idx, C_idx]
+        alpha_FC[feats] = alphas[a_idx]
+        a_best[feats] = a_idx
+    if do_cv:
+        scores = np.take_along_axis(cv_scores, a_best[:, None, :], axis=1)[:, 0]
+    else:
+        scores = np.full((n_feat, n_out), np.nan)
+    return UnivariateTRFs(coef, intercept, alpha_FC, cv_scores, scores, lags, lags / sfreq)
