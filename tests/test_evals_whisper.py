@@ -10,8 +10,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-backbones = pytest.importorskip("sae_eeg.backbones")
-sae_mod = pytest.importorskip("sae_eeg.sae")
+from sae_eeg import backbones  # noqa: E402
+
+sae_mod = pytest.importorskip("sae_eeg.sae")  # until the SAE core lands on main
 
 from sae_eeg.audio import Audio, resample  # noqa: E402
 from sae_eeg.errors import InputError  # noqa: E402
@@ -166,20 +167,24 @@ def test_erasure_and_probes_on_whisper(dataset, codes):
 def test_lasso_dci_and_windows_on_whisper(dataset, codes, clips):
     every = [a for items in clips.values() for a in items]
     mels = {i: log_mel_spectrogram(a.waveform, a.sfreq) for i, a in enumerate(every)}
-    # acoustic descriptors of half-second segments
-    seg = dataset["clip_ids"] * 100 + (dataset["times"] // 0.5).astype(int)
+    # acoustic descriptors of quarter-second segments; silent segments left out
+    seg = dataset["clip_ids"] * 1000 + (dataset["times"] // 0.25).astype(int)
     X, segs = clip_features(codes["seed1"], seg, how="mean")
     rows = []
     for s in segs:
-        clip, part = divmod(int(s), 100)
-        a = every[clip]
-        chunk = a.waveform[int(part * 0.5 * SR): int((part + 1) * 0.5 * SR)]
-        rows.append(acoustic_descriptors(chunk if chunk.size > 400 else a.waveform[-8000:], SR))
-    desc = pd.DataFrame(rows)[["rms_db", "spectral_centroid", "spectral_flatness"]]
-    probe = lasso_descriptors(X, desc, random_state=0)
-    assert probe.scores.set_index("descriptor").loc["rms_db", "r2_test"] > 0.3
+        clip, part = divmod(int(s), 1000)
+        chunk = every[clip].waveform[int(part * 0.25 * SR): int((part + 1) * 0.25 * SR)]
+        rows.append(acoustic_descriptors(chunk if chunk.size > 800 else every[clip].waveform[-4000:], SR))
+    desc = pd.DataFrame(rows)
+    loud = (desc.rms_db > -50).to_numpy()
+    desc = pd.DataFrame({"log_centroid": np.log(desc.spectral_centroid), "log_flatness": np.log(desc.spectral_flatness),
+                         "zero_crossing_rate": desc.zero_crossing_rate})[loud]
+    probe = lasso_descriptors(X[loud], desc.reset_index(drop=True), random_state=0)
+    scores = probe.scores.set_index("descriptor")
+    assert scores.loc["log_centroid", "r2_test"] > 0.4  # held out, well below the in-sample fit
+    assert (scores.r2_train > scores.r2_test).all()
     dci = dci_scores(probe.importance, factor_names=list(desc.columns))
-    assert 0 <= dci.disentanglement <= 1 and 0 <= dci.completeness <= 1
+    assert 0 < dci.disentanglement < 1 and 0 < dci.completeness < 1
 
     freq = np.asarray((codes["seed1"] > 0).sum(axis=0)).ravel()
     feature = int(np.argmax(freq))

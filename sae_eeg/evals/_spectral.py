@@ -119,7 +119,7 @@ def acoustic_descriptors(waveform, sfreq):
     Returns
     -------
     descriptors : dict of str to float
-        ``rms_db`` (frame RMS in dB), ``spectral_centroid`` and
+        ``rms_db`` (RMS of the whole clip in dB re 1, floored at -100 dB), ``spectral_centroid`` and
         ``spectral_bandwidth`` (Hz), ``spectral_flatness`` (0-1),
         ``spectral_rolloff`` (Hz below which 85%% of the power lies),
         ``zero_crossing_rate`` (crossings per sample).
@@ -138,10 +138,9 @@ def acoustic_descriptors(waveform, sfreq):
     rolloff = freqs[np.argmax(cumulative >= 0.85, axis=0)]
     n_frames = max(1, (x.size - win_n) // hop_n + 1)
     frames = np.lib.stride_tricks.sliding_window_view(np.pad(x, (0, max(0, win_n - x.size))), win_n)[::hop_n][:n_frames]
-    rms = np.sqrt(np.mean(frames**2, axis=1))
     zcr = np.mean(np.abs(np.diff(np.signbit(frames), axis=1)), axis=1)
     return {
-        "rms_db": float(np.mean(20 * np.log10(rms + 1e-10))),
+        "rms_db": float(20 * np.log10(max(np.sqrt(np.mean(x**2)), 1e-5))),
         "spectral_centroid": float(centroid.mean()),
         "spectral_bandwidth": float(bandwidth.mean()),
         "spectral_flatness": float(flatness.mean()),
