@@ -4,6 +4,8 @@ Speech comes from eSpeak NG, music-like and noise-like clips are synthesised;
 a small BatchTopK SAE is trained on layer 3 in a module fixture (seconds).
 """
 
+import logging
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,6 +36,7 @@ from sae_eeg.evals import (  # noqa: E402
     probe_sparsity_levels,
     top_clips_for_feature,
 )
+from sae_eeg.evals.compare import compare_saes, decoder_directions  # noqa: E402
 from sae_eeg.evals.steering import (  # noqa: E402
     false_speech_experiment,
     no_speech_probability,
@@ -111,10 +114,6 @@ def codes(dataset, saes):
     return {name: sae.encode_sparse(dataset["acts"]) for name, sae in saes.items()}
 
 
-def _decoder_FD(sae):
-    return sae.decoder.weight.detach().numpy().T
-
-
 def test_consistency_self_seeds_and_untrained(dataset, saes, codes):
     ids = dataset["clip_ids"]
     self_ = activation_consistency(codes["seed1"], codes["seed1"], ids, k_per_frame=16)
@@ -122,13 +121,17 @@ def test_consistency_self_seeds_and_untrained(dataset, saes, codes):
     seeds = activation_consistency(codes["seed1"], codes["seed2"], ids, k_per_frame=16)
     untrained = activation_consistency(codes["seed1"], codes["untrained"], ids, k_per_frame=16)
     assert 0 <= untrained.coverage_ab <= seeds.coverage_ab + 0.05
-    dec_self = decoder_consistency(_decoder_FD(saes["seed1"]), _decoder_FD(saes["seed1"]), random_state=7)
+    dec_self = decoder_consistency(decoder_directions(saes["seed1"]), decoder_directions(saes["seed1"]), random_state=7)
     assert dec_self.shared_fraction == 1.0 and dec_self.mean_cosine == pytest.approx(1.0)
-    dec_seeds = decoder_consistency(_decoder_FD(saes["seed1"]), _decoder_FD(saes["seed2"]), random_state=7)
-    dec_untrained = decoder_consistency(_decoder_FD(saes["seed1"]), _decoder_FD(saes["untrained"]), random_state=7)
+    dec_seeds = decoder_consistency(decoder_directions(saes["seed1"]), decoder_directions(saes["seed2"]), random_state=7)
+    dec_untrained = decoder_consistency(decoder_directions(saes["seed1"]), decoder_directions(saes["untrained"]), random_state=7)
     # an independent untrained SAE sits at the random floor; another seed lies above it
     assert abs(dec_untrained.mean_cosine - dec_untrained.floor_mean_cosine) < 0.02
     assert dec_seeds.mean_cosine > dec_untrained.floor_mean_cosine + 0.05
+    table = compare_saes(saes, dataset["acts"], ids, k_per_frame=16, random_state=7).set_index("sae")
+    assert table.loc["seed1", "coverage"] == 1.0 and table.loc["seed1", "mean_cosine"] == pytest.approx(1.0)
+    assert table.loc["seed2", "coverage"] == pytest.approx(seeds.coverage_ab)
+    assert table.loc["seed2", "mean_cosine"] == pytest.approx(dec_seeds.mean_cosine)
 
 
 def test_stats_classify_and_top_clips(dataset, codes):
@@ -262,3 +265,26 @@ def test_steering_bad_inputs(whisper, saes):
     with pytest.raises(InputError, match="reads width 64 but layer 3 .* has width 384"):
         with steer(whisper, other, LAYER, [1], 1.0):
             pass
+
+
+@pytest.mark.slow
+def test_false_speech_report_full(whisper, saes, clips):
+    """The steering report of the issue: FPR on held-out non-speech and WER on speech per alpha."""
+    rng = np.random.default_rng(0)
+
+    def shuffled(a, piece=0.2):
+        n = int(piece * a.sfreq)
+        pieces = [a.waveform[i:i + n] for i in range(0, len(a.waveform) - n, n)]
+        return Audio(np.concatenate([pieces[i] for i in rng.permutation(len(pieces))]), a.sfreq)
+
+    speech = clips["speech"]
+    nonspeech = (clips["music"] + clips["sounds"] + [Audio(a.waveform[::-1].copy(), a.sfreq) for a in speech[:4]]
+                 + [shuffled(a) for a in speech[1:5]])
+    report = false_speech_experiment(whisper, saes["seed1"], LAYER, nonspeech, speech, SENTENCES,
+                                     alphas=(0.0, 0.25, 0.5, 1.0, 2.0), n_features=100, test_size=0.5,
+                                     random_state=0)
+    summary = report.summary.set_index("alpha")
+    logging.getLogger(__name__).info("steering report:\n%s", report.summary.to_string())
+    assert summary.loc[0.0, "fpr"] > 0  # reversed/shuffled speech is heard as speech
+    assert summary.fpr.min() < summary.loc[0.0, "fpr"]  # steering removes false detections
+    assert summary.loc[0.0, "wer"] < summary.wer.max()  # ... at a price in WER
