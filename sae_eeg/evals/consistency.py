@@ -342,6 +342,11 @@ def decoder_consistency(W_dec_a, W_dec_b, *, threshold=0.7, n_floor=1, random_st
     -------
     result : DecoderConsistency
         Signed cosines (a feature and its negation are different features).
+
+    Notes
+    -----
+    The Hungarian matching works on the dense (F_a, F_b) cosine matrix: memory
+    grows as 8 F_a F_b bytes (0.5 GB at F = 8192) and time as F^3.
     """
     _check_range("threshold", threshold, -1, 1)
     n_floor = _ensure_int(n_floor, "n_floor")
