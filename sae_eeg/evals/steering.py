@@ -376,6 +376,16 @@ def false_speech_experiment(
     Returns
     -------
     report : SteeringReport
+
+    Notes
+    -----
+    Each non-speech clip is one sample: its SAE codes are averaged over its
+    frames, and an L2-regularised logistic regression (C = 1, codes not
+    standardised, so rarely firing features are not inflated) predicts whether
+    Whisper's no-speech probability of the unsteered clip is below
+    ``threshold``. Synthetic music and noise rarely fool Whisper tiny.en;
+    time-reversed or shuffled speech does, so such clips make useful
+    "hallucinated" non-speech. The FPR is measured on the held-out clips only.
     """
     _check_whisper(backbone)
     nonspeech = _check_clips(nonspeech, "nonspeech")
