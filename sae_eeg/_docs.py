@@ -26,6 +26,25 @@ docdict["random_state"] = """
 random_state : int | numpy.random.Generator | None
     Seed or generator of all randomness in this call; nothing is seeded globally."""
 
+docdict["waveform"] = """
+waveform : ndarray, shape (n_samples,)
+    Stimulus audio."""
+
+docdict["new_sfreq_grid"] = """
+new_sfreq : float
+    Rate of the output grid, Hz (first sample at 0 s, ``floor(duration * new_sfreq)``
+    samples)."""
+
+docdict["resample_grid"] = """
+sfreq, new_sfreq : float
+    Input and output sampling rates in Hz.
+tmin : float
+    Time of the first input sample, s.
+new_tmin : float | None
+    Time of the first output sample, s (default ``tmin``).
+n_times : int | None
+    Number of output samples (default: up to the last input time)."""
+
 
 def fill_doc(obj):
     """Fill ``%(key)s`` placeholders in ``obj.__doc__`` from :data:`docdict`.
@@ -48,3 +67,11 @@ def fill_doc(obj):
     except KeyError as err:
         raise KeyError(f"Missing docdict entry {err} in the docstring of {obj.__qualname__}") from err
     return obj
+
+docdict["duration_clip"] = """
+duration : float
+    Length of the clip in seconds (> 0)."""
+
+docdict["sfreq_clip"] = """
+sfreq : float
+    Sampling rate of the clip in Hz (>= 8000). Default 16000."""

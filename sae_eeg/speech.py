@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ctypes
 import threading
+from typing import ClassVar
 
 import numpy as np
 from scipy.signal import butter, sosfilt
@@ -40,7 +41,7 @@ class _ESpeak:
     lock = threading.Lock()
     lib = None
     callback = None  # the ctypes callback must outlive every synthesis
-    chunks = []
+    chunks: ClassVar[list] = []
 
     @classmethod
     def _on_samples(cls, samples, n_samples, _events):
@@ -151,7 +152,7 @@ def _check_clip(duration, sfreq):
         raise InputError(f"duration must be > 0 s, got {duration!r}.")
     if not sfreq >= 8000:
         raise InputError(f"sfreq must be >= 8000 Hz for these clips, got {sfreq!r}.")
-    return int(round(duration * sfreq)), float(sfreq)
+    return round(duration * sfreq), float(sfreq)
 
 
 def _normalise(x, peak=0.5):
@@ -197,23 +198,21 @@ def synth_music_like(duration, *, sfreq=16000, random_state=None):
 
     Parameters
     ----------
-    duration : float
-        Length in seconds (> 0).
-    sfreq : float
-        Sampling rate in Hz (>= 8000). Default 16000.
+    %(duration_clip)s
+    %(sfreq_clip)s
     %(random_state)s
 
     Returns
     -------
-    audio : Audio
-        float32 waveform of ``round(duration * sfreq)`` samples, peak 0.5.
+    music : Audio
+        The clip, ``round(duration * sfreq)`` float32 samples scaled to a peak of 0.5.
     """
     n, sfreq = _check_clip(duration, sfreq)
     rng = np.random.default_rng(random_state)
     beat = int(sfreq * 60.0 / rng.uniform(80, 150))
     scale = np.array([0, 2, 4, 5, 7, 9, 11] if rng.random() < 0.5 else [0, 2, 3, 5, 7, 8, 10])
     root = rng.integers(45, 57)  # MIDI A2..G#3
-    midi_to_hz = lambda m: 440.0 * 2.0 ** ((m - 69) / 12.0)  # noqa: E731
+    midi_to_hz = lambda m: 440.0 * 2.0 ** ((m - 69) / 12.0)
     out = np.zeros(n + 4 * beat)
     for i, start in enumerate(range(0, n, beat)):
         length = beat * int(rng.choice([1, 1, 2]))
@@ -304,16 +303,14 @@ def synth_noise_like(duration, *, kind="environmental", sfreq=16000, random_stat
 
     Parameters
     ----------
-    duration : float
-        Length in seconds (> 0).
+    %(duration_clip)s
     kind : str
         ``"environmental"`` (default) mixes, with random weights, band-passed
         noise bursts (``"bursts"``), rain (``"rain"``: dense droplets), mains
         hum (``"hum"``: 50/60 Hz and harmonics) and wind (``"wind"``:
         slowly modulated low-passed noise); each also exists alone. ``"white"``
         and ``"pink"`` give stationary noise.
-    sfreq : float
-        Sampling rate in Hz (>= 8000). Default 16000.
+    %(sfreq_clip)s
     %(random_state)s
 
     Returns

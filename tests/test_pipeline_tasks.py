@@ -29,7 +29,7 @@ def _write_result(out, seed, fail=False):
 def _tasks(tmp_path, fail_seed=None):
     return [
         Task(key=f"subject-{s:02d}", func=_write_result, output=tmp_path / f"s{s}.json",
-             args=(str(tmp_path / f"s{s}.json"), s), kwargs={"fail": s == fail_seed})
+             args=(str(tmp_path / f"s{s}.json"), s), kwargs={"fail": s == fail_seed}, config={"seed": s})
         for s in range(4)
     ]
 
@@ -48,7 +48,7 @@ def test_serial_resume_and_failure_isolation(tmp_path):
 
 def test_changed_arguments_rerun(tmp_path):
     run_tasks(_tasks(tmp_path))
-    changed = [Task(key=t.key, func=t.func, output=t.output, args=t.args, config={"v": 2})
+    changed = [Task(key=t.key, func=t.func, output=t.output, args=t.args, config={**t.config, "v": 2})
                for t in _tasks(tmp_path)]
     assert len(run_tasks(changed).results) == 4
 
@@ -97,7 +97,7 @@ KILLABLE = textwrap.dedent(
 
     out = Path(sys.argv[1]); delay = float(sys.argv[2])
     tasks = [Task(key=f"t{s}", func=work, output=out / f"t{s}.json",
-                  args=(str(out / f"t{s}.json"), s, delay)) for s in range(6)]
+                  args=(str(out / f"t{s}.json"), s, delay), config={"seed": s}) for s in range(6)]
     run_tasks(tasks).raise_for_failures()
     """
 )

@@ -9,11 +9,11 @@ understands speech.
 
 Conventions (details in :mod:`sae_eeg.backbones._base`):
 
-* Layers are numbered from 1: layer n is the output of the n-th encoder block,
-  taken before the encoder's final LayerNorm. It equals
-  ``hidden_states[n]`` of transformers' ``output_hidden_states=True`` for
-  n < n_layers; transformers' ``hidden_states[n_layers]`` is after the final
-  LayerNorm, layer ``n_layers`` here is before it.
+* Layers are numbered from 1: layer n is the output of the n-th encoder block
+  (1 ... n_layers), always taken before the encoder's final LayerNorm. It
+  equals ``hidden_states[n]`` of transformers' ``output_hidden_states=True``
+  for n < n_layers; for Whisper, transformers' ``hidden_states[n_layers]`` is
+  after the final LayerNorm while layer ``n_layers`` here is before it.
 * Frames come at 50 per second. ``times`` are frame centres in seconds:
   ``0.01 + 0.02 n`` for Whisper (frame n = the interval [0.02 n, 0.02 n + 0.02)),
   ``(320 n + 200) / 16000`` for HuBERT (centre of its 400-sample receptive field).
@@ -35,7 +35,19 @@ from .transcribe import normalize_text, transcribe, wer
 from .whisper import WhisperBackbone
 
 __all__ = [
-    "Backbone", "HubertBackbone", "KNOWN_MODELS", "LayerActivations", "WhisperBackbone",
-    "bundled_whisper_path", "cache_root", "convert_ctranslate2_whisper", "ctranslate2_whisper_path",
-    "load_backbone", "normalize_text", "plan_windows", "read_ctranslate2_model", "transcribe", "wer",
+    "KNOWN_MODELS",
+    "Backbone",
+    "HubertBackbone",
+    "LayerActivations",
+    "WhisperBackbone",
+    "bundled_whisper_path",
+    "cache_root",
+    "convert_ctranslate2_whisper",
+    "ctranslate2_whisper_path",
+    "load_backbone",
+    "normalize_text",
+    "plan_windows",
+    "read_ctranslate2_model",
+    "transcribe",
+    "wer",
 ]

@@ -4,15 +4,21 @@ Layer numbering
 ---------------
 Layers are numbered from 1 to ``n_layers``: **layer n is the output of the
 n-th transformer block** of the audio encoder (the AudioSAE ``layer_n/ae.pt``
-convention), taken directly at the block's output, before anything that
-follows the block. In ``transformers`` terms, layer n equals
-``hidden_states[n]`` of ``output_hidden_states=True`` for n < ``n_layers``.
-For the last layer the two differ: ``transformers`` puts the encoder's final
-LayerNorm output (``last_hidden_state``) in ``hidden_states[n_layers]``
-whereas layer ``n_layers`` here is the last block's output *before* that
-LayerNorm (Whisper, and HuBERT-large with its stable layer norm; HuBERT-base
-has no final LayerNorm, so there they agree). ``hidden_states[0]`` (the
-embeddings) is not a layer. :meth:`Backbone.hook` replaces exactly what
+convention), taken directly at the block's output (a forward hook on the
+block), before anything that follows the block. ``hidden_states[0]`` of
+``transformers`` (the embeddings fed to block 1) is not a layer.
+
+Where the final LayerNorm sits: Whisper's encoder (and HuBERT-large, which
+has ``do_stable_layer_norm``) applies a LayerNorm after the last block.
+**Layer ``n_layers`` is before that LayerNorm**, like every other layer (the
+raw block output, as the AudioSAE SAEs are trained on). In ``transformers``
+(5.x) layer n equals ``hidden_states[n]`` of ``output_hidden_states=True``
+for every n < ``n_layers``; for n = ``n_layers`` Whisper's
+``hidden_states[n_layers]`` is the *normalised* ``last_hidden_state``, i.e.
+``encoder.layer_norm(layer n_layers)``. (For HuBERT-large transformers 5.x
+reports the last block before the LayerNorm, transformers 4.x after it; the
+hook-based definition here does not depend on the version. HuBERT-base has
+no final LayerNorm.) :meth:`Backbone.hook` replaces exactly what
 :meth:`Backbone.activations` returns, so an SAE trained on layer n can be
 spliced back at layer n.
 
@@ -49,18 +55,21 @@ from __future__ import annotations
 import abc
 import contextlib
 import logging
+import threading
 from dataclasses import dataclass
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from .._check import _ensure_int, _soft_import, _validate_type
+from .._docs import fill_doc
 from ..audio import check_waveform, resample
 from ..errors import BackboneError, InputError
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class LayerActivations:
     """Activations of one layer over a stimulus, with the time of every frame.
 
@@ -192,6 +201,7 @@ class Backbone(abc.ABC):
         self.model = model.to(self.device).eval()
         self.feature_extractor = feature_extractor
         self.tokenizer = tokenizer
+        self._lock = threading.Lock()
 
     def __repr__(self):
         return (f"<{type(self).__name__} {self.name!r}: {self.n_layers} layers, d_model={self.d_model}, "
@@ -249,18 +259,28 @@ class Backbone(abc.ABC):
             )
         return layer
 
+    def _model_inputs(self, chunks, field):
+        """Run the feature extractor on 16 kHz chunks; return ``field`` as a tensor on the device."""
+        torch = _soft_import("torch", "Audio backbones")
+        values = self.feature_extractor(
+            [np.asarray(c, dtype=np.float32) for c in chunks], sampling_rate=self.sampling_rate,
+            return_tensors="np",
+        )[field]
+        return torch.from_numpy(values).to(self.device, dtype=self.model.dtype)
+
     def _prepare(self, waveform, sfreq):
         waveform, sfreq = check_waveform(waveform, sfreq)
         if sfreq != self.sampling_rate:
             waveform = resample(waveform, sfreq=sfreq, new_sfreq=self.sampling_rate).astype(np.float32)
         return waveform
 
-    def _chunk(self, waveform, start_frame, n_frames):
+    def _chunk(self, waveform, start_frame, n_samples):
         start = start_frame * self.hop_samples
-        chunk = waveform[start:start + self._window_samples(n_frames)]
-        return np.pad(chunk, (0, self._window_samples(n_frames) - len(chunk)))
+        chunk = waveform[start:start + n_samples]
+        return np.pad(chunk, (0, n_samples - len(chunk)))
 
-    def activations(self, waveform, sfreq, layers, *, batch_size=8):
+    @fill_doc
+    def activations(self, waveform, sfreq, layers, *, batch_size=8, verbose=False):
         """Block outputs of the requested layers over a whole stimulus, with frame times.
 
         All layers come from one forward pass per batch of windows; the pass
@@ -277,6 +297,7 @@ class Backbone(abc.ABC):
             Layers, numbered from 1 (layer n = output of block n).
         batch_size : int
             Windows per forward pass. Default 8.
+        %(verbose)s
 
         Returns
         -------
@@ -303,12 +324,16 @@ class Backbone(abc.ABC):
             raise InputError(
                 f"waveform is too short for {self.name!r}: {len(waveform)} samples at 16 kHz give no frame."
             )
-        window = min(n_frames, self.window_frames)
         starts, owner = plan_windows(n_frames, self.window_frames, self.hop_frames)
+        if len(starts) == 1:  # the whole stimulus at once (normalisations see every sample)
+            window_samples = max(len(waveform), self._window_samples(n_frames))
+        else:
+            window_samples = self._window_samples(self.window_frames)
         out = {layer: np.empty((n_frames, self.d_model), dtype=np.float32) for layer in layers}
-        for b0 in range(0, len(starts), batch_size):
+        batches = range(0, len(starts), batch_size)
+        for b0 in tqdm(batches, desc=f"{self.kind} windows", unit="batch", disable=not verbose):
             batch = starts[b0:b0 + batch_size]
-            chunks = [self._chunk(waveform, int(s), window) for s in batch]
+            chunks = [self._chunk(waveform, int(s), window_samples) for s in batch]
             captured = self._capture(chunks, layers, torch)
             for i, start in enumerate(batch):
                 frames = np.flatnonzero(owner == b0 + i)
@@ -318,7 +343,11 @@ class Backbone(abc.ABC):
         return {layer: LayerActivations(out[layer], times, self.frame_rate, layer) for layer in layers}
 
     def _capture(self, chunks, layers, torch):
-        """Run one batch and return ``{layer: ndarray (B, T, D)}`` from forward hooks."""
+        """Run one batch and return ``{layer: ndarray (B, T, D)}`` from forward hooks.
+
+        Calls from several threads on one backbone are serialised (the capture
+        hooks are attached to the shared model).
+        """
         captured, handles, deepest = {}, [], max(layers)
 
         def make_hook(layer):
@@ -328,16 +357,17 @@ class Backbone(abc.ABC):
                     raise _StopForward
             return capture
 
-        for layer in layers:
-            handles.append(self.blocks[layer - 1].register_forward_hook(make_hook(layer)))
-        try:
-            with torch.inference_mode():
-                self._encode(chunks)
-        except _StopForward:
-            pass
-        finally:
-            for handle in handles:
-                handle.remove()
+        with self._lock:
+            for layer in layers:
+                handles.append(self.blocks[layer - 1].register_forward_hook(make_hook(layer)))
+            try:
+                with torch.inference_mode():
+                    self._encode(chunks)
+            except _StopForward:
+                pass
+            finally:
+                for handle in handles:
+                    handle.remove()
         return captured
 
     @contextlib.contextmanager

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .._check import _soft_import, _validate_type
 from ..errors import BackboneError
+from ._base import resolve_device
 from .ctranslate2 import _is_ct2_folder, ctranslate2_whisper_path
 from .hubert import HubertBackbone
 from .whisper import WhisperBackbone
@@ -30,8 +31,12 @@ def _load_whisper(source, transformers, name, device, **hub):
     try:
         tokenizer = transformers.WhisperTokenizer.from_pretrained(source, **hub)
     except (OSError, ValueError, TypeError):
-        logger.info("No tokenizer with %s: transcription is unavailable.", name)
         tokenizer = None
+    # without tokenizer files transformers builds an empty tokenizer instead of raising
+    if tokenizer is not None and not {"<|startoftranscript|>", "<|notimestamps|>"} <= set(tokenizer.get_vocab()):
+        tokenizer = None
+    if tokenizer is None:
+        logger.info("No Whisper tokenizer with %s: transcription is unavailable.", name)
     try:
         feature_extractor = transformers.WhisperFeatureExtractor.from_pretrained(source, **hub)
     except OSError:
@@ -118,6 +123,7 @@ def load_backbone(name_or_path, *, device="cpu", cache_dir=None):
     """
     transformers = _soft_import("transformers", "Audio backbones")
     _validate_type(name_or_path, "path-like", "name_or_path")
+    resolve_device(device)  # fail before loading weights
     name = str(name_or_path)
     path = Path(name).expanduser()
     if path.is_dir():

@@ -402,15 +402,15 @@ def convert_ctranslate2_whisper(src, dest):
         )
     config_file = src / "config.json"
     ct2_config = json.loads(config_file.read_text()) if config_file.is_file() else {}
-    config = _whisper_config(ct2, ct2_config, transformers)
     try:
+        config = _whisper_config(ct2, ct2_config, transformers)
         state = _whisper_state_dict(ct2, config)
     except KeyError as err:
         raise BackboneError(f"CTranslate2 Whisper model {str(src)!r} lacks the variable {err}.") from err
     tokenizer = _whisper_tokenizer(src, transformers)
     with torch.device("meta"):
         model = transformers.WhisperForConditionalGeneration(config)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)) for k, a in state.items()}
+    tensors = {k: torch.from_numpy(np.array(a, dtype=np.float32)) for k, a in state.items()}
     missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
     missing = [m for m in missing if m != "proj_out.weight"]  # tied to the token embedding
     if missing or unexpected:

@@ -3,8 +3,8 @@
 A convolutional front-end (with the standard configuration: receptive field
 400 samples = 25 ms, hop 320 samples = 20 ms at 16 kHz) feeds a transformer
 encoder. Layer n is the output of encoder block n (HuBERT-large applies a
-final LayerNorm after the last block, which ``transformers`` reports as
-``hidden_states[n_layers]``; layer ``n_layers`` here is before it). Frame n
+final LayerNorm after the last block; layer ``n_layers`` here is before it,
+``last_hidden_state`` after it). Frame n
 covers samples [320 n, 320 n + 400) and is given the time of its centre,
 ``(320 n + 200) / 16000`` s. Long audio is cut into 30 s windows that overlap
 and are stitched like Whisper's. See :mod:`sae_eeg.backbones._base`.
@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._check import _soft_import
 from ._base import Backbone
 
 
@@ -58,9 +57,4 @@ class HubertBackbone(Backbone):
         return (n_frames - 1) * self.hop_samples + self.receptive_field
 
     def _encode(self, chunks):
-        torch = _soft_import("torch", "HuBERT")
-        values = self.feature_extractor(
-            [np.asarray(c, dtype=np.float32) for c in chunks], sampling_rate=self.sampling_rate,
-            return_tensors="np",
-        ).input_values
-        return self.model(torch.from_numpy(values).to(self.device, dtype=self.model.dtype))
+        return self.model(self._model_inputs(chunks, "input_values"))

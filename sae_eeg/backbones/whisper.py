@@ -11,9 +11,6 @@ the audio are dropped. See :mod:`sae_eeg.backbones._base`.
 
 from __future__ import annotations
 
-import numpy as np
-
-from .._check import _soft_import
 from ._base import Backbone
 
 #: Samples in one Whisper window (30 s at 16 kHz).
@@ -52,12 +49,7 @@ class WhisperBackbone(Backbone):
 
     def input_features(self, chunks):
         """Log-mel features of 30 s chunks: torch tensor (B, n_mels, 3000) on the device."""
-        torch = _soft_import("torch", "Whisper")
-        features = self.feature_extractor(
-            [np.asarray(c, dtype=np.float32) for c in chunks], sampling_rate=self.sampling_rate,
-            return_tensors="np",
-        ).input_features
-        return torch.from_numpy(features).to(self.device, dtype=self.model.dtype)
+        return self._model_inputs(chunks, "input_features")
 
     def _encode(self, chunks):
         return self.encoder(self.input_features(chunks))

@@ -38,9 +38,11 @@ class Task:
     output : pathlib.Path
         What the task writes; its stamp is ``output`` + ``.done.json``.
     args, kwargs : tuple, dict
-        Arguments; they enter the task's hash (with ``config``).
+        Arguments. They do not enter the task's hash: put what decides the
+        result in ``config``.
     config : dict
-        Whatever else decides the result (e.g. the analysis config).
+        Everything that decides the result (the relevant part of the analysis
+        config, input hashes); with ``key`` and the function it makes the hash.
     """
 
     key: str
@@ -59,9 +61,7 @@ class Task:
     def hash(self):
         """Hash of everything that decides this task's output."""
         name = f"{self.func.__module__}.{self.func.__qualname__}"
-        return config_hash(
-            {"func": name, "args": self.args, "kwargs": self.kwargs, "config": self.config}
-        )
+        return config_hash({"func": name, "key": self.key, "config": self.config})
 
     def is_done(self):
         """True when the output exists and its stamp holds this task's hash."""

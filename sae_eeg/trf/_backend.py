@@ -11,6 +11,7 @@ import warnings
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 
 from ._check import _check_option
 
@@ -52,6 +53,18 @@ class NumpyOps:
     def stack(self, arrays, axis=0):
         """Stack along a new ``axis``."""
         return np.stack(arrays, axis=axis)
+
+    def sub_gram_(self, a, rows):
+        """In place ``a -= rows^T rows`` (a: C-contiguous float64 (P, P)); returns ``a``."""
+        if a.flags.c_contiguous and a.dtype == np.float64 and rows.shape[0]:
+            scipy.linalg.blas.dgemm(-1.0, rows, rows, beta=1.0, c=a.T, trans_a=1, overwrite_c=1)
+        else:
+            a -= rows.T @ rows
+        return a
+
+    def flip(self, a, axis):
+        """Reverse the order along ``axis``."""
+        return np.flip(a, axis)
 
     def eigh(self, a):
         """Eigenvalues (ascending) and eigenvectors of symmetric matrices (batched)."""
@@ -116,6 +129,12 @@ class TorchOps:
 
     def stack(self, arrays, axis=0):
         return torch.stack(list(arrays), dim=axis)
+
+    def sub_gram_(self, a, rows):
+        return a.addmm_(rows.mT, rows, alpha=-1.0)
+
+    def flip(self, a, axis):
+        return torch.flip(a, (axis,))
 
     def eigh(self, a):
         return torch.linalg.eigh(a)

@@ -73,52 +73,68 @@ def _check_alphas(alpha, name="alpha"):
     return arr
 
 
-def _as_trials(data, name, *, ndim_feature=True):
-    """Return a list of 2-D float arrays (n_times, n_columns) from one array or a list of them.
+def _as_array(trial, label):
+    """One trial as a float64 array (1-D or 2-D checked by the caller)."""
+    if hasattr(trial, "detach"):  # a torch tensor
+        trial = trial.detach().cpu().numpy()
+    arr = np.asarray(trial)
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported: {label} has dtype {arr.dtype}.")
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{label} must hold numbers (argument must be a string or a real "
+                            f"number convertible to float); got dtype {arr.dtype}.") from None
+    return arr
 
-    A 1-D array is one trial with one column; a 3-D array is (n_trials, n_times, n_columns).
-    Scipy sparse matrices are kept sparse (converted to CSR).
+
+def _as_trials(data, name, *, allow_1d=True, allow_sparse=False):
+    """Return a list of 2-D float64 arrays (n_times, n_columns) from one array or a list of them.
+
+    A 2-D array is one trial; a 3-D array is (n_trials, n_times, n_columns); a list or
+    tuple holds trials of any lengths. 1-D arrays are one column when ``allow_1d``.
+    Scipy sparse matrices are kept (as CSR) when ``allow_sparse``.
     """
+    if data is None:
+        raise ValueError(f"This estimator requires {name} to be passed, but the target {name} is None."
+                         if name == "y" else f"{name!r} is required; got None.")
     if isinstance(data, (list, tuple)):
         if len(data) == 0:
             raise ValueError(f"{name!r} must hold at least one trial; got an empty {type(data).__name__}.")
         trials = list(data)
-    elif sparse.issparse(data) or (hasattr(data, "ndim") and getattr(data, "ndim", 0) in (1, 2)):
+    elif sparse.issparse(data):
         trials = [data]
-    elif hasattr(data, "ndim") and data.ndim == 3:
-        trials = list(data)
     else:
-        raise TypeError(
-            f"{name!r} must be an array of shape (n_times, n_columns), (n_trials, n_times, "
-            f"n_columns) or a list of 2-D arrays; got {type(data).__name__}"
-            f"{' of shape ' + str(getattr(data, 'shape', '')) if hasattr(data, 'shape') else ''}."
-        )
+        arr = _as_array(data, repr(name))
+        trials = list(arr) if arr.ndim == 3 else [arr]
     out = []
     for i, trial in enumerate(trials):
+        label = f"{name!r}[{i}]" if len(trials) > 1 or isinstance(data, (list, tuple)) else repr(name)
         if sparse.issparse(trial):
-            out.append(sparse.csr_array(trial))
+            if not allow_sparse:
+                raise TypeError(f"{label} is a sparse matrix, but dense data is required here "
+                                "(sparse input is not supported); use .toarray() or the sparse-aware "
+                                "univariate_trfs.")
+            out.append(sparse.csr_array(trial, dtype=np.float64))
             continue
-        if hasattr(trial, "detach"):  # a torch tensor
-            trial = trial.detach().cpu().numpy()
-        try:
-            arr = np.asarray(trial)
-        except (TypeError, ValueError):
-            raise TypeError(f"{name!r}[{i}] is not array-like; got {type(trial).__name__}.") from None
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-            raise TypeError(f"{name!r}[{i}] must hold numbers; got dtype {arr.dtype}.")
-        if np.iscomplexobj(arr):
-            raise TypeError(f"{name!r}[{i}] must be real; got dtype {arr.dtype}.")
-        if arr.ndim == 1:
+        arr = _as_array(trial, label)
+        if arr.ndim == 1 and allow_1d:
             arr = arr[:, None]
+        elif arr.ndim == 1:
+            raise ValueError(f"Expected a 2D array for {label}, got a 1D array of shape {arr.shape}. "
+                             "Reshape your data with x[:, None] if it has a single feature.")
         if arr.ndim != 2:
             raise ValueError(
-                f"{name!r}[{i}] must be 2-D (n_times, n_columns); got shape {arr.shape}."
+                f"{label} must be 2-D (n_times, n_columns); got shape {arr.shape}."
             )
-        if arr.shape[0] == 0 or arr.shape[1] == 0:
-            raise ValueError(f"{name!r}[{i}] is empty; got shape {arr.shape}.")
+        if arr.shape[1] == 0:
+            raise ValueError(f"{label} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
+        if arr.shape[0] == 0:
+            raise ValueError(f"{label} has 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
         arr = np.asarray(arr, dtype=np.float64)
         if not np.all(np.isfinite(arr)):
-            raise ValueError(f"{name!r}[{i}] contains NaN or infinite values.")
+            raise ValueError(f"{label} contains NaN or infinite values.")
         out.append(arr)
     n_cols = {t.shape[1] for t in out}
     if len(n_cols) > 1:
@@ -126,9 +142,9 @@ def _as_trials(data, name, *, ndim_feature=True):
     return out
 
 
-def _check_pair(X, y, *, x_name="X", y_name="y"):
+def _check_pair(X, y, *, x_name="X", y_name="y", x_1d=True, x_sparse=False):
     """Validate matching trial lists of inputs and outputs."""
-    X = _as_trials(X, x_name)
+    X = _as_trials(X, x_name, allow_1d=x_1d, allow_sparse=x_sparse)
     y = _as_trials(y, y_name)
     if len(X) != len(y):
         raise ValueError(f"{x_name!r} has {len(X)} trials but {y_name!r} has {len(y)}; they must match.")

@@ -81,13 +81,13 @@ class BandedTRF(TRF):
         _check_option("scoring", self.scoring, ("pearson", "mse", "r2"))
         n_iter = _check_number("n_iter", self.n_iter, low=1, integer=True)
         conc = _check_number("concentration", self.concentration, low=0, inclusive=False)
-        X_list, y_list = _check_pair(X, y)
+        X_list, y_list = _check_pair(X, y, x_1d=False)
         bands = np.asarray(self.bands)
         n_feat = X_list[0].shape[1]
         if bands.ndim != 1 or bands.size == 0 or not np.issubdtype(bands.dtype, np.integer) \
                 or np.any(bands < 1) or bands.sum() != n_feat:
             raise ValueError(f"bands must be positive ints summing to n_features={n_feat}; got {self.bands!r}.")
-        self._y_is_1d_ = not isinstance(y, (list, tuple)) and np.ndim(y) == 1
+        self._y_is_1d_ = not isinstance(y, (list, tuple)) and np.asarray(y).ndim == 1
         X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
         stats = lagged_stats(X_b, y_b, lags, edge=self.edge, xp=xp)
         folds = make_folds(len(X_b), self.cv)
@@ -140,7 +140,7 @@ class BandedTRF(TRF):
         r2_split : ndarray, shape (n_bands, n_outputs)
             Averaged over trials.
         """
-        X_list, y_list = _check_pair(X, y)
+        X_list, y_list = _check_pair(X, y, x_1d=False)
         bands = np.cumsum(np.concatenate([[0], np.asarray(self.bands)]))
         sl = self.valid_samples_
         out = []

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._backend import get_ops
-from ._check import _check_alphas, _check_number, _check_pair
+from ._check import _as_trials, _check_alphas, _check_number, _check_pair
 from .crossval import fold_scores, make_folds
 from .lags import lagged_stats
 from .model import TRF, direction_lags
@@ -125,6 +125,7 @@ def trf_train(stimulus, response, sfreq, direction, tmin, tmax, lambda_, *, edge
         ``weights_to_mtrf(model.coef_, sfreq)``.
     """
     x, y = (stimulus, response) if direction == 1 else (response, stimulus)
+    x, y = _check_pair(x, y)                                    # 1-D trials are one column
     return TRF(tmin, tmax, sfreq, direction=direction, alpha=float(alpha_from_mtrf(lambda_, sfreq)),
                edge=edge, backend=backend, device=device).fit(x, y)
 
@@ -141,14 +142,16 @@ def trf_predict(model, stimulus=None, response=None):
 
     Returns
     -------
-    prediction : ndarray | list of ndarray
-        Same container as the input.
+    prediction : ndarray, shape (n_times, n_outputs) | list of ndarray
+        A list for a list of trials, else one array.
     """
     inputs = stimulus if model.direction == 1 else response
     if inputs is None:
         need = "stimulus" if model.direction == 1 else "response"
         raise ValueError(f"A model with direction={model.direction} predicts from {need!r}; got None.")
-    return model.predict(inputs)
+    trials = _as_trials(inputs, "stimulus" if model.direction == 1 else "response")
+    preds = model.predict(trials)
+    return preds if isinstance(inputs, (list, tuple)) else preds[0]
 
 
 def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, cv=None,

@@ -155,16 +155,16 @@ def lagged_xtx(x_TF, lags, edge, xp):
     n_L = len(lags)
     zero_FF = xp.zeros((n_F, n_F))
     R = [x_TF[: n_T - d].mT @ x_TF[d:] if d < n_T else zero_FF for d in range(n_L)]
-    # all_R[k] = R(k - (L-1)), with R(-d) = R(d)^T
+    # all_R[k] = R(k - (L-1)), with R(-d) = R(d)^T; block (i, j) of X^T X is R(i - j)
     all_R = xp.stack([R[d].mT for d in range(n_L - 1, 0, -1)] + R, axis=0)
-    idx = np.arange(n_L)[:, None] - np.arange(n_L)[None, :] + n_L - 1
-    xtx = all_R[xp.index(idx)]  # (L, L, F, F)
-    xtx = xtx.swapaxes(1, 2).reshape(n_L * n_F, n_L * n_F)
+    xtx = xp.zeros((n_L, n_F, n_L, n_F))
+    for i in range(n_L):
+        xtx[i] = xp.flip(all_R[i: i + n_L], 0).swapaxes(0, 1)
+    xtx = xtx.reshape(n_L * n_F, n_L * n_F)
     start, stop = row_range(n_T, lags, edge)
     for lo, hi in ((int(lags[0]), start), (stop, n_T + int(lags[-1]))):
         if hi > lo:
-            rows = _lag_rows(x_TF, lags, lo, hi, xp)
-            xtx = xtx - rows.mT @ rows
+            xtx = xp.sub_gram_(xtx, _lag_rows(x_TF, lags, lo, hi, xp))
     return xtx
 
 
@@ -291,15 +291,17 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, backend="numpy", de
     """
     xp = get_ops(backend, device) if xp is None else xp
     lags = np.asarray(lags, dtype=np.int64)
-    out = None
-    parts = []
+    fields = ("xtx", "xty", "sx", "sy", "yty", "n")
+    parts, acc = [], None
     for x, y in zip(X, Y):
         st = trial_stats(xp.asarray(x), xp.asarray(y), lags, edge, xp)
         if per_trial:
             parts.append(st)
+        elif acc is None:
+            acc = [getattr(st, k) for k in fields]
         else:
-            out = st if out is None else out.plus(st)
+            for a, k in zip(acc, fields):
+                a += getattr(st, k)                      # in place: no growing copies
     if per_trial:
-        return LagStats(*(xp.concat([getattr(p, k) for p in parts], axis=0)
-                          for k in ("xtx", "xty", "sx", "sy", "yty", "n")))
-    return out
+        return LagStats(*(xp.concat([getattr(p, k) for p in parts], axis=0) for k in fields))
+    return LagStats(*acc)

@@ -138,6 +138,13 @@ class TRF(RegressorMixin, BaseEstimator):
         lags = direction_lags(self.tmin, self.tmax, sfreq, self.direction)
         return sfreq, lags, _check_alphas(self.alpha), get_ops(self.backend, self.device)
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.input_tags.sparse = False
+        return tags
+
     def fit(self, X, y):
         """Fit the model.
 
@@ -154,8 +161,8 @@ class TRF(RegressorMixin, BaseEstimator):
             The fitted estimator.
         """
         sfreq, lags, alphas, xp = self._validate()
-        X_list, y_list = _check_pair(X, y)
-        self._y_is_1d_ = not isinstance(y, (list, tuple)) and np.ndim(y) == 1
+        X_list, y_list = _check_pair(X, y, x_1d=False)
+        self._y_is_1d_ = not isinstance(y, (list, tuple)) and np.asarray(y).ndim == 1
         X_b = [xp.asarray(a) for a in X_list]
         y_b = [xp.asarray(a) for a in y_list]
         for x in X_b:
@@ -190,10 +197,10 @@ class TRF(RegressorMixin, BaseEstimator):
 
     def _predict_trials(self, X):
         check_is_fitted(self)
-        X_list = _as_trials(X, "X")
+        X_list = _as_trials(X, "X", allow_1d=False)
         if X_list[0].shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X_list[0].shape[1]} features, but TRF was fitted with "
-                             f"{self.n_features_in_} features.")
+            raise ValueError(f"X has {X_list[0].shape[1]} features, but {type(self).__name__} is "
+                             f"expecting {self.n_features_in_} features as input.")
         xp = get_ops(self.backend, self.device)
         W = xp.asarray(self.coef_.transpose(2, 1, 0).reshape(-1, self.n_outputs_))[None]
         b = xp.asarray(self.intercept_)[None]
@@ -217,7 +224,7 @@ class TRF(RegressorMixin, BaseEstimator):
         preds = self._predict_trials(X)
         if isinstance(X, (list, tuple)):
             return preds
-        if np.ndim(X) == 3:
+        if np.asarray(X).ndim == 3:
             return np.stack(preds)
         return preds[0][:, 0] if self._y_is_1d_ else preds[0]
 
@@ -242,7 +249,7 @@ class TRF(RegressorMixin, BaseEstimator):
     def score_outputs(self, X, y):
         """The ``scoring`` metric per output, averaged over trials, shape (n_outputs,)."""
         check_is_fitted(self)
-        X_list, y_list = _check_pair(X, y)
+        X_list, y_list = _check_pair(X, y, x_1d=False)
         preds = self._predict_trials(X_list)
         metric = SCORERS[self.scoring].from_predictions
         return np.mean([metric(yt[self.valid_samples_], yp[self.valid_samples_])

@@ -166,7 +166,7 @@ def univariate_trfs(X, y, tmin, tmax, sfreq, *, alpha=1.0, fit_intercept=True, e
     sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
     lags = times_to_lags(tmin, tmax, sfreq)
     alphas = _check_alphas(alpha)
-    X_list = _as_trials(X, "X")
+    X_list = _as_trials(X, "X", allow_sparse=True)
     y_list = _as_trials(y, "y")
     if len(X_list) != len(y_list) or any(a.shape[0] != b.shape[0] for a, b in zip(X_list, y_list)):
         raise ValueError(f"X and y must hold the same trials with equal lengths; got "

@@ -17,8 +17,6 @@ from sae_eeg.backbones import (
 )
 from sae_eeg.errors import InputError
 
-from conftest import SENTENCES
-
 
 def _padded_features(backbone, waveform_16k):
     chunk = np.pad(waveform_16k, (0, 480000 - len(waveform_16k)))
@@ -54,7 +52,7 @@ def test_converted_weights_equal_ctranslate2_variables(tiny_en_path):
     assert v["decoder/projection/weight"] is v["decoder/embeddings/weight"]  # the alias
     model = WhisperForConditionalGeneration.from_pretrained(tiny_en_path)
     state = {k: t.numpy() for k, t in model.state_dict().items()}
-    f32 = lambda name: v[name].astype(np.float32)  # noqa: E731
+    f32 = lambda name: v[name].astype(np.float32)
     qkv = f32("encoder/layer_2/self_attention/linear_0/weight")
     np.testing.assert_array_equal(state["model.encoder.layers.2.self_attn.q_proj.weight"], qkv[:384])
     np.testing.assert_array_equal(state["model.encoder.layers.2.self_attn.k_proj.weight"], qkv[384:768])
@@ -69,10 +67,11 @@ def test_converted_weights_equal_ctranslate2_variables(tiny_en_path):
 
 
 def test_transcribes_espeak_sentences(tiny_en, spoken):
+    references = [text for text, _ in spoken]
     hypotheses = [transcribe(tiny_en, audio.waveform, audio.sfreq) for _, audio in spoken]
-    error = wer(list(SENTENCES), hypotheses)
+    error = wer(references, hypotheses)
     assert len(spoken) >= 5
-    assert error <= 0.25, list(zip(SENTENCES, hypotheses))
+    assert error <= 0.25, list(zip(references, hypotheses))  # measured: 0.12 (8 of 67 words)
 
 
 def test_activations_equal_output_hidden_states(tiny_en, spoken):
@@ -170,6 +169,11 @@ def test_hook_replaces_what_activations_return(tiny_en, spoken):
         hooked = tiny_en.activations(audio.waveform, audio.sfreq, [2, 3])
     np.testing.assert_allclose(hooked[2].values, 2 * plain[2].values, rtol=1e-6)
     assert not np.allclose(hooked[3].values, plain[3].values, atol=1e-3)
+    # transformers' own hidden-state recording sees the replaced output too
+    features = _padded_features(tiny_en, resample(audio.waveform, sfreq=audio.sfreq, new_sfreq=16000))
+    with torch.no_grad(), tiny_en.hook(2, torch.zeros_like):
+        hidden = tiny_en.encoder(features, output_hidden_states=True).hidden_states
+    assert not hidden[2].any() and hidden[1].any()
 
 
 def test_hook_is_removed_when_the_block_raises(tiny_en, spoken):
@@ -179,9 +183,8 @@ def test_hook_is_removed_when_the_block_raises(tiny_en, spoken):
         raise RuntimeError("boom")
 
     n_hooks = [len(block._forward_hooks) for block in tiny_en.blocks]  # transformers' own hooks
-    with pytest.raises(RuntimeError, match="boom"):
-        with tiny_en.hook(1, broken):
-            tiny_en.activations(audio.waveform, audio.sfreq, [1])
+    with pytest.raises(RuntimeError, match="boom"), tiny_en.hook(1, broken):
+        tiny_en.activations(audio.waveform, audio.sfreq, [1])
     assert [len(block._forward_hooks) for block in tiny_en.blocks] == n_hooks
     tiny_en.activations(audio.waveform, audio.sfreq, [1])  # works again
 
@@ -190,9 +193,9 @@ def test_hook_rejects_a_wrong_shape(tiny_en, spoken):
     from sae_eeg.errors import BackboneError
 
     _, audio = spoken[0]
-    with pytest.raises(BackboneError, match=r"layer 1 must return a tensor of shape \(1, 1500, 384\)"):
-        with tiny_en.hook(1, lambda h: h[:, :10]):
-            tiny_en.activations(audio.waveform, audio.sfreq, [1])
+    wrong_shape = tiny_en.hook(1, lambda h: h[:, :10])
+    with pytest.raises(BackboneError, match=r"layer 1 must return a tensor of shape \(1, 1500, 384\)"), wrong_shape:
+        tiny_en.activations(audio.waveform, audio.sfreq, [1])
 
 
 @pytest.mark.parametrize("layer", [0, 5, -1])
@@ -200,9 +203,8 @@ def test_bad_layer(tiny_en, spoken, layer):
     _, audio = spoken[0]
     with pytest.raises(InputError, match=rf"layer must be in 1 \.\.\. 4 .*got {layer}"):
         tiny_en.activations(audio.waveform, audio.sfreq, [1, layer])
-    with pytest.raises(InputError, match=rf"got {layer}"):
-        with tiny_en.hook(layer, lambda h: h):
-            pass
+    with pytest.raises(InputError, match=rf"got {layer}"), tiny_en.hook(layer, lambda h: h):
+        pass
 
 
 def test_bad_layer_type(tiny_en):
@@ -235,3 +237,24 @@ def test_backbone_attributes(tiny_en):
     assert (tiny_en.sampling_rate, tiny_en.frame_rate, str(tiny_en.device)) == (16000, 50.0, "cpu")
     assert tiny_en.tokenizer is not None and tiny_en.feature_extractor.feature_size == 80
     assert tiny_en.n_frames(16000 * 70) == 3500 and tiny_en.n_frames(321) == 2
+
+
+def test_three_minute_stimulus_frame_count(tiny_en, rng):
+    duration = 180.37  # an EEG-run-length stimulus at 44.1 kHz
+    sfreq = 44100
+    waveform = (0.05 * rng.standard_normal(round(duration * sfreq))).astype(np.float32)
+    acts = tiny_en.activations(waveform, sfreq, [1])[1]  # layer 1 only: the pass stops after block 1
+    n_frames = int(np.ceil(duration * 50))
+    assert acts.values.shape == (n_frames, 384) == (9019, 384)
+    np.testing.assert_allclose(acts.times, 0.01 + 0.02 * np.arange(n_frames), atol=1e-9)
+    assert acts.times[-1] - 0.01 < duration <= acts.times[-1] + 0.01 + 1e-9  # last 20 ms interval holds the end
+
+
+def test_transcribe_long_audio_in_windows(tiny_en, spoken):
+    (text_a, a), (text_b, b) = spoken[3], spoken[4]
+    sfreq = a.sfreq
+    waveform = np.zeros(int(36 * sfreq), dtype=np.float32)
+    waveform[int(1 * sfreq):int(1 * sfreq) + len(a.waveform)] = a.waveform
+    waveform[int(31 * sfreq):int(31 * sfreq) + len(b.waveform)] = b.waveform  # in the second window
+    text = transcribe(tiny_en, waveform, sfreq, batch_size=2)
+    assert wer(f"{text_a} {text_b}", text) <= 0.25, text

@@ -1,0 +1,137 @@
+"""Run files (aligned EEG + features of one run) and result tables with provenance."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from scipy import sparse
+
+from .._check import _check_file
+from .._io import atomic_path, write_json_atomic
+from ..errors import InputError
+
+_SPACE_PREFIX = "space__"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """One aligned run, as read by :func:`load_run`.
+
+    Attributes
+    ----------
+    eeg : ndarray, shape (n_times, n_channels)
+        Preprocessed EEG.
+    features : scipy.sparse.csr_array, shape (n_times, n_features)
+        SAE feature trajectories on the EEG grid.
+    sfreq : float
+        Sampling rate, Hz.
+    ch_names : list of str
+    feature_ids : ndarray of int, shape (n_features,)
+    spaces : dict of str -> ndarray, each (n_times, n_dims)
+        Other feature spaces of the run (e.g. ``envelope``, ``mel``, ``dense``).
+    """
+
+    eeg: np.ndarray
+    features: sparse.csr_array
+    sfreq: float
+    ch_names: list
+    feature_ids: np.ndarray
+    spaces: dict
+
+
+def save_run(path, *, eeg, features, sfreq, ch_names, feature_ids=None, spaces=None):
+    """Write one aligned run to ``path`` (.npz, atomic).
+
+    Parameters
+    ----------
+    path : path-like
+        Output file.
+    eeg : array, shape (n_times, n_channels)
+    features : array | scipy.sparse array, shape (n_times, n_features)
+        Stored sparse.
+    sfreq : float
+        Sampling rate of both, Hz.
+    ch_names : list of str
+    feature_ids : array of int | None
+        Default ``0..n_features-1``.
+    spaces : dict of str -> array | None
+        Other feature spaces, each (n_times, n_dims) or (n_times,).
+    """
+    eeg = np.asarray(eeg, dtype=np.float64)
+    feats = sparse.csr_array(features, dtype=np.float32)
+    if feats.shape[0] != eeg.shape[0]:
+        raise InputError(f"features have {feats.shape[0]} samples, eeg {eeg.shape[0]}.")
+    ids = np.arange(feats.shape[1]) if feature_ids is None else np.asarray(feature_ids, dtype=np.int64)
+    arrays = {
+        "eeg": eeg, "sfreq": np.float64(sfreq), "ch_names": np.asarray(ch_names, dtype=str),
+        "feature_ids": ids, "feat_data": feats.data, "feat_indices": feats.indices,
+        "feat_indptr": feats.indptr, "feat_shape": np.asarray(feats.shape),
+    }
+    for name, x in (spaces or {}).items():
+        x = np.asarray(x, dtype=np.float32)
+        arrays[_SPACE_PREFIX + name] = x[:, None] if x.ndim == 1 else x
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_run(path):
+    """Read a run written by :func:`save_run`.
+
+    Returns
+    -------
+    run : RunData
+
+    Raises
+    ------
+    InputError
+        Missing file or a file that lacks a required array.
+    """
+    path = _check_file(path, "run file")
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in ("eeg", "sfreq", "ch_names", "feat_data", "feat_indices", "feat_indptr",
+                               "feat_shape") if k not in z.files]
+        if missing:
+            raise InputError(f"run file {str(path)!r} lacks {missing}; write it with save_run().")
+        feats = sparse.csr_array((z["feat_data"], z["feat_indices"], z["feat_indptr"]),
+                                 shape=tuple(z["feat_shape"]))
+        ids = z["feature_ids"] if "feature_ids" in z.files else np.arange(feats.shape[1])
+        spaces = {k[len(_SPACE_PREFIX):]: z[k] for k in z.files if k.startswith(_SPACE_PREFIX)}
+        return RunData(z["eeg"], feats, float(z["sfreq"]), [str(c) for c in z["ch_names"]], ids, spaces)
+
+
+def write_table(table, stem, prov):
+    """Write ``table`` as ``stem.parquet`` and ``stem.csv`` (atomic) with provenance.
+
+    The provenance record is stored in the parquet schema metadata (key
+    ``sae_eeg_provenance``) and beside the tables as ``stem.provenance.json``.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The parquet file.
+    """
+    parquet, csv = stem.with_suffix(".parquet"), stem.with_suffix(".csv")
+    table = table.copy()
+    table.attrs = {}
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    meta = dict(arrow.schema.metadata or {})
+    meta[b"sae_eeg_provenance"] = json.dumps(prov, default=str).encode()
+    with atomic_path(parquet) as tmp:
+        pq.write_table(arrow.replace_schema_metadata(meta), tmp)
+    with atomic_path(csv) as tmp:
+        table.to_csv(tmp, index=False)
+    write_json_atomic(stem.with_suffix(".provenance.json"), prov)
+    return parquet
+
+
+def read_table(path):
+    """Read a parquet table written by :func:`write_table` (provenance in ``attrs``)."""
+    arrow = pq.read_table(path)
+    table = arrow.to_pandas()
+    raw = (arrow.schema.metadata or {}).get(b"sae_eeg_provenance")
+    table.attrs["provenance"] = json.loads(raw) if raw else {}
+    return table

@@ -1,0 +1,18 @@
+"""EEG data layer: readers (MNE, BIDS, CND), preprocessing, alignment, simulator."""
+
+from .align import AlignedRun, align_run, find_marker, find_run_markers, load_aligned_run
+from .preprocess import PreprocessConfig, detect_bad_channels, preprocess, save_preprocessed
+from .readers import (
+    READERS, CNDRecording, apply_montage, check_finite, infer_format, read_cnd, read_cnd_stim,
+    read_lalor_mat, read_raw, read_run,
+)
+from .simulate import FORMATS, SimulatedDataset, random_features, simulate_dataset
+from .summary import ManifestSummary, check_manifest
+
+__all__ = [
+    "AlignedRun", "align_run", "find_marker", "find_run_markers", "load_aligned_run",
+    "PreprocessConfig", "detect_bad_channels", "preprocess", "save_preprocessed", "READERS", "CNDRecording",
+    "apply_montage", "check_finite", "infer_format", "read_cnd", "read_cnd_stim",
+    "read_lalor_mat", "read_raw", "read_run", "FORMATS", "SimulatedDataset",
+    "random_features", "simulate_dataset", "ManifestSummary", "check_manifest",
+]

@@ -1,0 +1,310 @@
+"""Stimulus alignment: find onsets, crop runs, correct clock drift.
+
+:func:`find_marker` locates a manifest :class:`~sae_eeg.manifests.Marker` (trigger
+code, annotation or sample) in a recording. :func:`align_run` crops the EEG to the
+stimulus, resampling it in time when start and end markers show a constant clock-rate
+mismatch, and returns an :class:`AlignedRun`: EEG and features at the same rate with
+the same number of samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import mne
+import numpy as np
+import soundfile
+from scipy.interpolate import CubicSpline
+
+from ..errors import AlignmentError
+from ..trajectories import FeatureTrajectory, TimeSeries
+from .preprocess import preprocess
+from .readers import read_run
+
+_TRAILING_INT = re.compile(r"(-?\d+)\s*$")
+_TRIGGER_MASK = 2**16 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class AlignedRun:
+    """EEG segment and stimulus features of one run, on one time grid.
+
+    Attributes
+    ----------
+    eeg : ndarray, shape (T, C)
+        EEG from the stimulus onset, in the Raw's units.
+    features : FeatureTrajectory | TimeSeries
+        Stimulus features, T samples at ``sfreq`` starting at the onset.
+    sfreq : float
+        Sampling rate of both, Hz.
+    ch_names : list of str, length C
+    subject, run, stimulus : str
+    onset_sample : int
+        Index of the onset in the Raw that was aligned.
+    clock_ratio : float
+        Measured / nominal stimulus duration in EEG samples (1.0 without end marker).
+    """
+
+    eeg: np.ndarray
+    features: object
+    sfreq: float
+    ch_names: list
+    subject: str
+    run: str
+    stimulus: str
+    onset_sample: int
+    clock_ratio: float = 1.0
+
+    @property
+    def n_times(self):
+        """Number of samples T."""
+        return self.eeg.shape[0]
+
+
+def _trigger_events(raw):
+    """(sample, code) of every trigger: stim channels first, else numeric annotations."""
+    stim = mne.pick_types(raw.info, stim=True, exclude=[])
+    if len(stim):
+        # BioSemi (BDF) Status channels carry status bits above the 16 trigger bits
+        high_bits = max(np.abs(raw._data[i]).max() for i in stim) > _TRIGGER_MASK
+        events = mne.find_events(
+            raw, shortest_event=1, initial_event=True, consecutive=True, verbose=False,
+            mask=_TRIGGER_MASK if high_bits else None, mask_type="and",
+        )
+        return events[:, 0] - raw.first_samp, events[:, 2]
+    samples, descriptions = _annotation_events(raw)
+    matches = [_TRAILING_INT.search(d) for d in descriptions]
+    keep = [i for i, m in enumerate(matches) if m]
+    codes = [int(matches[i].group(1)) for i in keep]
+    return samples[keep], np.asarray(codes, dtype=int)
+
+
+def _annotation_events(raw):
+    """(sample from the first sample, description) of every annotation inside the data."""
+    descriptions = sorted(set(raw.annotations.description))
+    if not descriptions:
+        return np.zeros(0, dtype=int), []
+    mapping = {d: i + 1 for i, d in enumerate(descriptions)}
+    events, _ = mne.events_from_annotations(raw, event_id=mapping, use_rounding=True,
+                                            verbose=False)
+    return events[:, 0] - raw.first_samp, [descriptions[c - 1] for c in events[:, 2]]
+
+
+def find_marker(raw, marker, *, where="run"):
+    """Sample index (from the Raw's first sample) of a manifest marker.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        The recording (triggers on a stim channel, or annotations).
+    marker : Marker
+        ``trigger`` code, ``annotation`` description or ``sample`` index, and which
+        ``occurrence`` (from 1).
+    where : str
+        Names the run in error messages.
+
+    Returns
+    -------
+    sample : int
+
+    Raises
+    ------
+    AlignmentError
+        The trigger/annotation is absent (or has fewer occurrences), or the sample is
+        beyond the recording.
+    """
+    if marker.kind == "sample":
+        if marker.sample >= raw.n_times:
+            raise AlignmentError(
+                f"{where}: onset sample {marker.sample} is beyond the recording "
+                f"({raw.n_times} samples)."
+            )
+        return int(marker.sample)
+    if marker.kind == "trigger":
+        samples, codes = _trigger_events(raw)
+        hits = samples[codes == marker.trigger]
+        what, found = f"trigger {marker.trigger}", sorted(set(codes.tolist()))
+    else:
+        samples, descriptions = _annotation_events(raw)
+        hits = samples[[d == marker.annotation for d in descriptions]]
+        what, found = f"annotation {marker.annotation!r}", sorted(set(descriptions))
+    if len(hits) < marker.occurrence:
+        raise AlignmentError(
+            f"{where}: {what} (occurrence {marker.occurrence}) not found; the recording has "
+            f"{len(hits)} of it. Markers present: {found[:20]}."
+        )
+    return int(np.sort(hits)[marker.occurrence - 1])
+
+
+def _warp(data_CT, start, n_times, step):
+    """Sample the rows of ``data_CT`` at ``start + k * step`` (k < n_times), cubic spline."""
+    pos = start + np.arange(n_times) * step
+    lo, hi = int(np.floor(pos[0])) - 2, int(np.ceil(pos[-1])) + 3
+    lo, hi = max(lo, 0), min(hi, data_CT.shape[1])
+    spline = CubicSpline(np.arange(lo, hi), data_CT[:, lo:hi], axis=1)
+    return spline(pos)
+
+
+def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject="",
+              run="", stimulus="", tolerance=0.05, max_clock_error=0.01):
+    """Crop a recording to one stimulus and pair it with the stimulus features.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        Preloaded (usually preprocessed) recording.
+    features : FeatureTrajectory | TimeSeries
+        Stimulus features at the Raw's rate, first sample at the stimulus onset.
+    onset : float
+        Stimulus onset, s from the Raw's first sample (rounded to the nearest sample
+        unless ``end`` is given, in which case the segment is interpolated).
+    end : float | None
+        Stimulus end marker, s from the Raw's first sample. With it, a constant
+        clock-rate mismatch (measured vs nominal duration) is corrected by resampling
+        the EEG segment (cubic spline) onto the stimulus clock.
+    stimulus_duration : float | None
+        Nominal duration of the stimulus, s (default: that of the features).
+    subject, run, stimulus : str
+        Names for the result and the messages.
+    tolerance : float
+        Allowed difference between the features' and the stimulus' duration, s.
+    max_clock_error : float
+        Allowed relative clock mismatch (|measured / nominal - 1|). Default 1 %%.
+
+    Returns
+    -------
+    aligned : AlignedRun
+
+    Raises
+    ------
+    AlignmentError
+        Sampling-rate mismatch, durations differing beyond ``tolerance`` or
+        ``max_clock_error``, stimulus longer than the rest of the recording, NaNs.
+    """
+    name = f"subject {subject!r} run {run!r} (stimulus {stimulus!r})"
+    if not isinstance(features, (FeatureTrajectory, TimeSeries)):
+        raise AlignmentError(
+            f"{name}: features must be a FeatureTrajectory or TimeSeries, got "
+            f"{type(features).__name__}."
+        )
+    sfreq = raw.info["sfreq"]
+    if abs(features.sfreq - sfreq) > 1e-6:
+        raise AlignmentError(
+            f"{name}: sampling-rate mismatch: features at {features.sfreq} Hz, EEG at "
+            f"{sfreq} Hz; resample the features with .resample({sfreq}, tmin=0.0)."
+        )
+    n_times = features.data.shape[0]
+    feat_dur = n_times / sfreq
+    stim_dur = feat_dur if stimulus_duration is None else float(stimulus_duration)
+    if abs(feat_dur - stim_dur) > tolerance:
+        raise AlignmentError(
+            f"{name}: features last {feat_dur:.3f} s but the stimulus {stim_dur:.3f} s "
+            f"(tolerance {tolerance} s)."
+        )
+    onset_idx = int(round(onset * sfreq))
+    ratio = 1.0
+    if end is not None:
+        measured = end - onset
+        ratio = measured / stim_dur
+        if abs(ratio - 1.0) > max_clock_error:
+            raise AlignmentError(
+                f"{name}: the recording has {measured:.3f} s between start and end markers but "
+                f"the stimulus lasts {stim_dur:.3f} s (clock mismatch {ratio - 1:+.2%}, "
+                f"allowed {max_clock_error:.2%})."
+            )
+    needed = onset_idx + int(np.ceil((n_times - 1) * ratio)) + 1
+    if needed > raw.n_times:
+        raise AlignmentError(
+            f"{name}: stimulus longer than the recording: needs {stim_dur:.3f} s from the onset "
+            f"at {onset:.3f} s but only {(raw.n_times - onset_idx) / sfreq:.3f} s remain "
+            f"(recording {raw.n_times / sfreq:.3f} s)."
+        )
+    idx = mne.pick_types(raw.info, eeg=True, exclude=[])
+    data_CT = raw._data[idx]
+    if abs(ratio - 1.0) > 1e-12:
+        eeg_CT = _warp(data_CT, onset * sfreq, n_times, ratio)
+    else:
+        eeg_CT = data_CT[:, onset_idx:onset_idx + n_times]
+    if not np.isfinite(eeg_CT).all():
+        raise AlignmentError(f"{name}: the EEG segment holds NaN or Inf samples.")
+    return AlignedRun(
+        eeg=np.ascontiguousarray(eeg_CT.T), features=features, sfreq=float(sfreq),
+        ch_names=[raw.ch_names[i] for i in idx], subject=str(subject), run=str(run),
+        stimulus=str(stimulus), onset_sample=onset_idx, clock_ratio=float(ratio),
+    )
+
+
+def find_run_markers(raw, run_entry, *, where="run"):
+    """Onset and end (or None) of a manifest run in seconds from the Raw's first sample.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        The recording as read (markers are exact samples of its rate).
+    run_entry : Run
+        The manifest run (``onset`` and optional ``end`` markers).
+    where : str
+        Names the run in error messages.
+
+    Returns
+    -------
+    onset : float
+    end : float | None
+    """
+    sfreq = raw.info["sfreq"]
+    onset = find_marker(raw, run_entry.onset, where=where) / sfreq
+    end = None if run_entry.end is None else find_marker(raw, run_entry.end, where=where) / sfreq
+    return onset, end
+
+
+def _stimulus_duration(manifest, name, features):
+    """Declared duration, else the audio file's, else the features' (s)."""
+    stim = manifest.stimuli[name]
+    if stim.duration is not None:
+        return stim.duration
+    if stim.path is not None and manifest.resolve(stim.path).is_file():
+        return soundfile.info(str(manifest.resolve(stim.path))).duration
+    return features.data.shape[0] / features.sfreq + features.tmin
+
+
+def load_aligned_run(manifest, subject, run, features, *, config=None, tolerance=0.05,
+                     max_clock_error=0.01):
+    """Read, preprocess and align one manifest run with its stimulus features.
+
+    Markers are found on the recording as read (exact samples), then applied in
+    seconds to the preprocessed recording. Features are resampled to the EEG rate on
+    a grid starting at the onset, spanning the stimulus duration (declared in the
+    manifest, else that of its audio file, else that of the features).
+
+    Parameters
+    ----------
+    manifest : Manifest
+    subject, run : str
+    features : FeatureTrajectory | TimeSeries
+        Features of the run's stimulus (time 0 = stimulus start), any rate.
+    config : PreprocessConfig | dict | None
+        Preprocessing (default :class:`PreprocessConfig`).
+    tolerance, max_clock_error : float
+        See :func:`align_run`.
+
+    Returns
+    -------
+    aligned : AlignedRun
+    steps : list of dict
+        The preprocessing record.
+    """
+    entry = manifest.run(subject, run)
+    where = f"subject {subject!r} run {run!r}"
+    raw = read_run(manifest, subject, run)
+    onset, end = find_run_markers(raw, entry, where=where)
+    pre, steps = preprocess(raw, config, copy=False)
+    duration = _stimulus_duration(manifest, entry.stimulus, features)
+    n_times = int(np.floor(duration * pre.info["sfreq"] + 1e-9))
+    if abs(features.sfreq - pre.info["sfreq"]) > 1e-9 or features.tmin != 0.0:
+        features = features.resample(pre.info["sfreq"], tmin=0.0, n_times=n_times)
+    aligned = align_run(
+        pre, features, onset=onset, end=end, stimulus_duration=duration, subject=subject,
+        run=run, stimulus=entry.stimulus, tolerance=tolerance, max_clock_error=max_clock_error,
+    )
+    return aligned, steps
