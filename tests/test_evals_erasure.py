@@ -29,7 +29,7 @@ def test_fisher_score_matches_hand_computation(rng):
 
 def test_erasure_ranks_planted_features_first(rng):
     X, y = _planted(rng)
-    res = concept_erasure(X, pd.DataFrame({"concept": y}), n_removed=range(0, 8), level=0.2, random_state=0)
+    res = concept_erasure(X, pd.DataFrame({"concept": y}), n_removed=range(8), level=0.2, random_state=0)
     ranking = res.ranking[res.ranking.concept == "concept"].sort_values("rank")
     assert set(ranking.feature[:3]) == {3, 7, 11}
     curve = res.curves.set_index("n_removed").mcc

@@ -94,7 +94,7 @@ def test_log_mel_and_activation_windows(rng):
     mel = log_mel_spectrogram(wave, sfreq)
     assert mel.sfreq == 100 and mel.values.shape[1] == 80
     band_1k = int(np.argmin(np.abs(mel.mel_freqs - 1000)))
-    assert abs(int(np.argmax(mel.values[int(50)])) - band_1k) <= 1  # the burst at 0.5 s
+    assert abs(int(np.argmax(mel.values[50])) - band_1k) <= 1  # the burst at 0.5 s
 
     frame_times = np.arange(150) * 0.02 + 0.01
     codes = np.zeros((150, 2))

@@ -5,7 +5,12 @@ import pandas as pd
 import pytest
 
 from sae_eeg.errors import InputError
-from sae_eeg.evals import dci_scores, lasso_descriptors, linear_probes, probe_sparsity_levels
+from sae_eeg.evals import (
+    dci_scores,
+    lasso_descriptors,
+    linear_probes,
+    probe_sparsity_levels,
+)
 
 
 def test_linear_probes_informative_vs_noise(rng):

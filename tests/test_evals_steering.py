@@ -4,13 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from sae_eeg import sae as sae_mod
 from sae_eeg.audio import Audio
 from sae_eeg.backbones import bundled_whisper_path, load_backbone
 from sae_eeg.errors import InputError
-
-sae_mod = pytest.importorskip("sae_eeg.sae")  # until the SAE core lands on main
-
-from sae_eeg.evals.steering import language_token_shift, language_tokens, steering_vector  # noqa: E402
+from sae_eeg.evals import language_token_shift, language_tokens, steering_vector
 
 
 @pytest.fixture(scope="module")

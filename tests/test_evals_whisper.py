@@ -9,41 +9,37 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
-import scipy.sparse as sp
 import torch
 
-from sae_eeg import backbones  # noqa: E402
-
-sae_mod = pytest.importorskip("sae_eeg.sae")  # until the SAE core lands on main
-
-from sae_eeg.audio import Audio, resample  # noqa: E402
-from sae_eeg.errors import InputError  # noqa: E402
-from sae_eeg.evals import (  # noqa: E402
-    activation_consistency,
+from sae_eeg import backbones
+from sae_eeg import sae as sae_mod
+from sae_eeg.audio import Audio, resample
+from sae_eeg.errors import CheckpointError, InputError
+from sae_eeg.evals import (
     acoustic_descriptors,
+    activation_consistency,
     aggregate_max_activations,
     classify_features,
     clip_features,
     collect_dataset_stats,
+    compare_saes,
     concept_erasure,
     dci_scores,
     dead_features,
     decoder_consistency,
+    decoder_directions,
+    false_speech_experiment,
     feature_activation_windows,
     lasso_descriptors,
     log_mel_spectrogram,
+    no_speech_probability,
     plot_feature_tsne,
     probe_sparsity_levels,
-    top_clips_for_feature,
-)
-from sae_eeg.evals.compare import compare_saes, decoder_directions  # noqa: E402
-from sae_eeg.evals.steering import (  # noqa: E402
-    false_speech_experiment,
-    no_speech_probability,
     steer,
     steering_vector,
+    top_clips_for_feature,
 )
-from sae_eeg.speech import NOISE_KINDS, speak, synth_music_like, synth_noise_like  # noqa: E402
+from sae_eeg.speech import NOISE_KINDS, speak, synth_music_like, synth_noise_like
 
 LAYER = 3
 SENTENCES = [
@@ -250,21 +246,22 @@ def test_false_speech_report_small(whisper, saes, clips):
 
 
 def test_steering_bad_inputs(whisper, saes):
-    with pytest.raises(InputError, match=r"features holds ids outside \[0, 767\]: \[900\]"):
-        with steer(whisper, saes["seed1"], LAYER, [900], 1.0):
-            pass
-    with pytest.raises(InputError, match="Invalid value for 'mode': got 'replace'"):
-        with steer(whisper, saes["seed1"], LAYER, [1], 1.0, mode="replace"):
-            pass
+    sae = saes["seed1"]
+    with (pytest.raises(InputError, match=r"features holds ids outside \[0, 767\]: \[900\]"),
+          steer(whisper, sae, LAYER, [900], 1.0)):
+        pass
+    with (pytest.raises(InputError, match="Invalid value for 'mode': got 'replace'"),
+          steer(whisper, sae, LAYER, [1], 1.0, mode="replace")):
+        pass
     with pytest.raises(InputError, match="lasts 31.0 s"):
         no_speech_probability(whisper, [Audio(np.zeros(31 * 16000, np.float32), SR)])
     with pytest.raises(InputError, match="references has 2 texts for 1 speech clips"):
-        false_speech_experiment(whisper, saes["seed1"], LAYER, [Audio(np.ones(1600, np.float32), SR)],
+        false_speech_experiment(whisper, sae, LAYER, [Audio(np.ones(1600, np.float32), SR)],
                                 [Audio(np.ones(1600, np.float32), SR)], ["a", "b"])
     other = sae_mod.BatchTopKSAE(64, 128, 4, random_state=0)
-    with pytest.raises(InputError, match="reads width 64 but layer 3 .* has width 384"):
-        with steer(whisper, other, LAYER, [1], 1.0):
-            pass
+    with (pytest.raises(CheckpointError, match="reads activations of width 64 .* layer 3 of .* has width 384"),
+          steer(whisper, other, LAYER, [1], 1.0)):
+        pass
 
 
 @pytest.mark.slow

@@ -92,8 +92,8 @@ def log_mel_spectrogram(waveform, sfreq, *, n_mels=80, hop=0.01, win=0.025, fmax
     _check_range("n_mels", n_mels, 1)
     _check_range("hop", hop, 0, low_inclusive=False)
     _check_range("win", win, 0, low_inclusive=False)
-    hop_n = max(1, int(round(hop * sfreq)))
-    win_n = max(2, int(round(win * sfreq)))
+    hop_n = max(1, round(hop * sfreq))
+    win_n = max(2, round(win * sfreq))
     n_fft = int(2 ** np.ceil(np.log2(win_n)))
     _, times, Z = stft(np.asarray(waveform, dtype=np.float64), fs=sfreq, window="hann", nperseg=win_n,
                        noverlap=win_n - hop_n, nfft=n_fft, boundary="zeros", padded=True)
@@ -126,8 +126,8 @@ def acoustic_descriptors(waveform, sfreq):
     """
     waveform, sfreq = check_waveform(waveform, sfreq)
     x = np.asarray(waveform, dtype=np.float64)
-    win_n = max(2, int(round(0.025 * sfreq)))
-    hop_n = max(1, int(round(0.01 * sfreq)))
+    win_n = max(2, round(0.025 * sfreq))
+    hop_n = max(1, round(0.01 * sfreq))
     freqs, _, Z = stft(x, fs=sfreq, window="hann", nperseg=win_n, noverlap=win_n - hop_n)
     power = np.abs(Z) ** 2 + 1e-20
     total = power.sum(axis=0)

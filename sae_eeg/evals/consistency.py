@@ -29,7 +29,14 @@ from scipy.optimize import linear_sum_assignment
 from .._check import _check_range, _ensure_int
 from .._docs import fill_doc
 from ..errors import InputError
-from ._codes import _as_csr, _check_dense_2d, _clip_index, _positive_entries, _rank_in_group, _rng
+from ._codes import (
+    _as_csr,
+    _check_dense_2d,
+    _clip_index,
+    _positive_entries,
+    _rank_in_group,
+    _rng,
+)
 
 
 def activation_patterns(codes, clip_ids, *, k_per_frame=50):

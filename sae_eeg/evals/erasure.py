@@ -81,7 +81,7 @@ def _concept_table(labels, n_samples):
     for name in table.columns:
         col = table[name].to_numpy()
         values = set(np.unique(col).tolist())
-        if not values <= {0, 1, True, False}:
+        if not values <= {0, 1}:  # True == 1 and False == 0
             raise InputError(f"Concept column {name!r} must be binary (0/1 or bool), got values {sorted(values)!r}.")
         if len(values) < 2:
             raise InputError(f"Concept {name!r} has a single class; it needs positive and negative samples.")

@@ -18,7 +18,15 @@ from sklearn.manifold import TSNE
 from .._check import _check_range, _ensure_int, _validate_type
 from .._docs import fill_doc
 from ..errors import InputError
-from ._codes import _as_csr, _check_dense_2d, _check_labels, _clip_index, _positive_entries, _rank_in_group, _rng
+from ._codes import (
+    _as_csr,
+    _check_dense_2d,
+    _check_labels,
+    _clip_index,
+    _positive_entries,
+    _rank_in_group,
+    _rng,
+)
 from ._spectral import LogMel
 
 

@@ -25,7 +25,13 @@ from sklearn.preprocessing import StandardScaler
 from .._check import _check_range, _ensure_int, _validate_type
 from .._docs import fill_doc
 from ..errors import InputError
-from ._codes import _check_dense_2d, _check_labels, _random_state_int, clip_features, topk_per_frame
+from ._codes import (
+    _check_dense_2d,
+    _check_labels,
+    _random_state_int,
+    clip_features,
+    topk_per_frame,
+)
 
 
 @fill_doc

@@ -43,7 +43,7 @@ from ..audio import Audio, check_waveform, resample
 from ..backbones import Backbone, transcribe, wer
 from ..backbones.whisper import WINDOW_SAMPLES, WhisperBackbone
 from ..errors import BackboneError, InputError
-from ..sae import SparseAutoencoder
+from ..sae import SparseAutoencoder, check_sae_for_backbone
 from ._codes import _random_state_int, clip_features
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,14 @@ def steer(backbone, sae, layer, features, alpha, *, mode="residual"):
     Raises
     ------
     InputError
-        Bad ``alpha``, ``mode`` or feature ids, or an SAE whose width differs from the layer's.
+        Bad ``alpha``, ``mode`` or feature ids.
+    CheckpointError
+        An SAE whose width differs from the layer's, or a layer the backbone lacks.
+
+    Examples
+    --------
+    >>> with steer(backbone, sae, 3, {12: -1.0, 40: 1.0}, alpha=0.5):  # doctest: +SKIP
+    ...     text = transcribe(backbone, waveform, sfreq)
     """
     _validate_type(backbone, Backbone, "backbone")
     _validate_type(sae, SparseAutoencoder, "sae")
@@ -129,12 +136,8 @@ def steer(backbone, sae, layer, features, alpha, *, mode="residual"):
     _validate_type(alpha, "numeric", "alpha")
     if not np.isfinite(alpha):
         raise InputError(f"alpha must be finite, got {alpha!r}.")
-    if int(sae.d_model) != int(backbone.d_model):
-        raise InputError(
-            f"The SAE reads width {sae.d_model} but layer {layer} of {backbone.name!r} has width {backbone.d_model}."
-        )
+    check_sae_for_backbone(sae, backbone, layer)
     s_F = steering_vector(features, int(sae.n_features))
-    backbone.check_layer(layer)
     if mode == "residual" and alpha == 0:
         yield backbone  # no hook at all: bit-identical to the plain model
         return
@@ -418,7 +421,7 @@ def false_speech_experiment(
         if verbose:
             logger.info("alpha %.3g: FPR %.3f, WER %.3f", alpha, fpr, error)
         summary.append({"alpha": alpha, "fpr": fpr, "mean_no_speech_prob": float(prob[test_idx].mean()),
-                        "wer": error, "n_nonspeech": int(len(test_idx)), "n_speech": len(speech)})
+                        "wer": error, "n_nonspeech": len(test_idx), "n_speech": len(speech)})
         clip_rows += [{"alpha": alpha, "kind": "nonspeech", "clip": i, "split": split[i],
                        "no_speech_prob": float(prob[i]), "hypothesis": None} for i in idx]
         clip_rows += [{"alpha": alpha, "kind": "speech", "clip": i, "split": "speech",
