@@ -10,7 +10,7 @@ import argparse
 
 from sae_eeg.pipeline import run_stages
 from sae_eeg.pipeline.config import load_pipeline_config
-from sae_eeg.pipeline.stages import subject_task
+from sae_eeg.pipeline.stages import EXTRACT, subject_task
 
 
 def main(argv=None):
@@ -19,7 +19,7 @@ def main(argv=None):
     parser.add_argument("--subject", required=True, help="subject id, as in the manifest")
     args = parser.parse_args(argv)
     cfg = load_pipeline_config(args.config)
-    run_stages(cfg, ("train_sae", "extract", "preprocess"), verbose=True)
+    run_stages(cfg, EXTRACT + ("preprocess",), verbose=True)
     subject_task(cfg.model_dump(mode="json"), args.subject)
     print(f"Tables in {cfg.output_dir / 'alignment'}/layer_*/subjects/{args.subject}")
 

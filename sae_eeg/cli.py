@@ -19,7 +19,8 @@ from .errors import SaeEegError
 from .pipeline.config import load_pipeline_config
 from .pipeline.demo import run_demo
 from .pipeline.outputs import prepare_output_dir
-from .pipeline.stages import run_stages, subject_task
+from .pipeline.reporting import make_figures, make_report
+from .pipeline.stages import EXTRACT, run_stages, subject_task
 
 app = typer.Typer(no_args_is_help=True, help="SAE features of audio models vs EEG.")
 manifest_app = typer.Typer(no_args_is_help=True, help="Dataset manifests.")
@@ -71,7 +72,7 @@ def manifest_check(
 @_clean_errors
 def train_sae(config: Path = CONFIG, force: bool = FORCE):
     """Train one SAE per configured layer on the stimulus audio."""
-    cfg = _stages(config, ("train_sae",), force)
+    cfg = _stages(config, ("activations", "train_sae"), force)
     typer.echo(f"SAEs in {Path(cfg.output_dir) / 'sae'}")
 
 
@@ -79,7 +80,7 @@ def train_sae(config: Path = CONFIG, force: bool = FORCE):
 @_clean_errors
 def extract(config: Path = CONFIG, force: bool = FORCE):
     """Stimuli -> SAE feature trajectories, dense activations and acoustic baselines."""
-    cfg = _stages(config, ("train_sae", "extract"), force)
+    cfg = _stages(config, EXTRACT, force)
     typer.echo(f"Trajectories in {Path(cfg.output_dir) / 'features'}")
 
 
@@ -108,6 +109,29 @@ def group(config: Path = CONFIG, force: bool = FORCE):
     """Per-subject analyses of every subject not done yet, then group statistics."""
     cfg = _stages(config, ("subject", "group"), force)
     typer.echo(f"Group tables in {Path(cfg.output_dir) / 'alignment'}/layer_*/group")
+
+
+@app.command()
+@_clean_errors
+def evaluate(config: Path = CONFIG, force: bool = FORCE):
+    """SAE evaluations: reconstruction, seed consistency, concept erasure, steering."""
+    cfg = _stages(config, EXTRACT + ("evaluate",), force)
+    typer.echo(f"Evaluation tables in {Path(cfg.output_dir) / 'evals'}")
+
+
+@app.command()
+@_clean_errors
+def figures(config: Path = CONFIG):
+    """Paper-style figures (PNG + SVG) from the result tables that exist."""
+    drawn = make_figures(config)
+    typer.echo(f"{len(drawn)} figures in {Path(load_pipeline_config(config).output_dir) / 'figures'}")
+
+
+@app.command()
+@_clean_errors
+def report(config: Path = CONFIG):
+    """The HTML report: figures, key numbers and provenance."""
+    typer.echo(f"Report: {make_report(config)}")
 
 
 @app.command()

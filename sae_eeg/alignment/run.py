@@ -88,7 +88,12 @@ class ClusterSettings(_Settings):
 
 
 class EncodingSettings(_Settings):
-    """Multivariate encoding of feature spaces and variance partitioning."""
+    """Multivariate encoding of feature spaces and variance partitioning.
+
+    The "sae" space holds the ``max_sae_dims`` most active of the protocol's selected
+    features (all of them times the lags would not fit in memory); "dense_pca" has as
+    many dimensions (at most the layer width).
+    """
 
     enabled: bool = True
     spaces: list[str] = ["sae"]
@@ -99,6 +104,7 @@ class EncodingSettings(_Settings):
     n_null: int = pydantic.Field(100, ge=1)
     bands: list[str] | None = None
     n_iter: int = pydantic.Field(20, ge=1)
+    max_sae_dims: int = pydantic.Field(64, ge=1)
 
 
 class AlignmentConfig(_Settings):
@@ -169,14 +175,19 @@ def _tidy_trf(coef_FCL, *, subject, cfg, ids, ch_names, times, split):
 
 
 def _spaces(cfg, runs, sae_runs):
+    # a multivariate TRF over all selected features (x lags) would not fit in memory:
+    # the SAE space keeps the most active ones, the dense PCA as many dimensions
+    activity = sum(np.asarray(abs(f).sum(axis=0)).ravel() for f in sae_runs)
+    sae_cols = np.sort(np.argsort(-activity, kind="stable")[:cfg.encoding.max_sae_dims])
     out = {}
     for name in dict.fromkeys(cfg.encoding.spaces + (cfg.encoding.bands or [])):
         if name == "sae":
-            out[name] = [f.toarray() for f in sae_runs]
+            out[name] = [f[:, sae_cols].toarray() for f in sae_runs]
         elif name == "dense_pca":
             if any("dense" not in r.spaces for r in runs):
                 raise InputError("Feature space 'dense_pca' needs a 'dense' space in every run file.")
-            out[name] = pca_reduce([r.spaces["dense"] for r in runs], sae_runs[0].shape[1], random_state=0)
+            n_dims = min(len(sae_cols), runs[0].spaces["dense"].shape[1])
+            out[name] = pca_reduce([r.spaces["dense"] for r in runs], n_dims, random_state=0)
         else:
             missing = [i for i, r in enumerate(runs) if name not in r.spaces]
             if missing:

@@ -92,6 +92,38 @@ class SaeSettings(_Strict):
     )
 
 
+class EvaluateSettings(_Strict):
+    """The ``evaluate`` section of a pipeline config (:mod:`sae_eeg.pipeline.evaluate`).
+
+    ``speech`` are utterances (at most 30 s each) with their ``references``;
+    ``music`` and ``noise`` are non-speech clips. The steering experiment adds the
+    time-reversed utterances to the non-speech clips (Whisper tends to hear speech
+    in them). ``layer`` is the layer of the consistency, erasure and steering
+    evaluations (default the last). ``segment`` cuts clips into pieces of that many
+    seconds, the samples of the concept-erasure classifier.
+    """
+
+    speech: list[Path]
+    references: list[str]
+    music: list[Path] = []
+    noise: list[Path] = []
+    layer: pydantic.PositiveInt | None = None
+    alphas: list[float] = [0.0, 0.1, 0.2, 0.3, 0.5]
+    n_steering_features: pydantic.PositiveInt = 100
+    second_seed: int | None = 1
+    segment: float = pydantic.Field(1.0, gt=0)
+    n_receptive_fields: pydantic.PositiveInt = 8
+    _resolve = pydantic.field_validator("speech", "music", "noise")(
+        lambda v, info: [resolve_path(p, info) for p in v]
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _pairs(self):
+        if len(self.speech) != len(self.references):
+            raise ValueError(f"{len(self.speech)} speech clips but {len(self.references)} references")
+        return self
+
+
 class PipelineConfig(_Strict):
     """Configuration of the whole analysis (``sae-eeg`` subcommands, ``analyses/`` scripts).
 
@@ -111,7 +143,7 @@ class PipelineConfig(_Strict):
     sae: SaeSettings = SaeSettings()
     preprocess: dict = {}
     alignment: dict = {}
-    evaluate: dict = {}
+    evaluate: EvaluateSettings | None = None
     scheduler: str | None = None
     n_workers: pydantic.PositiveInt = 2
     _resolve = pydantic.field_validator("output_dir", "manifest")(resolve_path)

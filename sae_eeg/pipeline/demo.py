@@ -8,6 +8,7 @@ can be scored against the truth.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -16,14 +17,17 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from .._io import atomic_path
+from .._io import atomic_path, write_json_atomic
 from ..audio import load_audio
 from ..backbones import bundled_whisper_path, load_backbone, transcribe, wer
 from ..eeg import simulate_dataset
 from ..speech import speak, synth_music_like, synth_noise_like
 from ..trajectories import FeatureTrajectory
 from .outputs import prepare_output_dir
-from .stages import run_stages
+from ..alignment.io import read_table
+from ..viz import ReportSection
+from .reporting import make_report
+from .stages import EXTRACT, run_stages
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +107,12 @@ class DemoSize:
 
     n_subjects: int = 8
     n_story_parts: int = 5
-    sae_steps: int = 600
+    sae_steps: int = 400
     expansion: int = 4
     k: int = 32
 
 
-SIZES = {"full": DemoSize(), "small": DemoSize(n_subjects=5, sae_steps=150)}
+SIZES = {"full": DemoSize(), "small": DemoSize(n_subjects=5, sae_steps=60, expansion=2, k=16)}
 
 
 def speech_check(backbone, sentences=DEMO_SENTENCES):
@@ -135,6 +139,17 @@ def speech_check(backbone, sentences=DEMO_SENTENCES):
         layer_shapes={layer: a.values.shape for layer, a in acts.items()},
         frame_times=tuple(float(t) for t in acts[layers[0]].times[:3]),
     )
+
+
+def _cached_speech_check(path):
+    """:func:`speech_check` on the bundled Whisper, computed once and kept as JSON."""
+    if path.is_file():
+        record = json.loads(path.read_text())
+        record["layer_shapes"] = {int(k): tuple(v) for k, v in record["layer_shapes"].items()}
+        return SpeechCheck(**record)
+    check = speech_check(load_backbone(bundled_whisper_path()))
+    write_json_atomic(path, dataclasses.asdict(check))
+    return check
 
 
 def _write_wav(path, audio):
@@ -206,9 +221,15 @@ def choose_planted_features(trajectories, *, n_planted=3, min_rate=2.0):
     return [int(ids[i]) for i in picks]
 
 
-def demo_config(out_dir, size, *, manifest=None, stimuli=None, scheduler=None, channels=("Pz",)):
+def demo_config(out_dir, size, *, manifest=None, stimuli=None, scheduler=None, channels=("Pz",), planted=None,
+                clips=None):
     """The pipeline config of the demo (see :class:`~sae_eeg.pipeline.config.PipelineConfig`)."""
+    evaluate = None if clips is None else {
+        "speech": [str(p) for p in clips["speech"]], "references": list(DEMO_SENTENCES),
+        "music": [str(p) for p in clips["music"]], "noise": [str(p) for p in clips["noise"]],
+        "layer": PLANTED_LAYER, "alphas": [0.0, 0.1, 0.2, 0.3, 0.5], "second_seed": 1}
     return {
+        "evaluate": evaluate,
         "name": "demo", "output_dir": str(out_dir), "manifest": None if manifest is None else str(manifest),
         "stimuli": {name: str(p) for name, p in (stimuli or {}).items()},
         "backbone": "bundled-whisper-tiny.en", "layers": [1, 2, 3, 4], "scheduler": scheduler,
@@ -217,6 +238,7 @@ def demo_config(out_dir, size, *, manifest=None, stimuli=None, scheduler=None, c
                              "threshold_start": size.sae_steps // 2, "threshold_beta": 0.99, "lr": 1e-3,
                              "normalize_input": True, "checkpoint_every": max(size.sae_steps // 4, 1)}},
         "alignment": {"protocol": {"channels": list(channels), "n_dev_runs": 2},
+                      "clusters": {"features": planted, "montage": "biosemi64"},
                       "encoding": {"spaces": ["sae", "envelope", "mel", "dense_pca"],
                                    "bands": ["sae", "envelope"], "n_null": 50}},
     }
@@ -245,24 +267,57 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
     demo_size = SIZES[size]
     out = prepare_output_dir(out_dir, {"demo": size, "size": demo_size.__dict__}, force=force)
     echo("1/6 Whisper tiny.en (bundled, offline) on spoken sentences...")
-    backbone = load_backbone(bundled_whisper_path())
-    check = speech_check(backbone)
+    check = _cached_speech_check(out / "speech_check.json")
     echo(f"    WER {check.wer:.3f}; layer activations {check.layer_shapes[1]} per sentence, "
          f"frames at {', '.join(f'{t:.2f}' for t in check.frame_times)} s")
     echo("2/6 Speaking the story and writing evaluation clips...")
     stimuli = write_stimuli(out / "stimuli", demo_size)
-    write_eval_clips(out / "clips")
+    clips = write_eval_clips(out / "clips")
     stim_config = demo_config(out, demo_size, stimuli=stimuli, scheduler=scheduler)
-    echo("3/6 Training SAEs on layers 1-4 and extracting feature trajectories...")
-    run_stages(stim_config, ("train_sae", "extract"), verbose=True)
+    echo("3/6 Layer activations, SAEs for layers 1-4 (trained, or reused), feature trajectories...")
+    run_stages(stim_config, EXTRACT, verbose=True)
     echo("4/6 Simulating EEG with responses planted on chosen SAE features...")
     eeg_manifest, truth = _simulate(out, demo_size)
-    channels = sorted(set(best_channels(truth)) | {"Pz"})
-    config = demo_config(out, demo_size, manifest=eeg_manifest, scheduler=scheduler, channels=channels)
-    echo("5/6 Preprocessing, per-subject analyses and group statistics...")
-    run_stages(config, ("preprocess", "subject", "group"), verbose=True)
-    echo("6/6 Done.")
-    return {"output_dir": out, "manifest": eeg_manifest, "truth": out / "eeg" / "ground_truth.json"}
+    planted = [int(p["feature"]) for p in truth["planted"]]
+    config = demo_config(out, demo_size, manifest=eeg_manifest, scheduler=scheduler, planted=planted,
+                         channels=sorted(set(best_channels(truth)) | {"Pz"}), clips=clips)
+    echo("5/6 Preprocessing, per-subject analyses, group statistics and SAE evaluations...")
+    run_stages(config, ("preprocess", "subject", "group", "evaluate"), verbose=True)
+    check = planted_recovery(config, truth)
+    echo(f"    planted features found by the paper protocol: {check['n_found']} of {check['n_planted']}")
+    echo("6/6 Figures and report...")
+    report = make_report(config, extra_sections=[_truth_section(check)])
+    echo(f"    report: {report}")
+    return {"output_dir": out, "manifest": eeg_manifest, "report": report, "recovery": check, "config": config}
+
+
+def planted_recovery(config, truth):
+    """Which planted features the paper protocol found significant, with their lags.
+
+    Returns
+    -------
+    check : dict
+        ``n_planted``, ``n_found``, ``found`` (feature ids) and ``table`` (the
+        protocol's rows of the planted features at the planted layer).
+    """
+    table = read_table(Path(config["output_dir"]) / "alignment" / f"layer_{PLANTED_LAYER}" / "group"
+                       / "protocol_features.parquet")
+    planted = [int(p["feature"]) for p in truth["planted"]]
+    rows = table[table.feature.isin(planted)]
+    found = sorted(int(f) for f in rows[rows.significant].feature.unique())
+    return {"n_planted": len(planted), "n_found": len(found), "found": found, "table": rows}
+
+
+def _truth_section(check):
+    return ReportSection(
+        "Ground truth of the simulation",
+        f"The simulated EEG responds to {check['n_planted']} SAE features of layer {PLANTED_LAYER} "
+        f"(TRF through a spherical-head forward model, plus 1/f noise, alpha bursts, blinks, line noise "
+        f"and bad channels). The paper protocol should find them and nothing else at that layer.",
+        numbers={"planted features": check["n_planted"], "found significant": check["n_found"],
+                 "found ids": ", ".join(map(str, check["found"])) or "none"},
+        table=check["table"],
+    )
 
 
 PLANTED_LAYER = 3

@@ -1,7 +1,7 @@
 """The stages of the analysis, each a list of resumable tasks.
 
-``train_sae`` -> ``extract`` (per stimulus) -> ``preprocess`` (per subject) ->
-``subject`` (per subject) -> ``group``. Every stage reads what the previous one
+``activations`` (per stimulus) -> ``train_sae`` -> ``encode`` (per stimulus) ->
+``preprocess`` (per subject) -> ``subject`` (per subject) -> ``group``. Every stage reads what the previous one
 wrote under ``output_dir``:
 
 * ``sae/layer_n/ae.pt``: the SAEs (unless the config names a checkpoint);
@@ -21,111 +21,71 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_path
 from ..alignment.io import save_run
 from ..alignment.run import run_group, run_subject
 from ..audio import load_audio
-from ..backbones import bundled_whisper_path, load_backbone
 from ..eeg import PreprocessConfig, load_aligned_run
-from ..errors import ConfigError
-from ..manifests import load_manifest
-from ..sae import ActivationStore, TrainingConfig, load_sae, train_saes
+from ..sae import ArrayActivationStore, train_saes
 from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelopes
 from .config import load_pipeline_config
+from .evaluate import evaluate_task
+from .resources import (
+    analysis_sfreq, fingerprints, load_series, manifest_of, open_backbone, open_saes, sae_dir, save_series,
+    stimulus_files, training_config,
+)
 from .tasks import Task, run_tasks
 
 logger = logging.getLogger(__name__)
-
-BUNDLED_WHISPER = "bundled-whisper-tiny.en"
-
 
 def _config_dict(cfg):
     return cfg.model_dump(mode="json")
 
 
-def open_backbone(cfg):
-    """The backbone named in the config (``bundled-whisper-tiny.en`` is the offline one)."""
-    name = bundled_whisper_path() if cfg.backbone == BUNDLED_WHISPER else cfg.backbone
-    return load_backbone(name, device=cfg.device)
-
-
-def sae_dir(cfg):
-    """Folder of the SAEs: the configured checkpoint, or ``output_dir/sae``."""
-    return cfg.sae.checkpoint or str(Path(cfg.output_dir) / "sae")
-
-
-def open_saes(cfg):
-    """The SAE of every configured layer, in eval mode."""
-    return {layer: load_sae(sae_dir(cfg), layer=layer, device=cfg.device) for layer in cfg.layers}
-
-
-def stimulus_files(cfg):
-    """Stimulus name -> audio file, for every stimulus of the manifest."""
-    if cfg.stimuli:
-        return dict(cfg.stimuli)
-    manifest = _manifest(cfg)
-    return {name: manifest.resolve(stim.path) for name, stim in manifest.stimuli.items()}
-
-
-def _manifest(cfg):
-    if cfg.manifest is None:
-        raise ConfigError("This stage needs the EEG dataset: set 'manifest' in the config.")
-    return load_manifest(cfg.manifest)
-
-
-def training_config(cfg):
-    """The :class:`TrainingConfig` of the pipeline (its layers are the pipeline's)."""
-    return TrainingConfig.from_config({**cfg.sae.training, "layers": list(cfg.layers)})
-
-
 # --- tasks -------------------------------------------------------------------------------
 
 
-def train_sae_task(config, verbose=False):
-    """Train one SAE per layer on the stimulus audio (resumes an interrupted run)."""
+def activations_task(config, stimulus, out_dir):
+    """Layer activations (all layers, one pass) and acoustic baselines of one stimulus."""
     cfg = load_pipeline_config(config)
-    backbone = open_backbone(cfg)
-    files = [str(p) for p in stimulus_files(cfg).values()] + [str(p) for p in cfg.sae.extra_audio]
+    audio = load_audio(stimulus_files(cfg)[stimulus])
+    acts = open_backbone(cfg).activations(audio.waveform, audio.sfreq, list(cfg.layers))
+    out_dir = Path(out_dir)
+    for layer, act in acts.items():
+        dense = TimeSeries(act.values, act.frame_rate, float(act.times[0]),
+                           tuple(f"d{i}" for i in range(act.values.shape[1])))
+        save_series(dense, out_dir / f"dense_layer_{layer}.npz")
+    rate = analysis_sfreq(cfg)
+    save_series(envelope(audio.waveform, audio.sfreq, new_sfreq=rate), out_dir / "envelope.npz")
+    save_series(mel_envelopes(audio.waveform, audio.sfreq, new_sfreq=rate), out_dir / "mel.npz")
+
+
+def train_sae_task(config, verbose=False):
+    """Train one SAE per layer on the activations of every stimulus (resumes if interrupted)."""
+    cfg = load_pipeline_config(config)
+    features = Path(cfg.output_dir) / "features"
+    acts = {layer: np.concatenate([load_series(features / name / f"dense_layer_{layer}.npz").data
+                                   for name in stimulus_files(cfg)]) for layer in cfg.layers}
     training = training_config(cfg)
-    store = ActivationStore(backbone, {"stimuli": files}, list(cfg.layers), seed=training.seed,
-                            buffer_size=max(4 * training.batch_size, 8192))
+    store = ArrayActivationStore(acts, seed=training.seed)
     train_saes(store, training, out_dir=sae_dir(cfg), device=cfg.device, verbose=verbose)
 
 
-def extract_task(config, stimulus, out_dir):
-    """SAE trajectories, dense activations and acoustic baselines of one stimulus."""
+def encode_task(config, stimulus, out_dir):
+    """SAE feature trajectories of one stimulus, every layer, at the backbone's frame rate."""
     cfg = load_pipeline_config(config)
-    backbone, saes = open_backbone(cfg), open_saes(cfg)
-    audio = load_audio(stimulus_files(cfg)[stimulus])
-    acts = backbone.activations(audio.waveform, audio.sfreq, list(cfg.layers))
+    saes = open_saes(cfg)
     out_dir = Path(out_dir)
-    for layer, act in acts.items():
-        codes = saes[layer].encode_sparse(act.values)
-        traj = FeatureTrajectory(codes, act.frame_rate, float(act.times[0]), np.arange(codes.shape[1]))
-        traj.save(out_dir / f"layer_{layer}.npz")
-        dense = TimeSeries(act.values, act.frame_rate, float(act.times[0]),
-                           tuple(f"d{i}" for i in range(act.values.shape[1])))
-        _save_series(dense, out_dir / f"dense_layer_{layer}.npz")
-    rate = float(PreprocessConfig.from_dict(cfg.preprocess).sfreq or 128.0)
-    _save_series(envelope(audio.waveform, audio.sfreq, new_sfreq=rate), out_dir / "envelope.npz")
-    _save_series(mel_envelopes(audio.waveform, audio.sfreq, new_sfreq=rate), out_dir / "mel.npz")
-
-
-def _save_series(series, path):
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        np.savez(f, data=series.data.astype(np.float32), sfreq=series.sfreq, tmin=series.tmin,
-                 names=np.asarray(series.names, dtype=str))
-
-
-def _load_series(path):
-    with np.load(path) as z:
-        return TimeSeries(z["data"], float(z["sfreq"]), float(z["tmin"]), tuple(str(n) for n in z["names"]))
+    for layer, sae in saes.items():
+        dense = load_series(out_dir / f"dense_layer_{layer}.npz")
+        codes = sae.encode_sparse(dense.data)
+        FeatureTrajectory(codes, dense.sfreq, dense.tmin, np.arange(codes.shape[1])).save(
+            out_dir / f"layer_{layer}.npz")
 
 
 def preprocess_task(config, subject, out_dir):
     """Preprocess and align every run of one subject; write one run file per layer and run."""
     cfg = load_pipeline_config(config)
-    manifest = _manifest(cfg)
+    manifest = manifest_of(cfg)
     preprocess = PreprocessConfig.from_dict(cfg.preprocess)
     features_root = Path(cfg.output_dir) / "features"
     for run in manifest.subject(subject).runs:
@@ -134,11 +94,11 @@ def preprocess_task(config, subject, out_dir):
         first = cfg.layers[0]
         aligned, _steps = load_aligned_run(manifest, subject, run.id, trajs[first], config=preprocess)
         grid = {"tmin": 0.0, "n_times": aligned.n_times}
-        baselines = {name: _load_series(stim_dir / f"{name}.npz").resample(aligned.sfreq, **grid).data
+        baselines = {name: load_series(stim_dir / f"{name}.npz").resample(aligned.sfreq, **grid).data
                      for name in ("envelope", "mel")}
         for layer in cfg.layers:
             feats = aligned.features if layer == first else trajs[layer].resample(aligned.sfreq, **grid)
-            dense = _load_series(stim_dir / f"dense_layer_{layer}.npz").resample(aligned.sfreq, **grid).data
+            dense = load_series(stim_dir / f"dense_layer_{layer}.npz").resample(aligned.sfreq, **grid).data
             save_run(Path(out_dir) / f"layer_{layer}" / subject / f"{run.id}.npz", eeg=aligned.eeg,
                      features=feats.data, sfreq=aligned.sfreq, ch_names=aligned.ch_names,
                      feature_ids=feats.feature_ids, spaces={**baselines, "dense": dense})
@@ -146,12 +106,12 @@ def preprocess_task(config, subject, out_dir):
 
 def alignment_config(cfg, layer):
     """The :mod:`sae_eeg.alignment` config of one layer: run files of every subject."""
-    manifest = _manifest(cfg)
+    manifest = manifest_of(cfg)
     runs_root = Path(cfg.output_dir) / "runs" / f"layer_{layer}"
     runs = {s.id: [str(runs_root / s.id / f"{r.id}.npz") for r in s.runs] for s in manifest.all_subjects()}
     return {**cfg.alignment, "output_dir": str(Path(cfg.output_dir) / "alignment" / f"layer_{layer}"),
             "model": cfg.backbone, "layer": layer, "runs": runs,
-            "sfreq": float(PreprocessConfig.from_dict(cfg.preprocess).sfreq or 128.0)}
+            "sfreq": analysis_sfreq(cfg)}
 
 
 def subject_task(config, subject):
@@ -168,31 +128,32 @@ def group_task(config):
         run_group(alignment_config(cfg, layer))
 
 
-def _fingerprints(paths):
-    """Cheap identity of input files (size and modification time)."""
-    return [[str(p), Path(p).stat().st_size, Path(p).stat().st_mtime_ns] for p in paths]
-
-
 # --- stages ------------------------------------------------------------------------------
 
 
 def stage_tasks(config, stage, *, verbose=False):
-    """The tasks of one stage ("train_sae", "extract", "preprocess", "subject", "group")."""
+    """The tasks of one stage (one of :data:`STAGES`)."""
     cfg = load_pipeline_config(config)
     conf = _config_dict(cfg)
     out = Path(cfg.output_dir)
-    subjects = [] if stage in ("train_sae", "extract") else [s.id for s in _manifest(cfg).all_subjects()]
+    subjects = [] if stage in EXTRACT else [s.id for s in manifest_of(cfg).all_subjects()]
     first = f"layer_{cfg.layers[0]}"
     upstream = {"sae": cfg.sae.model_dump(mode="json"), "layers": cfg.layers, "backbone": cfg.backbone}
+    features = out / "features"
+    if stage == "activations":
+        return [Task(f"activations-{name}", activations_task, features / name / "mel.npz",
+                     args=(conf, name, str(features / name)),
+                     config={**upstream, "preprocess": cfg.preprocess, "audio": fingerprints([path])})
+                for name, path in stimulus_files(cfg).items()]
     if stage == "train_sae":
         if cfg.sae.checkpoint:
             return []
         return [Task("train-sae", train_sae_task, out / "sae", args=(conf,), kwargs={"verbose": verbose},
-                     config={**upstream, "audio": _fingerprints(stimulus_files(cfg).values())})]
-    if stage == "extract":
-        return [Task(f"extract-{name}", extract_task, out / "features" / name,
-                     args=(conf, name, str(out / "features" / name)),
-                     config={**upstream, "preprocess": cfg.preprocess, "audio": _fingerprints([path])})
+                     config={**upstream, "audio": fingerprints(stimulus_files(cfg).values())})]
+    if stage == "encode":
+        return [Task(f"encode-{name}", encode_task, features / name / f"layer_{cfg.layers[-1]}.npz",
+                     args=(conf, name, str(features / name)),
+                     config={**upstream, "audio": fingerprints([path])})
                 for name, path in stimulus_files(cfg).items()]
     if stage == "preprocess":
         return [Task(f"preprocess-{s}", preprocess_task, out / "runs" / first / s,
@@ -207,10 +168,18 @@ def stage_tasks(config, stage, *, verbose=False):
         return [Task("group", group_task, out / "alignment" / first / "group", args=(conf,),
                      config={**upstream, "preprocess": cfg.preprocess, "alignment": cfg.alignment,
                              "subjects": subjects})]
-    raise ValueError(f"unknown stage {stage!r}")
+    if stage == "evaluate":
+        if cfg.evaluate is None:
+            return []
+        clips = list(cfg.evaluate.speech) + list(cfg.evaluate.music) + list(cfg.evaluate.noise)
+        return [Task("evaluate", evaluate_task, out / "evals" / "receptive_fields.npz", args=(conf,),
+                     config={**upstream, "evaluate": cfg.evaluate.model_dump(mode="json"),
+                             "clips": fingerprints(clips)})]
+    raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
 
 
-STAGES = ("train_sae", "extract", "preprocess", "subject", "group")
+STAGES = ("activations", "train_sae", "encode", "preprocess", "subject", "group", "evaluate")
+EXTRACT = ("activations", "train_sae", "encode")
 
 
 def run_stages(config, stages=STAGES, *, verbose=False):
@@ -224,7 +193,7 @@ def run_stages(config, stages=STAGES, *, verbose=False):
     cfg = load_pipeline_config(config)
     reports = {}
     for stage in stages:
-        parallel = stage in ("extract", "preprocess", "subject")
+        parallel = stage in ("activations", "encode", "preprocess", "subject")
         report = run_tasks(stage_tasks(cfg, stage, verbose=verbose), scheduler=cfg.scheduler if parallel else None,
                            n_workers=cfg.n_workers, verbose=verbose)
         reports[stage] = report

@@ -1,0 +1,159 @@
+"""The SAE evaluations of the pipeline: reconstruction, consistency, erasure, steering.
+
+All tables go to ``output_dir/evals/`` (parquet + CSV with provenance):
+
+* ``reconstruction``: :func:`~sae_eeg.sae.reconstruction_metrics` on held-out
+  speech plus the spliced WER / cross-entropy change, one row per layer;
+* ``feature_classes``: speech / sounds / music label of every feature, per layer;
+* ``consistency``: the steering layer's SAE against a second seed and an
+  untrained SAE (activation IoU and decoder-cosine variants);
+* ``erasure_curves`` / ``erasure_summary``: concept erasure of the clip category;
+* ``steering``: false-positive rate on non-speech and WER on speech per alpha;
+* ``tsne``: 2-D embedding of the steering layer's encoder rows;
+* ``receptive_fields.npz``: mean log-mel windows around the top speech features.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._io import atomic_path, provenance
+from ..alignment.io import write_table
+from ..audio import Audio, load_audio
+from ..evals import (
+    classify_features,
+    clip_features,
+    collect_dataset_stats,
+    compare_saes,
+    concept_erasure,
+    false_speech_experiment,
+    feature_activation_windows,
+    feature_tsne,
+    log_mel_spectrogram,
+)
+from ..sae import ArrayActivationStore, BatchTopKSAE, reconstruction_metrics, train_saes
+from ..sae.splice import spliced_evaluation
+from ..errors import ConfigError
+from .config import load_pipeline_config
+from .resources import open_backbone, open_saes, training_config
+
+
+def _clips(paths):
+    return [load_audio(p) for p in paths]
+
+
+def _encode_clips(backbone, layer, clips):
+    """Activations of clips stacked, with each frame's clip index and time."""
+    acts, clip_ids, times = [], [], []
+    for i, clip in enumerate(clips):
+        a = backbone.activations(clip.waveform, clip.sfreq, [layer])[layer]
+        acts.append(a.values)
+        clip_ids.append(np.full(len(a.times), i))
+        times.append(a.times)
+    return np.concatenate(acts), np.concatenate(clip_ids), np.concatenate(times)
+
+
+def _segments(clip_ids, times, categories, length):
+    """Segment id and category of every frame (clips cut into ``length`` s pieces)."""
+    seg = clip_ids * 10_000 + np.floor(times / length).astype(int)
+    _, seg = np.unique(seg, return_inverse=True)
+    labels = pd.Series(categories).groupby(seg).first().to_numpy()
+    return seg, labels
+
+
+def second_seed_sae(cfg, layer, seed, out_dir, acts):
+    """An SAE of ``layer`` trained like the pipeline's but from another seed."""
+    training = training_config(cfg).to_config()
+    training.update(layers=[layer], seed=seed)
+    return train_saes(ArrayActivationStore({layer: acts}, seed=seed), training, out_dir=out_dir,
+                      device=cfg.device)[layer]
+
+
+def evaluate_task(config):
+    """Run every evaluation and write the tables under ``output_dir/evals``."""
+    cfg = load_pipeline_config(config)
+    settings = cfg.evaluate
+    if settings is None:
+        raise ConfigError("The evaluations need an 'evaluate' section (speech clips and references) in the config.")
+    out = Path(cfg.output_dir) / "evals"
+    prov = provenance(cfg.model_dump(mode="json"))
+    backbone, saes = open_backbone(cfg), open_saes(cfg)
+    layer = settings.layer or cfg.layers[-1]
+    speech, music, noise = _clips(settings.speech), _clips(settings.music), _clips(settings.noise)
+    clips = speech + music + noise
+    categories_clip = np.array(["speech"] * len(speech) + ["music"] * len(music) + ["sounds"] * len(noise))
+
+    recon, classes = [], []
+    for n, sae in saes.items():
+        acts, clip_ids, times = _encode_clips(backbone, n, clips)
+        is_speech = categories_clip[clip_ids] == "speech"
+        row = {"layer": n, **reconstruction_metrics(sae, acts[is_speech])}
+        row.update(spliced_evaluation(backbone, sae, n, speech, list(settings.references)))
+        recon.append(row)
+        codes = sae.encode_sparse(acts)
+        stats = collect_dataset_stats(codes, clip_ids, categories_clip[clip_ids])
+        classes.append(classify_features(stats).assign(layer=n))
+        if n == layer:
+            layer_data = (acts, clip_ids, times, codes)
+    write_table(pd.DataFrame(recon), out / "reconstruction", prov)
+    feature_classes = pd.concat(classes, ignore_index=True)
+    write_table(feature_classes, out / "feature_classes", prov)
+
+    acts, clip_ids, times, codes = layer_data
+    sae = saes[layer]
+    compared = {"seed 0": sae}
+    if settings.second_seed is not None:
+        train_acts = np.concatenate([
+            np.load(p)["data"] for p in sorted((Path(cfg.output_dir) / "features").glob(f"*/dense_layer_{layer}.npz"))
+        ])
+        compared[f"seed {settings.second_seed}"] = second_seed_sae(
+            cfg, layer, settings.second_seed, Path(cfg.output_dir) / "sae_second_seed", train_acts)
+    compared["untrained"] = BatchTopKSAE(sae.d_model, sae.n_features, int(sae.k), random_state=123).eval()
+    consistency = compare_saes(compared, acts, clip_ids, reference="seed 0", k_per_frame=int(sae.k),
+                               random_state=0).assign(layer=layer)
+    write_table(consistency, out / "consistency", prov)
+
+    seg, seg_labels = _segments(clip_ids, times, categories_clip[clip_ids], settings.segment)
+    erasure = concept_erasure(clip_features(codes, seg), seg_labels, n_removed=range(0, 41, 2), random_state=0)
+    write_table(erasure.curves.assign(layer=layer), out / "erasure_curves", prov)
+    write_table(erasure.summary.assign(layer=layer), out / "erasure_summary", prov)
+
+    reversed_speech = [Audio(c.waveform[::-1].copy(), c.sfreq) for c in speech]
+    report = false_speech_experiment(backbone, sae, layer, music + noise + reversed_speech, speech,
+                                     list(settings.references), alphas=settings.alphas,
+                                     n_features=min(settings.n_steering_features, sae.n_features),
+                                     random_state=0)
+    write_table(report.summary.assign(layer=layer), out / "steering", prov)
+
+    W_enc = sae.encoder.weight.detach().cpu().numpy()
+    alive = np.flatnonzero(np.asarray((codes != 0).sum(axis=0)).ravel() > 0)
+    tsne = feature_tsne(W_enc, features=alive, random_state=0)
+    write_table(tsne.assign(layer=layer), out / "tsne", prov)
+
+    _receptive_fields(codes, clip_ids, times, clips, feature_classes[feature_classes.layer == layer],
+                      settings.n_receptive_fields, out / "receptive_fields.npz")
+    return out
+
+
+def _receptive_fields(codes, clip_ids, times, clips, classes, n_features, path):
+    """Mean log-mel windows of the speech features that fire most, saved as .npz."""
+    log_mels = {i: log_mel_spectrogram(c.waveform, c.sfreq) for i, c in enumerate(clips)}
+    counts = np.asarray((codes != 0).sum(axis=0)).ravel()
+    speech_ids = classes.loc[classes["label"] == "speech", "feature"].to_numpy()
+    top = speech_ids[np.argsort(-counts[speech_ids])][:n_features]
+    fields, used = [], []
+    for f in top:
+        windows = feature_activation_windows(codes, int(f), clip_ids, times, log_mels)
+        if windows.windows.shape[0]:
+            fields.append(windows.receptive_field().T)
+            used.append(int(f))
+            lags, mel_freqs = windows.lags, windows.mel_freqs
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        if fields:
+            np.savez(fh, fields=np.stack(fields), features=np.array(used), lags=lags, mel_freqs=mel_freqs)
+        else:
+            np.savez(fh, fields=np.zeros((0, 0, 0)), features=np.array([], int), lags=np.array([]),
+                     mel_freqs=np.array([]))

@@ -1,0 +1,170 @@
+"""Figures from the result tables, and the HTML report that gathers them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..alignment.io import read_table
+from ..viz import (
+    ReportSection,
+    plot_consistency,
+    plot_erasure_curves,
+    plot_layer_r,
+    plot_mel_receptive_fields,
+    plot_reconstruction_tradeoff,
+    plot_significant_fraction,
+    plot_steering,
+    plot_topomaps,
+    plot_trf_weights,
+    plot_tsne_by_label,
+    write_report,
+)
+from .config import load_pipeline_config
+from .resources import manifest_of
+
+
+def _concat(paths):
+    paths = [p for p in paths if p.is_file()]
+    return pd.concat([read_table(p) for p in paths], ignore_index=True) if paths else None
+
+
+def _group_table(cfg, name):
+    root = Path(cfg.output_dir) / "alignment"
+    return _concat([root / f"layer_{n}" / "group" / f"{name}.parquet" for n in cfg.layers])
+
+
+def _subject_tables(cfg, name, layers=None):
+    root = Path(cfg.output_dir) / "alignment"
+    return _concat(sorted(p for n in (layers or cfg.layers)
+                          for p in (root / f"layer_{n}" / "subjects").glob(f"*/{name}.parquet")))
+
+
+def _eval_table(cfg, name):
+    path = Path(cfg.output_dir) / "evals" / f"{name}.parquet"
+    return read_table(path) if path.is_file() else None
+
+
+def figure_layer(cfg):
+    """The layer whose TRFs are drawn: the one with the largest fraction of significant features."""
+    summary = _group_table(cfg, "protocol_summary")
+    if summary is None or summary.empty:
+        return cfg.layers[-1]
+    return int(summary.sort_values("fraction_significant", ascending=False).iloc[0]["layer"])
+
+
+def make_figures(config):
+    """Draw every figure whose tables exist; return figure name -> PNG path.
+
+    Written to ``output_dir/figures/<name>.png`` and ``.svg``.
+    """
+    cfg = load_pipeline_config(config)
+    out = Path(cfg.output_dir) / "figures"
+    figures = {}
+    summary = _group_table(cfg, "protocol_summary")
+    if summary is not None:
+        figures["significant_fraction"] = plot_significant_fraction(summary, out / "significant_fraction").png
+    layer = figure_layer(cfg)
+    trf = _subject_tables(cfg, "cluster_trf", [layer])
+    features = _group_table(cfg, "protocol_features")
+    if trf is not None:
+        feature = _top_feature(features, layer, trf)
+        channel = _best_channel(trf, feature)
+        figures["trf_weights"] = plot_trf_weights(trf, out / "trf_weights", channel=channel, feature=feature).png
+        montage = manifest_of(cfg).montage or "colin27_1005"
+        figures["topomaps"] = plot_topomaps(trf, out / "topomaps", feature=feature, montage=montage).png
+    scores = _subject_tables(cfg, "encoding")
+    if scores is not None:
+        figures["layer_r"] = plot_layer_r(scores, out / "layer_r").png
+    for name, table_name, draw in (
+        ("reconstruction", "reconstruction", lambda t, p: plot_reconstruction_tradeoff(t, p)),
+        ("consistency", "consistency", lambda t, p: plot_consistency(t, p)),
+        ("erasure", "erasure_curves", lambda t, p: plot_erasure_curves(t, p)),
+        ("steering", "steering", lambda t, p: plot_steering(t, p)),
+    ):
+        table = _eval_table(cfg, table_name)
+        if table is not None:
+            figures[name] = draw(table, out / name).png
+    tsne, classes = _eval_table(cfg, "tsne"), _eval_table(cfg, "feature_classes")
+    if tsne is not None and classes is not None:
+        labels = classes[classes.layer == tsne.layer.iloc[0]][["feature", "label"]]
+        figures["tsne"] = plot_tsne_by_label(tsne, out / "tsne", labels=labels).png
+    fields_path = Path(cfg.output_dir) / "evals" / "receptive_fields.npz"
+    if fields_path.is_file():
+        with np.load(fields_path) as z:
+            if len(z["features"]):
+                figures["receptive_fields"] = plot_mel_receptive_fields(
+                    z["fields"], out / "receptive_fields", feature_ids=z["features"], lags=z["lags"],
+                    mel_freqs=z["mel_freqs"]).png
+    return figures
+
+
+def _top_feature(features, layer, trf):
+    """The most significant feature of ``layer`` that has all-channel TRFs."""
+    available = set(trf.feature.unique())
+    if features is not None and "p_corrected" in features:
+        rows = features[(features.layer == layer) & features.feature.isin(available)]
+        if len(rows):
+            return int(rows.sort_values("p_corrected").iloc[0]["feature"])
+    return int(trf.groupby("feature").weight.apply(lambda w: w.abs().mean()).idxmax())
+
+
+def _best_channel(trf, feature):
+    rows = trf[trf.feature == feature]
+    return str(rows.groupby("channel").weight.apply(lambda w: w.abs().mean()).idxmax())
+
+
+def make_report(config, *, extra_sections=()):
+    """Write ``output_dir/report.html`` with every figure, the key numbers and the provenance.
+
+    Parameters
+    ----------
+    config : path-like | dict | PipelineConfig
+        The pipeline config.
+    extra_sections : sequence of ReportSection
+        Sections put first (the demo adds its ground-truth check).
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    cfg = load_pipeline_config(config)
+    figures = make_figures(cfg)
+    fig = lambda *names: [figures[n] for n in names if n in figures]  # noqa: E731
+    sections = list(extra_sections)
+    summary = _group_table(cfg, "protocol_summary")
+    sections.append(ReportSection(
+        "Which SAE features does the EEG track? (AudioSAE protocol)",
+        "Per feature, a forward TRF on the protocol channels; lags of the TRF minimum and maximum chosen "
+        "on development runs, one-sided t-tests across subjects on test runs, Holm-corrected over "
+        "features and both signs.",
+        figures=fig("significant_fraction", "trf_weights", "topomaps"),
+        table=None if summary is None else summary[[c for c in ("model", "layer", "n_features", "n_significant",
+                                                              "fraction_significant", "median_lag_significant")
+                                                    if c in summary]],
+    ))
+    scores = _group_table(cfg, "encoding_tests")
+    sections.append(ReportSection(
+        "Multivariate encoding: SAE features vs acoustics vs dense activations",
+        "Leave-one-run-out prediction r of each feature space per layer, with circular-shift nulls.",
+        figures=fig("layer_r"), table=None if scores is None else scores.head(20),
+    ))
+    recon = _eval_table(cfg, "reconstruction")
+    numbers = {}
+    if recon is not None:
+        for row in recon.itertuples():
+            numbers[f"layer {row.layer}: FVU / L0 / WER change"] = (
+                f"{row.fvu:.3f} / {row.l0:.1f} / {row.wer_change:+.3f}")
+    sections.append(ReportSection(
+        "SAE evaluations", "Reconstruction on held-out speech, consistency across seeds, concept erasure, "
+        "steering of false speech detections, feature classes and mel receptive fields.",
+        figures=fig("reconstruction", "consistency", "erasure", "steering", "tsne", "receptive_fields"),
+        numbers=numbers, table=_eval_table(cfg, "steering"),
+    ))
+    record = Path(cfg.output_dir) / "provenance.json"
+    provenance = json.loads(record.read_text()) if record.is_file() else {"config": cfg.model_dump(mode="json")}
+    return write_report(Path(cfg.output_dir) / "report.html", title=f"sae-eeg report: {cfg.name}",
+                        sections=sections, provenance=provenance)
