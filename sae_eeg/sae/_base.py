@@ -48,6 +48,12 @@ class SparseAutoencoder(ABC, nn.Module):
     def from_pretrained(cls, path_or_repo, *, layer=None, device="cpu"):
         """Load a checkpoint from a local folder/file or a Hugging Face Hub repository."""
 
+    def _encode_chunk_sparse(self, x_BD):
+        """(rows, features, values) of the non-zero entries of ``encode(x_BD)``."""
+        z_BF = self.encode(x_BD)
+        rows_N, feats_N = torch.nonzero(z_BF, as_tuple=True)
+        return rows_N, feats_N, z_BF[rows_N, feats_N]
+
     @torch.no_grad()
     def encode_sparse(self, acts_TD, *, batch_size=4096):
         """Encode a long sequence of frames into a sparse matrix, chunk by chunk.
@@ -76,12 +82,10 @@ class SparseAutoencoder(ABC, nn.Module):
         indices, values = [], []
         for start in range(0, n_frames, batch_size):
             chunk_BD = acts_TD[start:start + batch_size].to(device)
-            z_BF = self.encode(chunk_BD)
-            rows_N, feats_N = torch.nonzero(z_BF, as_tuple=True)
-            values.append(z_BF[rows_N, feats_N].float().cpu().numpy())
+            rows_N, feats_N, values_N = self._encode_chunk_sparse(chunk_BD)
+            values.append(values_N.float().cpu().numpy())
             indices.append(feats_N.to(torch.int32).cpu().numpy())
-            counts_T[start:start + len(z_BF)] = np.bincount(rows_N.cpu().numpy(), minlength=len(z_BF))
-            del z_BF
+            counts_T[start:start + len(chunk_BD)] = np.bincount(rows_N.cpu().numpy(), minlength=len(chunk_BD))
         indptr = np.zeros(n_frames + 1, dtype=np.int64)
         np.cumsum(counts_T, out=indptr[1:])
         if indptr[-1] < np.iinfo(np.int32).max:

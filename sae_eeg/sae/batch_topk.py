@@ -309,6 +309,15 @@ class BatchTopKSAE(SparseAutoencoder):
         top = h_BF.topk(int(self.k), dim=-1)
         return torch.zeros_like(h_BF).scatter_(-1, top.indices, top.values)
 
+    def _encode_chunk_sparse(self, x_BD):
+        """Threshold encoding of a chunk with in-place ops: one F-wide buffer and a mask."""
+        if not self.has_threshold:
+            return super()._encode_chunk_sparse(x_BD)
+        x_BD, _ = self._prepare_input(x_BD)
+        h_BF = self.encoder(x_BD - self.b_dec)  # same arithmetic as encode(): identical values
+        rows_N, feats_N = torch.nonzero(h_BF > self.threshold.clamp_min(0), as_tuple=True)
+        return rows_N, feats_N, h_BF[rows_N, feats_N]
+
     def encode_batch_topk(self, x_BD):
         """Training-mode encoding: the ``k * B`` largest entries of the batch.
 
