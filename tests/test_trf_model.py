@@ -219,10 +219,6 @@ def test_centered_system_is_intercept_column(rng):
 # --- scikit-learn's estimator checks ------------------------------------------------
 # Skipped, with reasons:
 _SKIPPED_CHECKS = {
-    # score() is the `scoring` metric (Pearson r by default), not r^2 computed on the
-    # whole input; with lags the model is not a per-sample regressor, so the generic
-    # checks that compare against plain r^2 thresholds do not apply.
-    "check_regressors_train": "score is Pearson r over time, not the r^2 threshold checked",
     # Sample order is time: predictions depend on neighbouring samples through the
     # lags, so a subset of rows is not predicted like the same rows in the full input.
     "check_methods_subset_invariance": "rows are time samples: lags couple neighbouring rows",

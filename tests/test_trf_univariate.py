@@ -18,15 +18,23 @@ def data(rng):
 
 
 @pytest.mark.parametrize("edge", ["zero", "valid"])
-@pytest.mark.parametrize("scoring", ["pearson", "mse", "r2"])
-def test_univariate_equals_one_trf_per_feature(data, edge, scoring):
+@pytest.mark.parametrize(("scoring", "window", "as_sparse"), [
+    ("pearson", (-0.03, 0.06), False),
+    ("mse", (-0.03, 0.06), True),
+    ("r2", (0.02, 0.08), True),          # positive lags only
+    ("pearson", (-0.08, -0.02), True),   # negative lags only
+    ("pearson", (0.02, 0.08), False),
+])
+def test_univariate_equals_one_trf_per_feature(data, edge, scoring, window, as_sparse):
     X, Y, _ = data
     alphas = [0.1, 10.0, 1000.0]
-    res = univariate_trfs(X, Y, -0.03, 0.06, 100.0, alpha=alphas, edge=edge, scoring=scoring,
+    tmin, tmax = window
+    inputs = [sparse.csr_array(x) for x in X] if as_sparse else X
+    res = univariate_trfs(inputs, Y, tmin, tmax, 100.0, alpha=alphas, edge=edge, scoring=scoring,
                           chunk_size=4)
-    assert res.coef.shape == (6, 2, 10)
+    assert res.coef.shape == (6, 2, 7 if tmin > 0 or tmax < 0 else 10)
     for f in range(6):
-        ref = TRF(-0.03, 0.06, 100.0, alpha=alphas, edge=edge, scoring=scoring).fit(
+        ref = TRF(tmin, tmax, 100.0, alpha=alphas, edge=edge, scoring=scoring).fit(
             [x[:, [f]] for x in X], Y)
         np.testing.assert_allclose(res.coef[f], ref.coef_[:, 0], atol=1e-10)
         np.testing.assert_allclose(res.intercept[f], ref.intercept_, atol=1e-10)

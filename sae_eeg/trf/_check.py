@@ -89,19 +89,26 @@ def _as_array(trial, label):
     return arr
 
 
+def _is_trial_list(data):
+    """True for a list/tuple of arrays (trials); a nested list of numbers is one array-like."""
+    return isinstance(data, (list, tuple)) and len(data) > 0 and all(
+        hasattr(d, "ndim") or sparse.issparse(d) for d in data)
+
+
 def _as_trials(data, name, *, allow_1d=True, allow_sparse=False):
     """Return a list of 2-D float64 arrays (n_times, n_columns) from one array or a list of them.
 
     A 2-D array is one trial; a 3-D array is (n_trials, n_times, n_columns); a list or
-    tuple holds trials of any lengths. 1-D arrays are one column when ``allow_1d``.
+    tuple of arrays holds trials of any lengths (a nested list of numbers is one
+    array-like, as in scikit-learn). 1-D arrays are one column when ``allow_1d``.
     Scipy sparse matrices are kept (as CSR) when ``allow_sparse``.
     """
     if data is None:
         raise ValueError(f"This estimator requires {name} to be passed, but the target {name} is None."
                          if name == "y" else f"{name!r} is required; got None.")
-    if isinstance(data, (list, tuple)):
-        if len(data) == 0:
-            raise ValueError(f"{name!r} must hold at least one trial; got an empty {type(data).__name__}.")
+    if isinstance(data, (list, tuple)) and len(data) == 0:
+        raise ValueError(f"{name!r} must hold at least one trial; got an empty {type(data).__name__}.")
+    if _is_trial_list(data):
         trials = list(data)
     elif sparse.issparse(data):
         trials = [data]
@@ -110,7 +117,7 @@ def _as_trials(data, name, *, allow_1d=True, allow_sparse=False):
         trials = list(arr) if arr.ndim == 3 else [arr]
     out = []
     for i, trial in enumerate(trials):
-        label = f"{name!r}[{i}]" if len(trials) > 1 or isinstance(data, (list, tuple)) else repr(name)
+        label = f"{name!r}[{i}]" if _is_trial_list(data) or len(trials) > 1 else repr(name)
         if sparse.issparse(trial):
             if not allow_sparse:
                 raise TypeError(f"{label} is a sparse matrix, but dense data is required here "

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from ._check import _check_number, _check_option, _check_pair
+from ._check import _check_number, _check_option, _check_pair, _is_trial_list
 from .crossval import best_alpha_index, fold_scores, make_folds
 from .lags import lagged_stats
 from .model import TRF
@@ -89,7 +89,7 @@ class BandedTRF(TRF):
         if bands.ndim != 1 or bands.size == 0 or not np.issubdtype(bands.dtype, np.integer) \
                 or np.any(bands < 1) or bands.sum() != n_feat:
             raise ValueError(f"bands must be positive ints summing to n_features={n_feat}; got {self.bands!r}.")
-        self._y_is_1d_ = not isinstance(y, (list, tuple)) and np.asarray(y).ndim == 1
+        self._y_is_1d_ = not _is_trial_list(y) and np.asarray(y).ndim == 1
         X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
         stats = lagged_stats(X_b, y_b, lags, edge=self.edge, xp=xp)
         folds = make_folds(len(X_b), self.cv)

@@ -22,7 +22,13 @@ from __future__ import annotations
 import numpy as np
 
 from ._backend import get_ops
-from ._check import _as_trials, _check_alphas, _check_number, _check_pair
+from ._check import (
+    _as_trials,
+    _check_alphas,
+    _check_number,
+    _check_pair,
+    _is_trial_list,
+)
 from .crossval import fold_scores, make_folds, nested_fold_scores
 from .lags import lagged_stats
 from .model import TRF, direction_lags
@@ -151,7 +157,7 @@ def trf_predict(model, stimulus=None, response=None):
         raise ValueError(f"A model with direction={model.direction} predicts from {need!r}; got None.")
     trials = _as_trials(inputs, "stimulus" if model.direction == 1 else "response")
     preds = model.predict(trials)
-    return preds if isinstance(inputs, (list, tuple)) else preds[0]
+    return preds if _is_trial_list(inputs) else preds[0]
 
 
 def _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas, edge, backend, device):

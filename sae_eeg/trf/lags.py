@@ -268,11 +268,6 @@ class LagStats:
         return LagStats(*(getattr(self, k) - getattr(other, k) for k in
                           ("xtx", "xty", "sx", "sy", "yty", "n")))
 
-    def plus(self, other):
-        """Element-wise sum (e.g. over subjects)."""
-        return LagStats(*(getattr(self, k) + getattr(other, k) for k in
-                          ("xtx", "xty", "sx", "sy", "yty", "n")))
-
     def trial(self, i):
         """Statistics of trial ``i`` (N = 1)."""
         return LagStats(*(getattr(self, k)[i:i + 1] for k in ("xtx", "xty", "sx", "sy", "yty", "n")))

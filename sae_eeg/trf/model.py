@@ -10,7 +10,14 @@ from sklearn.base import (  # the estimator contract (only non-numeric import)
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import get_ops
-from ._check import _as_trials, _check_alphas, _check_number, _check_option, _check_pair
+from ._check import (
+    _as_trials,
+    _check_alphas,
+    _check_number,
+    _check_option,
+    _check_pair,
+    _is_trial_list,
+)
 from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows
 from .lags import (
     EDGES,
@@ -174,7 +181,7 @@ class TRF(RegressorMixin, BaseEstimator):
         """
         sfreq, lags, alphas, xp = self._validate()
         X_list, y_list = _check_pair(X, y, x_1d=False)
-        self._y_is_1d_ = not isinstance(y, (list, tuple)) and np.asarray(y).ndim == 1
+        self._y_is_1d_ = not _is_trial_list(y) and np.asarray(y).ndim == 1
         X_b = [xp.asarray(a) for a in X_list]
         y_b = [xp.asarray(a) for a in y_list]
         for x in X_b:
@@ -234,7 +241,7 @@ class TRF(RegressorMixin, BaseEstimator):
             ``valid_samples_`` depend on the zero padding.
         """
         preds = self._predict_trials(X)
-        if isinstance(X, (list, tuple)):
+        if _is_trial_list(X):
             return preds
         if np.asarray(X).ndim == 3:
             return np.stack(preds)
