@@ -247,8 +247,8 @@ def run_subject(config, subject, *, force=False):
         e = cfg.encoding
         spaces = _spaces(cfg, runs, sae_runs)
         eeg_runs = [r.eeg for r in runs]
-        common = dict(sfreq=cfg.sfreq, subject=subject, ch_names=ch_names, channels=e.channels,
-                      tmin=e.tmin, tmax=e.tmax, alphas=e.alphas, model=cfg.model, layer=cfg.layer)
+        common = {"sfreq": cfg.sfreq, "subject": subject, "ch_names": ch_names, "channels": e.channels,
+                  "tmin": e.tmin, "tmax": e.tmax, "alphas": e.alphas, "model": cfg.model, "layer": cfg.layer}
         tables["encoding"] = encoding_scores(eeg_runs, {k: spaces[k] for k in e.spaces}, n_null=e.n_null,
                                              random_state=p.seed, **common)
         if e.bands:
