@@ -12,23 +12,31 @@ import numpy as np
 import pytest
 
 from sae_eeg import stats
-from sae_eeg.alignment import data_from_aligned, feature_cluster_test, paper_protocol
+from sae_eeg.alignment import (
+    data_from_aligned,
+    feature_cluster_test,
+    paper_protocol,
+    variance_partition,
+)
 
 eeg = pytest.importorskip("sae_eeg.eeg", reason="the EEG layer (simulator) is not on this branch yet")
 manifests = pytest.importorskip("sae_eeg.manifests")
+trajectories = pytest.importorskip("sae_eeg.trajectories")
 
 N_STIMULI, DURATION, N_FEATURES = 5, 60.0, 16
 
 
-def simulate(root, *, n_subjects, seed, duration=DURATION, planted=(0, 1, 2), snr_db=-5.0):
+def simulate(root, *, n_subjects, seed, duration=DURATION, planted=(0, 1, 2), snr_db=-5.0, features=None,
+             n_stimuli=N_STIMULI):
     """Simulate, read, preprocess and align; return (data, ch_names, truth, feature_ids).
 
     Null datasets plant one feature at -300 dB (the simulator needs at least one
     planted feature): the EEG then holds no stimulus-driven signal at all.
     """
-    stimuli = [(f"stim{i}", duration) for i in range(N_STIMULI)]
-    features = {name: eeg.random_features(duration, n_features=N_FEATURES, rate=2.0, random_state=seed + i)
-                for i, (name, _) in enumerate(stimuli)}
+    stimuli = [(f"stim{i}", duration) for i in range(n_stimuli)]
+    if features is None:
+        features = {name: eeg.random_features(duration, n_features=N_FEATURES, rate=2.0, random_state=seed + i)
+                    for i, (name, _) in enumerate(stimuli)}
     ds = eeg.simulate_dataset(root, stimuli, n_subjects=n_subjects, features=features, planted=list(planted),
                               snr_db=snr_db, random_state=seed)
     manifest = manifests.load_manifest(ds.manifest_path)
@@ -37,7 +45,8 @@ def simulate(root, *, n_subjects, seed, duration=DURATION, planted=(0, 1, 2), sn
         run_aligned, _ = eeg.load_aligned_run(manifest, subject, run.id, features[run.stimulus])
         aligned.setdefault(subject, []).append(run_aligned)
     data, ch_names = data_from_aligned(aligned)
-    return data, ch_names, ds.truth, features["stim0"].feature_ids
+    ids = getattr(features["stim0"], "feature_ids", np.arange(features["stim0"].data.shape[1]))
+    return data, ch_names, ds.truth, ids
 
 
 def expected_lags(truth, sfreq=128.0):
@@ -138,3 +147,34 @@ def _null_rates(root, n_datasets, n_subjects, seed0, duration=20.0):
 def test_null_fwer_full(tmp_path):
     rates = _null_rates(tmp_path, 20, n_subjects=8, seed0=200)
     assert sum(rates.values()) / 3 <= 0.05 and all(r <= 0.15 for r in rates.values()), rates
+
+
+def band_features(duration, seed):
+    """Per stimulus a TimeSeries at 50 Hz: 16 bursty 'SAE' columns and a smooth 'envelope' column."""
+    out = {}
+    for i in range(3):
+        rng = np.random.default_rng(seed + i)
+        sae = eeg.random_features(duration, n_features=16, rate=2.0, random_state=rng).data.toarray()
+        env = np.convolve(rng.standard_normal(sae.shape[0] + 50), np.hanning(12), mode="same")[: sae.shape[0]]
+        names = [f"sae{j}" for j in range(16)] + ["envelope"]
+        out[f"stim{i}"] = trajectories.TimeSeries(np.column_stack([sae, np.abs(env)]), 50.0, 0.0, names)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("planted", "band"), [(("sae0", "sae1"), "sae"), (("envelope",), "envelope")])
+def test_variance_partition_attributes_planted_band(tmp_path, planted, band):
+    features = band_features(40.0, seed=7)
+    data, ch_names, truth, _ = simulate(tmp_path / "bids", n_subjects=3, seed=7, duration=40.0,
+                                        planted=planted, features=features, n_stimuli=3)
+    best = truth["ch_names"][int(np.argmax(np.abs(np.asarray(truth["planted"][0]["topography"]))))]
+    splits = []
+    for subject, runs in data.items():
+        dense = [f.toarray() for _, f in runs]
+        spaces = {"sae": [d[:, :16] for d in dense], "envelope": [d[:, 16:] for d in dense]}
+        table = variance_partition([e for e, _ in runs], spaces, sfreq=128.0, ch_names=ch_names, channels=[best],
+                                   tmax=0.4, n_iter=5, random_state=0, subject=subject)
+        splits.append(table.set_index("band").r2_split)
+    mean = sum(splits) / len(splits)
+    other = "envelope" if band == "sae" else "sae"
+    assert mean[band] > 0.01 and abs(mean[other]) < 0.25 * mean[band], mean
