@@ -8,7 +8,7 @@ import pytest
 from _alignment_sim import SFREQ, make_study
 
 from sae_eeg.alignment.io import load_run, read_table, save_run
-from sae_eeg.alignment.run import run_group, run_subject
+from sae_eeg.alignment.run import AlignmentConfig, run_group, run_subject
 from sae_eeg.errors import ConfigError, InputError
 
 CH_NAMES = ["Fz", "Cz", "Pz", "Oz", "C3", "C4"]
@@ -95,3 +95,10 @@ def test_run_errors(study, tmp_path):
     bad = {**config, "output_dir": str(tmp_path / "o"), "encoding": {"spaces": ["mel"]}}
     with pytest.raises(InputError, match=r"Feature space 'mel' is missing from runs \[0, 1, 2\]"):
         run_subject(bad, "s01")
+
+
+def test_config_relative_paths(tmp_path):
+    cfg = AlignmentConfig.model_validate({"output_dir": "out", "runs": {"a": ["r0.npz"]}},
+                                         context={"base_dir": tmp_path})
+    assert cfg.output_dir == tmp_path / "out" and cfg.runs["a"] == [tmp_path / "r0.npz"]
+    assert AlignmentConfig.model_validate({"output_dir": "out", "runs": {}}).output_dir.is_absolute() is False
