@@ -25,9 +25,9 @@ import mne
 import numpy as np
 import pandas as pd
 import scipy.stats
-from scipy import sparse
 import statsmodels.formula.api as smf
 from nilearn.mass_univariate import permuted_ols
+from scipy import sparse
 from statsmodels.stats.multitest import multipletests
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 

@@ -5,7 +5,14 @@ import pytest
 from _alignment_sim import SFREQ, bursty_features, make_study
 from scipy import sparse
 
-from sae_eeg.alignment import FEATURE_COLUMNS, feature_max, firing_rates, paper_protocol, scale_max, select_features
+from sae_eeg.alignment import (
+    FEATURE_COLUMNS,
+    feature_max,
+    firing_rates,
+    paper_protocol,
+    scale_max,
+    select_features,
+)
 from sae_eeg.alignment._univariate import StimulusCache, fit_univariate
 from sae_eeg.errors import InputError
 from sae_eeg.trf import times_to_lags

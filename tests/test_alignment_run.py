@@ -8,7 +8,7 @@ import pytest
 from _alignment_sim import SFREQ, make_study
 
 from sae_eeg.alignment.io import load_run, read_table, save_run
-from sae_eeg.alignment.run import run_group, run_subject
+from sae_eeg.alignment.run import AlignmentConfig, run_group, run_subject
 from sae_eeg.errors import ConfigError, InputError
 
 CH_NAMES = ["Fz", "Cz", "Pz", "Oz", "C3", "C4"]
@@ -17,22 +17,22 @@ CH_NAMES = ["Fz", "Cz", "Pz", "Oz", "C3", "C4"]
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = tmp_path_factory.mktemp("align_run")
-    data, truth = make_study(n_subjects=5, n_runs=4, n_features=8, planted=(0, 1), planted_channels=(1, 2),
-                             run_s=40.0, seed=21)
+    data, truth = make_study(n_subjects=5, n_runs=3, n_features=6, planted=(0, 1), planted_channels=(1, 2),
+                             run_s=30.0, seed=21)
     runs = {}
     for s, subject_runs in data.items():
         runs[s] = []
         for r, (eeg, feats) in enumerate(subject_runs):
             path = root / "runs" / f"{s}_run{r}.npz"
             save_run(path, eeg=eeg, features=feats, sfreq=SFREQ, ch_names=CH_NAMES,
-                     feature_ids=np.arange(100, 108), spaces={"envelope": truth["envelope"][r]})
+                     feature_ids=np.arange(100, 106), spaces={"envelope": truth["envelope"][r]})
             runs[s].append(str(path))
     config = {
         "output_dir": str(root / "out"), "sfreq": SFREQ, "model": "sim", "layer": 4, "runs": runs,
         "protocol": {"channels": ["Pz", "Oz"], "n_dev_runs": 2, "min_rate": 0.5, "tmax": 0.4},
         "clusters": {"montage": "biosemi64", "n_features": 3, "n_permutations": 64, "tmax": 0.3},
         "encoding": {"spaces": ["sae", "envelope"], "channels": ["Pz", "Oz"], "n_null": 20, "tmax": 0.3,
-                     "bands": ["sae", "envelope"], "n_iter": 3, "alphas": [1.0, 100.0, 1e4]},
+                     "bands": ["sae", "envelope"], "n_iter": 2, "alphas": [1.0, 100.0, 1e4]},
     }
     return config, truth
 
@@ -93,5 +93,12 @@ def test_run_errors(study, tmp_path):
     with pytest.raises(InputError, match=r"No per-subject results for \['s01'"):
         run_group({**config, "output_dir": str(tmp_path / "empty")})
     bad = {**config, "output_dir": str(tmp_path / "o"), "encoding": {"spaces": ["mel"]}}
-    with pytest.raises(InputError, match=r"Feature space 'mel' is missing from runs \[0, 1, 2, 3\]"):
+    with pytest.raises(InputError, match=r"Feature space 'mel' is missing from runs \[0, 1, 2\]"):
         run_subject(bad, "s01")
+
+
+def test_config_relative_paths(tmp_path):
+    cfg = AlignmentConfig.model_validate({"output_dir": "out", "runs": {"a": ["r0.npz"]}},
+                                         context={"base_dir": tmp_path})
+    assert cfg.output_dir == tmp_path / "out" and cfg.runs["a"] == [tmp_path / "r0.npz"]
+    assert AlignmentConfig.model_validate({"output_dir": "out", "runs": {}}).output_dir.is_absolute() is False

@@ -21,7 +21,6 @@ import hashlib
 import numpy as np
 import scipy.fft
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy import sparse
 
 from ._data import as_csr
 

@@ -115,7 +115,9 @@ class AlignmentConfig(_Settings):
     names in ``encoding.spaces``/``bands``: ``"sae"`` (the protocol's selected, scaled
     SAE features), ``"dense_pca"`` (the run's ``dense`` space reduced by PCA to as many
     dimensions as ``"sae"``), or any space stored in the run files (``"envelope"``,
-    ``"mel"``, ...).
+    ``"mel"``, ...). Relative paths are resolved against ``base_dir`` of the validation
+    context (``AlignmentConfig.model_validate(data, context={"base_dir": folder})``, as
+    the pipeline's YAML loader does).
     """
 
     output_dir: Path
@@ -126,6 +128,23 @@ class AlignmentConfig(_Settings):
     protocol: ProtocolSettings = ProtocolSettings()
     clusters: ClusterSettings = ClusterSettings()
     encoding: EncodingSettings = EncodingSettings()
+
+    @pydantic.field_validator("output_dir", mode="after")
+    @classmethod
+    def _resolve_output(cls, value, info):
+        return _resolve(value, info)
+
+    @pydantic.field_validator("runs", mode="after")
+    @classmethod
+    def _resolve_runs(cls, value, info):
+        return {s: [_resolve(p, info) for p in paths] for s, paths in value.items()}
+
+
+def _resolve(path, info):
+    """Relative paths are resolved against ``context["base_dir"]`` (the YAML file's folder) if given."""
+    base = (info.context or {}).get("base_dir")
+    path = Path(path).expanduser()
+    return path if path.is_absolute() or base is None else Path(base) / path
 
 
 def _config(config):
@@ -258,8 +277,8 @@ def run_subject(config, subject, *, force=False):
         e = cfg.encoding
         spaces = _spaces(cfg, runs, sae_runs)
         eeg_runs = [r.eeg for r in runs]
-        common = dict(sfreq=cfg.sfreq, subject=subject, ch_names=ch_names, channels=e.channels,
-                      tmin=e.tmin, tmax=e.tmax, alphas=e.alphas, model=cfg.model, layer=cfg.layer)
+        common = {"sfreq": cfg.sfreq, "subject": subject, "ch_names": ch_names, "channels": e.channels,
+                  "tmin": e.tmin, "tmax": e.tmax, "alphas": e.alphas, "model": cfg.model, "layer": cfg.layer}
         tables["encoding"] = encoding_scores(eeg_runs, {k: spaces[k] for k in e.spaces}, n_null=e.n_null,
                                              random_state=p.seed, **common)
         if e.bands:
