@@ -21,6 +21,7 @@ from .pipeline.demo import run_demo
 from .pipeline.outputs import prepare_output_dir
 from .pipeline.reporting import make_figures, make_report
 from .pipeline.stages import EXTRACT, run_stages, subject_task
+from .sae import read_training_config, train_saes_from_config
 
 app = typer.Typer(no_args_is_help=True, help="SAE features of audio models vs EEG.")
 manifest_app = typer.Typer(no_args_is_help=True, help="Dataset manifests.")
@@ -70,10 +71,12 @@ def manifest_check(
 
 @app.command("train-sae")
 @_clean_errors
-def train_sae(config: Path = CONFIG, force: bool = FORCE):
-    """Train one SAE per configured layer on the stimulus audio."""
-    cfg = _stages(config, ("activations", "train_sae"), force)
-    typer.echo(f"SAEs in {Path(cfg.output_dir) / 'sae'}")
+def train_sae(config: Path = typer.Argument(..., help="SAE training config (YAML; see sae_eeg.sae.read_training_config).",
+                                            exists=True, dir_okay=False)):
+    """Train one SAE per layer from activations streamed over audio corpora (resumable)."""
+    out_dir = read_training_config(config)["out_dir"]
+    train_saes_from_config(config)
+    typer.echo(f"SAEs in {out_dir} (layer_n/ae.pt)")
 
 
 @app.command()

@@ -62,3 +62,12 @@ def test_report_embeds_figures_numbers_provenance(tmp_path):
     text = out.read_text()
     assert "data:image/png;base64," in text and "trf_weights" in text
     assert "0.0123" in text and "abc123" in text and "<table" in text
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "analyses" / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_analysis_configs_validate(path):
+    from sae_eeg.pipeline.config import load_pipeline_config
+
+    cfg = load_pipeline_config(path)
+    assert cfg.layers and cfg.output_dir.is_absolute()

@@ -104,7 +104,7 @@ class EncodingSettings(_Settings):
     n_null: int = pydantic.Field(100, ge=1)
     bands: list[str] | None = None
     n_iter: int = pydantic.Field(20, ge=1)
-    max_sae_dims: int = pydantic.Field(64, ge=1)
+    max_sae_dims: int = pydantic.Field(32, ge=1)
 
 
 class AlignmentConfig(_Settings):

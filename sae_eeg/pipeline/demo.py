@@ -239,8 +239,8 @@ def demo_config(out_dir, size, *, manifest=None, stimuli=None, scheduler=None, c
                              "normalize_input": True, "checkpoint_every": max(size.sae_steps // 4, 1)}},
         "alignment": {"protocol": {"channels": list(channels), "n_dev_runs": 2},
                       "clusters": {"features": planted, "montage": "biosemi64"},
-                      "encoding": {"spaces": ["sae", "envelope", "mel", "dense_pca"],
-                                   "bands": ["sae", "envelope"], "n_null": 50}},
+                      "encoding": {"spaces": ["sae", "envelope", "mel", "dense_pca"], "max_sae_dims": 8,
+                                   "tmax": 0.4, "bands": ["sae", "envelope"], "n_null": 20, "n_iter": 8}},
     }
 
 
