@@ -24,6 +24,7 @@ from sae_eeg.evals import (
     collect_dataset_stats,
     compare_saes,
     concept_erasure,
+    consistency_table,
     dci_scores,
     dead_features,
     decoder_consistency,
@@ -35,6 +36,7 @@ from sae_eeg.evals import (
     no_speech_probability,
     plot_feature_tsne,
     probe_sparsity_levels,
+    reconstruction_metrics,
     steer,
     steering_vector,
     top_clips_for_feature,
@@ -128,6 +130,17 @@ def test_consistency_self_seeds_and_untrained(dataset, saes, codes):
     assert table.loc["seed1", "coverage"] == 1.0 and table.loc["seed1", "mean_cosine"] == pytest.approx(1.0)
     assert table.loc["seed2", "coverage"] == pytest.approx(seeds.coverage_ab)
     assert table.loc["seed2", "mean_cosine"] == pytest.approx(dec_seeds.mean_cosine)
+
+
+def test_consistency_table_and_reconstruction(dataset, saes, codes):
+    table = consistency_table(codes, dataset["clip_ids"], k_per_frame=16).set_index(["sae_a", "sae_b"])
+    assert table.loc[("seed2", "seed2"), "coverage"] == 1.0
+    assert table.loc[("seed1", "untrained"), "coverage"] < table.loc[("seed1", "seed1"), "coverage"]
+    metrics = reconstruction_metrics(saes["seed1"], dataset["acts"])
+    untrained = reconstruction_metrics(saes["untrained"], dataset["acts"])
+    dead = dead_features(codes["seed1"])
+    assert metrics["dead_fraction"] == pytest.approx(dead.size / saes["seed1"].n_features)
+    assert metrics["fvu"] < untrained["fvu"]
 
 
 def test_stats_classify_and_top_clips(dataset, codes):
@@ -278,7 +291,7 @@ def test_false_speech_report_full(whisper, saes, clips):
     nonspeech = (clips["music"] + clips["sounds"] + [Audio(a.waveform[::-1].copy(), a.sfreq) for a in speech[:4]]
                  + [shuffled(a) for a in speech[1:5]])
     report = false_speech_experiment(whisper, saes["seed1"], LAYER, nonspeech, speech, SENTENCES,
-                                     alphas=(0.0, 0.25, 0.5, 1.0, 2.0), n_features=100, test_size=0.5,
+                                     alphas=(0.0, 0.1, 0.2, 0.3, 0.5, 1.0), n_features=100, test_size=0.5,
                                      random_state=0)
     summary = report.summary.set_index("alpha")
     logging.getLogger(__name__).info("steering report:\n%s", report.summary.to_string())
