@@ -103,6 +103,12 @@ class DemoSize:
         Training steps of each SAE.
     expansion, k : int
         SAE width (times d_model) and active features per frame.
+    layers : tuple of int
+        Encoder layers analysed (the planted features are in layer 3).
+    spaces : tuple of str
+        Feature spaces of the multivariate encoding analysis.
+    alphas : tuple of float
+        Steering strengths of the false-speech experiment.
     """
 
     n_subjects: int = 8
@@ -110,9 +116,14 @@ class DemoSize:
     sae_steps: int = 400
     expansion: int = 4
     k: int = 32
+    layers: tuple = (1, 2, 3, 4)
+    spaces: tuple = ("sae", "envelope", "mel", "dense_pca")
+    alphas: tuple = (0.0, 0.02, 0.05, 0.1, 0.2)
 
 
-SIZES = {"full": DemoSize(), "small": DemoSize(n_subjects=5, sae_steps=60, expansion=2, k=16)}
+SIZES = {"full": DemoSize(),
+         "small": DemoSize(n_subjects=8, sae_steps=60, expansion=2, k=16, layers=(2, 3),
+                           spaces=("sae", "envelope"), alphas=(0.0, 0.3))}
 
 
 def speech_check(backbone, sentences=DEMO_SENTENCES):
@@ -227,19 +238,19 @@ def demo_config(out_dir, size, *, manifest=None, stimuli=None, scheduler=None, c
     evaluate = None if clips is None else {
         "speech": [str(p) for p in clips["speech"]], "references": list(DEMO_SENTENCES),
         "music": [str(p) for p in clips["music"]], "noise": [str(p) for p in clips["noise"]],
-        "layer": PLANTED_LAYER, "alphas": [0.0, 0.1, 0.2, 0.3, 0.5], "second_seed": 1}
+        "layer": PLANTED_LAYER, "alphas": list(size.alphas), "second_seed": 1}
     return {
         "evaluate": evaluate,
         "name": "demo", "output_dir": str(out_dir), "manifest": None if manifest is None else str(manifest),
         "stimuli": {name: str(p) for name, p in (stimuli or {}).items()},
-        "backbone": "bundled-whisper-tiny.en", "layers": [1, 2, 3, 4], "scheduler": scheduler,
+        "backbone": "bundled-whisper-tiny.en", "layers": list(size.layers), "scheduler": scheduler,
         "sae": {"training": {"n_steps": size.sae_steps, "batch_size": 1024, "expansion": size.expansion,
                              "k": size.k, "warmup_steps": max(size.sae_steps // 10, 1),
                              "threshold_start": size.sae_steps // 2, "threshold_beta": 0.99, "lr": 1e-3,
                              "normalize_input": True, "checkpoint_every": max(size.sae_steps // 4, 1)}},
         "alignment": {"protocol": {"channels": list(channels), "n_dev_runs": 2},
                       "clusters": {"features": planted, "montage": "biosemi64"},
-                      "encoding": {"spaces": ["sae", "envelope", "mel", "dense_pca"], "max_sae_dims": 8,
+                      "encoding": {"spaces": list(size.spaces), "max_sae_dims": 8,
                                    "tmax": 0.4, "bands": ["sae", "envelope"], "n_null": 20, "n_iter": 8}},
     }
 
@@ -274,7 +285,7 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
     stimuli = write_stimuli(out / "stimuli", demo_size)
     clips = write_eval_clips(out / "clips")
     stim_config = demo_config(out, demo_size, stimuli=stimuli, scheduler=scheduler)
-    echo("3/6 Layer activations, SAEs for layers 1-4 (trained, or reused), feature trajectories...")
+    echo(f"3/6 Layer activations, SAEs for layers {list(demo_size.layers)} (trained, or reused), trajectories...")
     run_stages(stim_config, EXTRACT, verbose=True)
     echo("4/6 Simulating EEG with responses planted on chosen SAE features...")
     eeg_manifest, truth = _simulate(out, demo_size)

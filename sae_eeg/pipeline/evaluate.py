@@ -117,7 +117,8 @@ def evaluate_task(config):
     write_table(consistency, out / "consistency", prov)
 
     seg, seg_labels = _segments(clip_ids, times, categories_clip[clip_ids], settings.segment)
-    erasure = concept_erasure(clip_features(codes, seg), seg_labels, n_removed=range(0, 41, 2), random_state=0)
+    pooled, _ = clip_features(codes, seg)
+    erasure = concept_erasure(pooled, seg_labels, n_removed=range(0, 41, 2), random_state=0)
     write_table(erasure.curves.assign(layer=layer), out / "erasure_curves", prov)
     write_table(erasure.summary.assign(layer=layer), out / "erasure_summary", prov)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.fft
 
 from ._backend import get_ops
 from ._check import _check_alphas, _check_number, _check_option, _check_pair
@@ -89,28 +88,22 @@ def _output_stats(x_TF, y_TC, lags, edge, xp):
     return lagged_xty(x_TF, y_TC, lags, edge, xp), y_used.sum(axis=0), (y_used * y_used).sum(axis=0)
 
 
-def _circular_xty(x_TF, y_TC, lags, edge, xp):
-    """For every circular shift s of y: X^T roll(y, -s), sum and sum of squares of the used rows.
+def _circular_xty(x_TF, y_TC, lags, edge, xp, shifts):
+    """For each circular shift s of y in ``shifts``: X^T roll(y, -s), sum and sum of squares of the used rows.
 
-    Returns arrays (n_times, P, C), (n_times, C), (n_times, C) (NumPy, by FFT).
+    Returns a dict s -> (xty (P, C), sy (C,), yty (C,)) as NumPy arrays. Only the
+    drawn shifts are computed (a product each), not all n_times of them.
     """
     n_T = x_TF.shape[0]
     start, stop = row_range(n_T, lags, edge)
-    rows = np.zeros((n_T, len(lags) * x_TF.shape[1]))
-    rows[start:stop] = xp.to_numpy(_lag_rows(x_TF, lags, start, stop, xp))
-    mask = np.zeros(n_T)
-    mask[start:stop] = 1.0
+    rows = xp.to_numpy(_lag_rows(x_TF, lags, start, stop, xp))
     y = xp.to_numpy(y_TC)
-    Yf = scipy.fft.rfft(y, axis=0)
-    Y2f = scipy.fft.rfft(y * y, axis=0)
-
-    def corr(a, B):  # sum_t a(t) B((t + s) mod n), for all s
-        return scipy.fft.irfft(np.conj(scipy.fft.rfft(a, axis=0))[..., None] * B[:, None, :], n=n_T, axis=0)
-
-    xty = corr(rows, Yf)
-    sy = corr(mask[:, None], Yf)[:, 0]
-    yty = corr(mask[:, None], Y2f)[:, 0]
-    return xty, sy, yty
+    out = {}
+    for s in set(int(v) for v in shifts):
+        idx = (np.arange(start, stop) + s) % n_T  # row t of X meets row (t + s) mod n of y
+        y_s = y[idx]
+        out[s] = (rows.T @ y_s, y_s.sum(axis=0), (y_s * y_s).sum(axis=0))
+    return out
 
 
 def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_permutations=100,
@@ -171,18 +164,17 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
     null = np.empty((n_permutations, observed.size))
     perms = np.empty((n_permutations, len(X_b)), dtype=np.int64)
     if kind == "shift":
-        circ = [_circular_xty(x, v, lags, edge, xp) for x, v in zip(X_b, y_b)]
         n_short = min(len(x) for x in X_list)
         lo = int(np.ceil((tmax - tmin) * sfreq)) + 1 if min_shift is None else int(np.ceil(min_shift * sfreq))
         if n_short - 2 * lo < 1:
             raise ValueError(f"Trials of {n_short} samples are too short for shifts of at least "
                              f"{lo} samples; lower min_shift or use kind='mismatch'.")
+        fracs = rng.uniform(size=n_permutations)
+        for i, x in enumerate(X_list):  # the same relative shift in every trial
+            perms[:, i] = lo + (fracs * (len(x) - 2 * lo + 1)).astype(np.int64)
+        circ = [_circular_xty(x, v, lags, edge, xp, perms[:, i]) for i, (x, v) in enumerate(zip(X_b, y_b))]
         for k in range(n_permutations):
-            frac = rng.uniform()
-            parts = []
-            for i, ((xty, sy, yty), x) in enumerate(zip(circ, X_list)):
-                perms[k, i] = s = lo + int(frac * (len(x) - 2 * lo + 1))  # same relative shift
-                parts.append((xty[s], sy[s], yty[s]))
+            parts = [circ[i][int(perms[k, i])] for i in range(len(X_b))]
             xty, sy, yty = (xp.asarray(np.stack([p[j] for p in parts])) for j in range(3))
             st = LagStats(stats.xtx, xty, stats.sx, sy, yty, stats.n)
             null[k] = eigs.scores(st, alpha, scorer).mean(axis=0)
