@@ -205,7 +205,7 @@ def write_eval_clips(folder, *, random_state=0):
     return clips
 
 
-def choose_planted_features(trajectories, *, n_planted=3, min_rate=2.0):
+def choose_planted_features(trajectories, *, n_planted=3, min_onset_rate=1.0):
     """Pick features that fire often on every stimulus, to plant EEG responses to.
 
     Parameters
@@ -214,19 +214,24 @@ def choose_planted_features(trajectories, *, n_planted=3, min_rate=2.0):
         The SAE features of each stimulus (one layer).
     n_planted : int
         How many features to plant.
-    min_rate : float
-        Smallest firing rate (frames with activity per second) on each stimulus.
+    min_onset_rate : float
+        Smallest rate of activation onsets per second on each stimulus (the paper
+        protocol keeps features firing at least once per second).
 
     Returns
     -------
     feature_ids : list of int
     """
-    rates = np.stack([np.asarray((traj.data != 0).sum(axis=0)).ravel() / (traj.n_times / traj.sfreq)
-                      for traj in trajectories.values()])
-    eligible = np.flatnonzero(rates.min(axis=0) >= min_rate)
+    rates = []
+    for traj in trajectories.values():
+        active = traj.data.toarray() > 0  # one stimulus at the frame rate: small
+        onsets = (active[1:] & ~active[:-1]).sum(axis=0)
+        rates.append(onsets / (traj.n_times / traj.sfreq))
+    slowest = np.min(rates, axis=0)
+    eligible = np.flatnonzero(slowest >= min_onset_rate)
     if len(eligible) < n_planted:
-        eligible = np.argsort(rates.min(axis=0))[::-1][:n_planted]
-    # spread over the eligible range rather than the most frequent (often dense) ones
+        eligible = np.argsort(slowest)[::-1][:n_planted]
+    # spread over the eligible features rather than the most frequent (often dense) ones
     picks = eligible[np.linspace(0, len(eligible) - 1, n_planted).astype(int)]
     ids = next(iter(trajectories.values())).feature_ids
     return [int(ids[i]) for i in picks]
@@ -332,6 +337,7 @@ def _truth_section(check):
 
 
 PLANTED_LAYER = 3
+DEMO_SNR_DB = 0.0  # mean SNR of the planted responses (the simulator's default is -5 dB)
 
 
 def best_channels(truth):
@@ -348,5 +354,5 @@ def _simulate(out, size):
         trajs = {n: FeatureTrajectory.load(out / "features" / n / f"layer_{PLANTED_LAYER}.npz") for n in names}
         stimuli = [(n, load_audio(out / "stimuli" / f"{n}.wav")) for n in names]
         simulate_dataset(root, stimuli, n_subjects=size.n_subjects, features=trajs,
-                         planted=choose_planted_features(trajs), random_state=0)
+                         planted=choose_planted_features(trajs), snr_db=DEMO_SNR_DB, random_state=0)
     return root / "manifest.yaml", json.loads(truth_path.read_text())
