@@ -337,7 +337,7 @@ def _truth_section(check):
 
 
 PLANTED_LAYER = 3
-DEMO_SNR_DB = 0.0  # mean SNR of the planted responses (the simulator's default is -5 dB)
+DEMO_SNR_DB = 5.0  # mean SNR of the planted responses (the simulator's default is -5 dB)
 
 
 def best_channels(truth):
