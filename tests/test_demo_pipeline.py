@@ -16,7 +16,6 @@ def demo(tmp_path_factory):
     return run_demo(out, size="small", echo=lambda line: None)
 
 
-@pytest.mark.slow  # at this reduced size 2 of 3 are found (third: Holm p 0.051 with 8 subjects); see issue 8
 def test_demo_finds_planted_features(demo):
     check = demo["recovery"]
     assert check["n_planted"] == 3

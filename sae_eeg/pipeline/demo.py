@@ -122,7 +122,7 @@ class DemoSize:
 
 
 SIZES = {"full": DemoSize(),
-         "small": DemoSize(n_subjects=8, sae_steps=60, expansion=2, k=16, layers=(2, 3),
+         "small": DemoSize(n_subjects=10, sae_steps=60, expansion=2, k=16, layers=(2, 3),
                            spaces=("sae", "envelope"), alphas=(0.0, 0.3))}
 
 
