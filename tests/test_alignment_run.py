@@ -57,7 +57,9 @@ def test_run_subject_and_group(study):
     folders = [run_subject(config, s) for s in config["runs"]]
     first = folders[0]
     for name in ("protocol_trf", "cluster_trf", "encoding", "variance_partition"):
-        assert (first / f"{name}.parquet").is_file() and (first / f"{name}.csv").is_file()
+        assert (first / f"{name}.parquet").is_file()
+        # per-subject TRF weights are large: parquet only; the other tables also as CSV
+        assert (first / f"{name}.csv").is_file() == (not name.endswith("_trf"))
     table = read_table(first / "protocol_trf.parquet")
     assert table.attrs["provenance"]["config"]["model"] == "sim"
     assert set(table.split) == {"dev", "test"} and set(table.channel) == {"Pz", "Oz"}

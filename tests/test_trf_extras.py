@@ -145,7 +145,7 @@ def test_banded_uniform_gamma_is_ridge_and_penalises_noise_band(rng):
     kernel = rng.standard_normal((4, 2))
     Y = [lag_matrix(x[:, :2], lags) @ kernel.reshape(-1, 1)[:, 0] + 0.5 * rng.standard_normal(300)
          for x in X]
-    banded = BandedTRF(0.0, 0.03, 100.0, bands=[2, 3], n_iter=15, random_state=0).fit(X, Y)
+    banded = BandedTRF(0.0, 0.03, 100.0, bands=[2, 3], search="random", n_iter=15, random_state=0).fit(X, Y)
     assert banded.band_alphas_[1] > banded.band_alphas_[0]
     assert banded.cv_scores_.shape == (15, 7, 1)
     np.testing.assert_allclose(banded.gammas_[0], [0.5, 0.5])
@@ -161,7 +161,81 @@ def test_banded_uniform_gamma_is_ridge_and_penalises_noise_band(rng):
     assert clone(banded).get_params()["bands"] == [2, 3]
 
 
+def _two_band_data(rng, n_trials=5, n_times=400):
+    """Band 0 (2 features) drives 3 outputs through a lagged kernel; band 1 (4 features) is noise."""
+    lags = np.arange(0, 4)
+    X = [rng.standard_normal((n_times, 6)) for _ in range(n_trials)]
+    kernel = rng.standard_normal((8, 3))
+    Y = [lag_matrix(x[:, :2], lags) @ kernel + 2.0 * rng.standard_normal((n_times, 3)) + 1.5 for x in X]
+    return X, Y
+
+
+@pytest.mark.parametrize("scoring", ["pearson", "r2", "mse"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_banded_hypergradient_equals_finite_differences(rng, scoring, fit_intercept):
+    from sae_eeg.trf._backend import get_ops
+    from sae_eeg.trf.banded import _FoldProblems
+    from sae_eeg.trf.crossval import fold_scores, make_folds
+    from sae_eeg.trf.lags import lagged_stats
+
+    X, Y = _two_band_data(rng)
+    lags = np.arange(0, 4)
+    xp = get_ops()
+    stats = lagged_stats(X, Y, lags, edge="zero", xp=xp)
+    folds = make_folds(len(X))
+    problem = _FoldProblems(stats, folds, fit_intercept, scoring, xp)
+    d = np.exp(rng.uniform(-1, 4, size=24))
+    value, grad = problem.loss_and_grad(d)
+    # the loss is minus the engine's own cross-validated score (its MSE for 'mse')
+    ref = fold_scores(stats, np.array([1.0]), folds, fit_intercept=fit_intercept, scoring=scoring,
+                      solver="cholesky", xp=xp, penalty_scale=d).mean()
+    assert value == pytest.approx(ref if scoring == "mse" else -ref, rel=1e-10)
+    for p in (0, 5, 13, 23):
+        step = np.zeros_like(d)
+        step[p] = 1e-4 * d[p]
+        numeric = (problem.loss_and_grad(d + step)[0] - problem.loss_and_grad(d - step)[0]) / (2 * step[p])
+        assert grad[p] == pytest.approx(numeric, rel=1e-4, abs=1e-12)
+
+
+def test_banded_gradient_search_penalises_the_noise_band(rng):
+    X, Y = _two_band_data(rng)
+    grad = BandedTRF(0.0, 0.03, 100.0, bands=[2, 4], search="gradient", scoring="r2").fit(X, Y)
+    rand = BandedTRF(0.0, 0.03, 100.0, bands=[2, 4], search="random", n_iter=20, scoring="r2",
+                     random_state=0).fit(X, Y)
+    ridge = TRF(0.0, 0.03, 100.0, alpha=list(grad.alpha), scoring="r2").fit(X, Y)
+    assert grad.band_alphas_[1] > 30 * grad.band_alphas_[0]
+    # starts from plain ridge and only improves; at least as good as 20 random candidates
+    assert grad.cv_scores_[0] == pytest.approx(ridge.cv_scores_.mean(axis=1).max(), rel=1e-10)
+    assert grad.cv_score_ >= ridge.cv_scores_.mean(axis=1).max()
+    assert grad.cv_score_ >= rand.cv_score_ - 1e-4
+    np.testing.assert_allclose(grad.alpha_, grad.band_alphas_.mean())
+    split = grad.score_split(X, Y)
+    assert np.all(split[0] > 0.3) and np.all(np.abs(split[1]) < 0.01)
+
+
 def test_banded_errors(rng):
     X, Y = _noise_trials(rng, n_feat=3)
     with pytest.raises(ValueError, match=r"bands must be positive ints summing to n_features=3; got \[1, 1\]"):
         BandedTRF(0, 0.02, 100.0, bands=[1, 1]).fit(X, Y)
+    with pytest.raises(ValueError, match="search"):
+        BandedTRF(0, 0.02, 100.0, bands=[1, 2], search="grid").fit(X, Y)
+
+
+@pytest.mark.parametrize("edge", ["zero", "valid"])
+@pytest.mark.parametrize("lags", [np.arange(-3, 5), np.array([-6, -2, 0, 7])])
+def test_circular_xty_equals_explicit_products(rng, edge, lags):
+    from sae_eeg.trf._backend import get_ops
+    from sae_eeg.trf.lags import row_range
+    from sae_eeg.trf.nulls import _circular_xty
+
+    x, y = rng.standard_normal((57, 3)), rng.standard_normal((57, 2))
+    shifts = [0, 5, 56, 23, 5]
+    got = _circular_xty(x, y, lags, edge, get_ops(), shifts)
+    design = lag_matrix(x, lags, edge=edge)
+    start, stop = row_range(len(x), lags, edge)
+    assert sorted(got) == [0, 5, 23, 56]
+    for s, (xty, sy, yty) in got.items():
+        y_s = np.roll(y, -s, axis=0)[start:stop]
+        np.testing.assert_allclose(xty, design.T @ y_s, atol=1e-12)
+        np.testing.assert_allclose(sy, y_s.sum(0), atol=1e-12)
+        np.testing.assert_allclose(yty, (y_s ** 2).sum(0), atol=1e-12)

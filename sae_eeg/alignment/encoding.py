@@ -161,12 +161,12 @@ def encoding_scores(eeg_runs, spaces, *, sfreq, subject="", ch_names=None, chann
 
 @fill_doc
 def variance_partition(eeg_runs, spaces, *, sfreq, subject="", ch_names=None, channels=None, tmin=0.0,
-                       tmax=0.5, alphas=DEFAULT_ALPHAS, n_iter=20, model="", layer=-1,
+                       tmax=0.5, alphas=DEFAULT_ALPHAS, search="gradient", n_iter=20, model="", layer=-1,
                        random_state=None):
     """Banded ridge over several feature spaces; held-out split r^2 of each band.
 
     Leave-one-run-out: a :class:`~sae_eeg.trf.banded.BandedTRF` (one penalty per
-    band, random search on the simplex with inner cross-validation) is fitted on the
+    band, found by inner cross-validation) is fitted on the
     other runs, and the held-out run's r^2 is split over the bands (himalaya's
     ``r2_score_split``); the splits are averaged over held-out runs. A band's split is
     its share of the explained variance: a space that adds nothing beyond the others
@@ -181,8 +181,10 @@ def variance_partition(eeg_runs, spaces, *, sfreq, subject="", ch_names=None, ch
     %(sfreq)s
     subject, ch_names, channels, tmin, tmax, alphas, model, layer
         As in :func:`encoding_scores`.
+    search : 'gradient' | 'random'
+        Search of the band penalties (:class:`~sae_eeg.trf.banded.BandedTRF`).
     n_iter : int
-        Band-penalty candidates of the random search. Default 20.
+        Gradient steps at most, or candidates of the random search. Default 20.
     %(random_state)s
 
     Returns
@@ -202,7 +204,7 @@ def variance_partition(eeg_runs, spaces, *, sfreq, subject="", ch_names=None, ch
     splits, band_alphas = [], []
     for held in range(len(eeg_runs)):
         train = [i for i in range(len(eeg_runs)) if i != held]
-        model_b = BandedTRF(tmin, tmax, sfreq, bands=bands, alpha=list(alphas), n_iter=n_iter,
+        model_b = BandedTRF(tmin, tmax, sfreq, bands=bands, alpha=list(alphas), search=search, n_iter=n_iter,
                             random_state=int(seed) + held, scoring="r2")
         model_b.fit([joint[i] for i in train], [eeg_runs[i] for i in train])
         splits.append(model_b.score_split([joint[held]], [eeg_runs[held]]))

@@ -103,18 +103,20 @@ def load_run(path):
         return RunData(z["eeg"], feats, float(z["sfreq"]), [str(c) for c in z["ch_names"]], ids, spaces)
 
 
-def write_table(table, stem, prov):
+def write_table(table, stem, prov, *, csv=True):
     """Write ``table`` as ``stem.parquet`` and ``stem.csv`` (atomic) with provenance.
 
     The provenance record is stored in the parquet schema metadata (key
     ``sae_eeg_provenance``) and beside the tables as ``stem.provenance.json``.
+    ``csv=False`` writes the parquet file only (for tables of many rows, such as
+    per-subject TRF weights, whose CSV copy would cost more time and disk than the fit).
 
     Returns
     -------
     path : pathlib.Path
         The parquet file.
     """
-    parquet, csv = stem.with_suffix(".parquet"), stem.with_suffix(".csv")
+    parquet = stem.with_suffix(".parquet")
     table = table.copy()
     table.attrs = {}
     arrow = pa.Table.from_pandas(table, preserve_index=False)
@@ -122,8 +124,9 @@ def write_table(table, stem, prov):
     meta[b"sae_eeg_provenance"] = json.dumps(prov, default=str).encode()
     with atomic_path(parquet) as tmp:
         pq.write_table(arrow.replace_schema_metadata(meta), tmp)
-    with atomic_path(csv) as tmp:
-        table.to_csv(tmp, index=False)
+    if csv:
+        with atomic_path(stem.with_suffix(".csv")) as tmp:
+            table.to_csv(tmp, index=False)
     write_json_atomic(stem.with_suffix(".provenance.json"), prov)
     return parquet
 

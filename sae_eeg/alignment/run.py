@@ -4,7 +4,8 @@
 :func:`~sae_eeg.alignment.io.save_run`), fits every per-subject model and writes
 tidy tables to ``<output_dir>/subjects/<subject>/``; ``run_group(config)`` reads
 those tables for all subjects and writes the group tables to
-``<output_dir>/group/``. Every table is written as parquet and CSV with a provenance
+``<output_dir>/group/``. Every table is written as parquet and CSV (the per-subject TRF
+weight tables, hundreds of thousands of rows, as parquet only) with a provenance
 record (config hash, package versions, input file hashes); a rerun whose config and
 inputs are unchanged is skipped.
 
@@ -103,6 +104,7 @@ class EncodingSettings(_Settings):
     alphas: list[float] = list(DEFAULT_ALPHAS)
     n_null: int = pydantic.Field(100, ge=1)
     bands: list[str] | None = None
+    band_search: Literal["gradient", "random"] = "gradient"
     n_iter: int = pydantic.Field(20, ge=1)
     max_sae_dims: int = pydantic.Field(32, ge=1)
 
@@ -283,9 +285,10 @@ def run_subject(config, subject, *, force=False):
                                              random_state=p.seed, **common)
         if e.bands:
             tables["variance_partition"] = variance_partition(
-                eeg_runs, {k: spaces[k] for k in e.bands}, n_iter=e.n_iter, random_state=p.seed, **common)
+                eeg_runs, {k: spaces[k] for k in e.bands}, search=e.band_search, n_iter=e.n_iter,
+                random_state=p.seed, **common)
     for name, table in tables.items():
-        write_table(table, folder / name, prov)
+        write_table(table, folder / name, prov, csv=not name.endswith("_trf"))  # TRF weights: parquet only
     write_json_atomic(folder / "provenance.json", prov)  # written last: marks the subject complete
     return folder
 

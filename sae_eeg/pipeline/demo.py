@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -282,29 +283,52 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
     """
     demo_size = SIZES[size]
     out = prepare_output_dir(out_dir, {"demo": size, "size": demo_size.__dict__}, force=force)
-    echo("1/6 Whisper tiny.en (bundled, offline) on spoken sentences...")
+    step = _Steps(echo)
+    step("1/6 Whisper tiny.en (bundled, offline) on spoken sentences...")
     check = _cached_speech_check(out / "speech_check.json")
     echo(f"    WER {check.wer:.3f}; layer activations {check.layer_shapes[1]} per sentence, "
          f"frames at {', '.join(f'{t:.2f}' for t in check.frame_times)} s")
-    echo("2/6 Speaking the story and writing evaluation clips...")
+    step("2/6 Speaking the story and writing evaluation clips...")
     stimuli = write_stimuli(out / "stimuli", demo_size)
     clips = write_eval_clips(out / "clips")
     stim_config = demo_config(out, demo_size, stimuli=stimuli, scheduler=scheduler)
-    echo(f"3/6 Layer activations, SAEs for layers {list(demo_size.layers)} (trained, or reused), trajectories...")
+    step(f"3/6 Layer activations, SAEs for layers {list(demo_size.layers)} (trained, or reused), trajectories...")
     run_stages(stim_config, EXTRACT, verbose=True)
-    echo("4/6 Simulating EEG with responses planted on chosen SAE features...")
+    step("4/6 Simulating EEG with responses planted on chosen SAE features...")
     eeg_manifest, truth = _simulate(out, demo_size)
     planted = [int(p["feature"]) for p in truth["planted"]]
     config = demo_config(out, demo_size, manifest=eeg_manifest, scheduler=scheduler, planted=planted,
                          channels=sorted(set(best_channels(truth)) | {"Pz"}), clips=clips)
-    echo("5/6 Preprocessing, per-subject analyses, group statistics and SAE evaluations...")
+    step("5/6 Preprocessing, per-subject analyses, group statistics and SAE evaluations...")
     run_stages(config, ("preprocess", "subject", "group", "evaluate"), verbose=True)
     check = planted_recovery(config, truth)
     echo(f"    planted features found by the paper protocol: {check['n_found']} of {check['n_planted']}")
-    echo("6/6 Figures and report...")
+    step("6/6 Figures and report...")
     report = make_report(config, extra_sections=[_truth_section(check)])
     echo(f"    report: {report}")
+    step.done()
     return {"output_dir": out, "manifest": eeg_manifest, "report": report, "recovery": check, "config": config}
+
+
+class _Steps:
+    """Echo each step, and the time taken by the previous one."""
+
+    def __init__(self, echo):
+        self.echo, self.t0, self.start = echo, None, time.perf_counter()
+
+    def __call__(self, line):
+        self._lap()
+        self.echo(line)
+
+    def _lap(self):
+        now = time.perf_counter()
+        if self.t0 is not None:
+            self.echo(f"    ({now - self.t0:.0f} s)")
+        self.t0 = now
+
+    def done(self):
+        self._lap()
+        self.echo(f"Demo finished in {time.perf_counter() - self.start:.0f} s.")
 
 
 def planted_recovery(config, truth):

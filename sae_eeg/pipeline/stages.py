@@ -195,7 +195,7 @@ def run_stages(config, stages=STAGES, *, verbose=False):
     for stage in stages:
         parallel = stage in ("activations", "encode", "preprocess", "subject")
         report = run_tasks(stage_tasks(cfg, stage, verbose=verbose), scheduler=cfg.scheduler if parallel else None,
-                           n_workers=cfg.n_workers, verbose=verbose)
+                           n_workers=cfg.n_workers, verbose=verbose, desc=stage)
         reports[stage] = report
         report.raise_for_failures()
     return reports

@@ -111,7 +111,7 @@ def _run_one(task):
     return "ok", result
 
 
-def run_tasks(tasks, *, scheduler=None, n_workers=2, verbose=False):
+def run_tasks(tasks, *, scheduler=None, n_workers=2, verbose=False, desc="tasks"):
     """Run tasks that are not done yet, serially or on a Dask cluster.
 
     Parameters
@@ -127,6 +127,8 @@ def run_tasks(tasks, *, scheduler=None, n_workers=2, verbose=False):
         Workers of the LocalCluster.
     verbose : bool
         Show a progress bar.
+    desc : str
+        Label of the progress bar.
 
     Returns
     -------
@@ -140,7 +142,7 @@ def run_tasks(tasks, *, scheduler=None, n_workers=2, verbose=False):
     todo = [t for t in tasks if not t.is_done()]
     skipped = [t.key for t in tasks if t not in todo]
     results, failed = {}, {}
-    bar = tqdm(total=len(todo), disable=not verbose, desc="tasks")
+    bar = tqdm(total=len(todo), disable=not verbose, desc=desc)
     if scheduler is None:
         outcomes = ((t, _run_one(t)) for t in todo)
         for task, (status, value) in outcomes:

@@ -74,11 +74,30 @@ class _FoldEigs:
             xty = total_xty - stats.xty[idx].sum(axis=0)
             sy = total_sy - stats.sy[idx].sum(axis=0)
             c = xty - sx[:, None] * sy[None, :] / n if self.fit_intercept else xty
-            W = (evecs @ ((evecs.mT @ c) / (evals[:, None] + alpha)))[None]
+            inverse = (evecs / (evals + alpha)) @ evecs.mT      # (C + alpha I)^-1: one product per output
+            W = (inverse @ c)[None]
             b = ((sy - sx @ W[0]) / n)[None] if self.fit_intercept else xp.zeros((1, c.shape[1]))
             per = [xp.to_numpy(scorer.from_stats(W, b, stats.trial(int(i)), xp))[0] for i in test]
             out.append(np.mean(per, axis=0))
         return np.stack(out)
+
+    def null_scores(self, stats, samples, alpha, scorer):
+        """Mean fold scores (n_samples, n_outputs) of null samples sharing the cached X^T X.
+
+        ``samples`` holds per null sample a list over trials of ``(xty, sy, yty)``. The
+        samples are solved together as extra output columns, in chunks of bounded memory.
+        """
+        xp = self.xp
+        n_trials, n_cols = stats.xty.shape[0], stats.xty.shape[1] * stats.xty.shape[2]
+        chunk = max(1, 2**24 // (n_trials * n_cols))
+        out = []
+        for k0 in range(0, len(samples), chunk):
+            batch = samples[k0:k0 + chunk]
+            xty, sy, yty = (xp.concat([xp.stack([xp.asarray(p[m]) for p in parts]) for parts in batch], axis=-1)
+                            for m in range(3))
+            st = LagStats(stats.xtx, xty, stats.sx, sy, yty, stats.n)
+            out.append(self.scores(st, alpha, scorer).mean(axis=0).reshape(len(batch), -1))
+        return np.concatenate(out)
 
 
 def _output_stats(x_TF, y_TC, lags, edge, xp):
@@ -91,18 +110,31 @@ def _output_stats(x_TF, y_TC, lags, edge, xp):
 def _circular_xty(x_TF, y_TC, lags, edge, xp, shifts):
     """For each circular shift s of y in ``shifts``: X^T roll(y, -s), sum and sum of squares of the used rows.
 
-    Returns a dict s -> (xty (P, C), sy (C,), yty (C,)) as NumPy arrays. Only the
-    drawn shifts are computed (a product each), not all n_times of them.
+    Returns a dict s -> (xty (P, C), sy (C,), yty (C,)) as NumPy arrays. ``X^T roll(y, -s)``
+    at lag l is the circular cross-correlation of x and y at ``l + s`` (by FFT, for all
+    shifts at once) minus the few products of input rows outside the lag window.
     """
-    n_T = x_TF.shape[0]
+    x, y = xp.to_numpy(x_TF), xp.to_numpy(y_TC)
+    n_T, n_F = x.shape
     start, stop = row_range(n_T, lags, edge)
-    rows = xp.to_numpy(_lag_rows(x_TF, lags, start, stop, xp))
-    y = xp.to_numpy(y_TC)
+    shifts = np.unique(np.asarray(shifts, dtype=np.int64))
+    at = (lags[None, :] + shifts[:, None]) % n_T                    # (S, L) correlation lags
+    x_f, y_f = np.fft.rfft(x, axis=0), np.fft.rfft(y, axis=0)
+    xcorr = np.empty((len(shifts), len(lags), n_F, y.shape[1]))
+    step = max(1, 2**25 // (n_T * y.shape[1]))                       # bound the (n, F, C) temporary
+    for f0 in range(0, n_F, step):
+        f1 = min(f0 + step, n_F)
+        full = np.fft.irfft(np.conj(x_f[:, f0:f1, None]) * y_f[:, None, :], n=n_T, axis=0)
+        xcorr[:, :, f0:f1] = full[at]
+    for j, lag in enumerate(lags):  # input rows u whose output row u + lag is not used
+        outside = np.r_[0:max(0, start - lag), min(n_T, stop - lag):n_T]
+        if outside.size:
+            y_rows = y[(outside[None, :] + lag + shifts[:, None]) % n_T]   # (S, m, C)
+            xcorr[:, j] -= np.einsum("uf,suc->sfc", x[outside], y_rows)
     out = {}
-    for s in set(int(v) for v in shifts):
-        idx = (np.arange(start, stop) + s) % n_T  # row t of X meets row (t + s) mod n of y
-        y_s = y[idx]
-        out[s] = (rows.T @ y_s, y_s.sum(axis=0), (y_s * y_s).sum(axis=0))
+    for i, s in enumerate(shifts):
+        y_s = y[(np.arange(start, stop) + s) % n_T]  # row t of X meets row (t + s) mod n of y
+        out[int(s)] = (xcorr[i].reshape(-1, y.shape[1]), y_s.sum(axis=0), (y_s * y_s).sum(axis=0))
     return out
 
 
@@ -161,7 +193,6 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
     eigs = _FoldEigs(stats, folds, fit_intercept, xp)
     scorer = SCORERS[scoring]
     observed = eigs.scores(stats, alpha, scorer).mean(axis=0)
-    null = np.empty((n_permutations, observed.size))
     perms = np.empty((n_permutations, len(X_b)), dtype=np.int64)
     if kind == "shift":
         n_short = min(len(x) for x in X_list)
@@ -173,11 +204,7 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
         for i, x in enumerate(X_list):  # the same relative shift in every trial
             perms[:, i] = lo + (fracs * (len(x) - 2 * lo + 1)).astype(np.int64)
         circ = [_circular_xty(x, v, lags, edge, xp, perms[:, i]) for i, (x, v) in enumerate(zip(X_b, y_b))]
-        for k in range(n_permutations):
-            parts = [circ[i][int(perms[k, i])] for i in range(len(X_b))]
-            xty, sy, yty = (xp.asarray(np.stack([p[j] for p in parts])) for j in range(3))
-            st = LagStats(stats.xtx, xty, stats.sx, sy, yty, stats.n)
-            null[k] = eigs.scores(st, alpha, scorer).mean(axis=0)
+        samples = [[circ[i][int(perms[k, i])] for i in range(len(X_b))] for k in range(n_permutations)]
     else:
         n = len(X_b)
         cache = {}
@@ -189,10 +216,8 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
             for i, j in enumerate(perm):
                 if (i, int(j)) not in cache:
                     cache[i, int(j)] = _output_stats(X_b[i], y_b[j], lags, edge, xp)
-            pair = [cache[i, int(j)] for i, j in enumerate(perm)]
-            xty, sy, yty = (xp.stack([p[m] for p in pair]) for m in range(3))
-            st = LagStats(stats.xtx, xty, stats.sx, sy, yty, stats.n)
-            null[k] = eigs.scores(st, alpha, scorer).mean(axis=0)
+        samples = [[cache[i, int(j)] for i, j in enumerate(perm)] for perm in perms]
+    null = eigs.null_scores(stats, samples, alpha, scorer)
     if scorer.greater_is_better:
         pvalues = (1 + (null >= observed).sum(axis=0)) / (1 + n_permutations)
     else:
