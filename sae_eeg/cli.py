@@ -142,11 +142,13 @@ def report(config: Path = CONFIG):
 def demo(
     out: Path = typer.Option(Path("demo_output"), help="Output folder."),
     size: str = typer.Option("full", help="'full', or 'small' (the test suite's reduced run)."),
-    scheduler: str = typer.Option(None, help="Dask scheduler: 'local' or tcp://HOST:PORT (default: serial)."),
+    scheduler: str = typer.Option("local", help="'local' (a Dask LocalCluster of 2 worker processes), "
+                                             "tcp://HOST:PORT, or 'serial' (one process)."),
     force: bool = FORCE,
 ):
     """Run the offline demo on data it generates."""
-    outputs = run_demo(out, size=size, scheduler=scheduler, force=force, echo=typer.echo)
+    outputs = run_demo(out, size=size, scheduler=None if scheduler == "serial" else scheduler, force=force,
+                       echo=typer.echo)
     typer.echo(f"Outputs in {Path(outputs['output_dir']).resolve()}")
 
 

@@ -1,19 +1,24 @@
 """The demo pipeline end to end at reduced size (issue 8's must-show checks)."""
 
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
-from sae_eeg.pipeline import run_stages
-from sae_eeg.pipeline.config import load_pipeline_config
 from sae_eeg.pipeline.demo import run_demo
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo") / "out"
-    return run_demo(out, size="small", echo=lambda line: None)
+    return run_demo(out, size="small", scheduler="local", echo=lambda line: None)
 
 
 def test_demo_finds_planted_features(demo):
@@ -40,18 +45,42 @@ def test_rerun_reuses_everything(demo, monkeypatch):
 
     ran = []
     monkeypatch.setattr(tasks, "_run_one", lambda task: ran.append(task.key) or ("ok", None))
-    run_demo(demo["output_dir"], size="small", echo=lambda line: None)
+    run_demo(demo["output_dir"], size="small", scheduler="local", echo=lambda line: None)
     assert ran == []
 
 
-def test_dask_subject_tasks_equal_serial(demo, tmp_path):
+def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
+    """``sae-eeg group`` (one layer) is killed (SIGKILL) after its first subject, then rerun on Dask.
+
+    The subjects done before the kill ran serially, the others on a 2-worker Dask
+    LocalCluster; every per-subject and group table equals the demo's own run.
+    """
     copy = tmp_path / "copy"
     shutil.copytree(demo["output_dir"], copy, ignore=shutil.ignore_patterns("alignment", "figures"))
-    serial = load_pipeline_config(demo["config"])
-    on_dask = serial.model_copy(update={"output_dir": copy, "scheduler": "local"})
-    run_stages(on_dask, ("subject",))
-    tables = sorted((demo["output_dir"] / "alignment").glob("layer_*/subjects/*/*.parquet"))
-    assert tables
+    layer = demo["config"]["layers"][-1]
+    config = {**demo["config"], "output_dir": str(copy), "layers": [layer]}
+    serial, on_dask = tmp_path / "serial.yaml", tmp_path / "dask.yaml"
+    serial.write_text(yaml.safe_dump({**config, "scheduler": None}))
+    on_dask.write_text(yaml.safe_dump({**config, "scheduler": "local"}))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
+    cli = [sys.executable, "-m", "sae_eeg.cli", "group"]
+    subjects = copy / "alignment" / f"layer_{layer}" / "subjects"
+    proc = subprocess.Popen([*cli, str(serial), "--force"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 600
+    while not list(subjects.glob("*.done.json")) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    n_subjects = len(list((copy / "runs" / f"layer_{layer}").iterdir()))
+    assert 0 < len(list(subjects.glob("*.done.json"))) < n_subjects      # killed mid-way
+    for path in copy.glob("alignment/**/*.parquet"):                     # what is there is whole
+        pd.read_parquet(path)
+    done = subprocess.run([*cli, str(on_dask), "--force"], env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Group tables in" in done.stdout
+    tables = sorted((demo["output_dir"] / "alignment" / f"layer_{layer}").glob("*/**/*.parquet"))
+    assert any("subjects" in p.parts for p in tables) and any("group" in p.parts for p in tables)
     for path in tables:
         other = copy / path.relative_to(demo["output_dir"])
         pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(other))
