@@ -152,6 +152,16 @@ def make_report(config, *, extra_sections=()):
         "Leave-one-run-out prediction r of each feature space per layer, with circular-shift nulls.",
         figures=fig("layer_r"), table=None if scores is None else scores.head(20),
     ))
+    split = _group_table(cfg, "variance_partition_group")
+    if split is not None:
+        sections.append(ReportSection(
+            "Variance partitioning: what the SAE features explain beyond the acoustics",
+            "Banded ridge over the bands (penalties by hyper-gradient), leave-one-run-out split r^2 of each "
+            "band per channel, one-sided t-tests across subjects, Holm-corrected over channels and bands.",
+            table=split.groupby(["model", "layer", "band"], as_index=False).agg(
+                r2_split_mean=("r2_split_mean", "mean"), r2_split_best_channel=("r2_split_mean", "max"),
+                channels_significant=("pval_holm", lambda p: int((p < 0.05).sum()))),
+        ))
     recon = _eval_table(cfg, "reconstruction")
     numbers = {}
     if recon is not None:
