@@ -165,7 +165,7 @@ def run_tasks(tasks, *, scheduler=None, n_workers=2, verbose=False, desc="tasks"
     skipped = [t.key for t in tasks if t not in todo]
     results, failed = {}, {}
     bar = tqdm(total=len(todo), disable=not verbose, desc=desc)
-    if scheduler is None:
+    if scheduler is None or not todo:  # nothing to run: no cluster to start
         outcomes = ((t, _run_one(t)) for t in todo)
         for task, (status, value) in outcomes:
             (results if status == "ok" else failed)[task.key] = value
