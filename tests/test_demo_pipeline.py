@@ -50,7 +50,7 @@ def test_rerun_reuses_everything(demo, monkeypatch):
 
 
 def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
-    """``sae-eeg group`` (one layer) is killed (SIGKILL) after its first subject, then rerun on Dask.
+    """``sae-eeg group`` (one layer) is killed (SIGKILL) after two subjects, then rerun on Dask.
 
     The subjects done before the kill ran serially, the others on a 2-worker Dask
     LocalCluster; every per-subject and group table equals the demo's own run.
@@ -68,12 +68,12 @@ def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
     proc = subprocess.Popen([*cli, str(serial), "--force"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    while not list(subjects.glob("*.done.json")) and time.time() < deadline and proc.poll() is None:
+    while len(list(subjects.glob("*.done.json"))) < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     n_subjects = len(list((copy / "runs" / f"layer_{layer}").iterdir()))
-    assert 0 < len(list(subjects.glob("*.done.json"))) < n_subjects      # killed mid-way
+    assert 2 <= len(list(subjects.glob("*.done.json"))) < n_subjects     # killed mid-way
     for path in copy.glob("alignment/**/*.parquet"):                     # what is there is whole
         pd.read_parquet(path)
     done = subprocess.run([*cli, str(on_dask), "--force"], env=env, capture_output=True, text=True)

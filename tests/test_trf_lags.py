@@ -78,6 +78,23 @@ def test_totals_are_sums_and_differences(rng):
         np.testing.assert_allclose(getattr(train, k), getattr(direct, k), atol=1e-10)
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("edge", ["zero", "valid"])
+def test_summed_covariance_by_fft_equals_explicit(rng, edge, backend):
+    from sae_eeg.trf.lags import _fft_is_cheaper
+
+    lags = np.arange(-5, 61)
+    X = [rng.standard_normal((n, 3)) for n in (300, 250, 320, 280, 310, 260, 300, 290, 270, 330)]  # ragged
+    Y = [rng.standard_normal((len(x), 2)) for x in X]
+    assert _fft_is_cheaper(X, len(lags))  # the FFT path is the one tested
+    summed = lagged_stats(X, Y, lags, edge=edge, per_trial=False, backend=backend)
+    xp = get_ops(backend)
+    designs = [lag_matrix(x, lags, edge=edge) for x in X]
+    explicit = sum(d.T @ d for d in designs)
+    np.testing.assert_allclose(xp.to_numpy(summed.xtx[0]), explicit, rtol=0, atol=1e-10 * np.abs(explicit).max())
+    assert not _fft_is_cheaper(X, 4)  # few lags: direct products
+
+
 @pytest.mark.parametrize("edge", ["zero", "valid"])
 def test_stats_torch_parity(rng, edge):
     lags = np.arange(-3, 5)

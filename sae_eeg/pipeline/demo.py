@@ -353,7 +353,8 @@ def _truth_section(check):
         "Ground truth of the simulation",
         f"The simulated EEG responds to {check['n_planted']} SAE features of layer {PLANTED_LAYER} "
         f"(TRF through a spherical-head forward model, plus 1/f noise, alpha bursts, blinks, line noise "
-        f"and bad channels). The paper protocol should find them and nothing else at that layer.",
+        f"and bad channels). The paper protocol should find them; SAE features that fire together with "
+        f"them (most features of a layer follow the speech) are found too, at every layer.",
         numbers={"planted features": check["n_planted"], "found significant": check["n_found"],
                  "found ids": ", ".join(map(str, check["found"])) or "none"},
         table=check["table"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+import scipy.fft
 import scipy.linalg
 import scipy.linalg.blas
 
@@ -80,6 +81,10 @@ class NumpyOps:
         """Element-wise square root."""
         return np.sqrt(a)
 
+    def rfft(self, a, n):
+        """Real FFT along the last axis, zero-padded to length ``n``."""
+        return scipy.fft.rfft(a, n=n, axis=-1)
+
     def to_numpy(self, a):
         """Return a NumPy float64 array on CPU."""
         return np.asarray(a, dtype=np.float64)
@@ -140,6 +145,9 @@ class TorchOps:
 
     def sqrt(self, a):
         return torch.sqrt(a)
+
+    def rfft(self, a, n):
+        return torch.fft.rfft(a, n=n, dim=-1)
 
     def to_numpy(self, a):
         return a.detach().cpu().numpy().astype(np.float64)
