@@ -85,6 +85,10 @@ class NumpyOps:
         """Real FFT along the last axis, zero-padded to length ``n``."""
         return scipy.fft.rfft(a, n=n, axis=-1)
 
+    def contiguous(self, a):
+        """``a`` in C order (any dtype)."""
+        return np.ascontiguousarray(a)
+
     def to_numpy(self, a):
         """Return a NumPy float64 array on CPU."""
         return np.asarray(a, dtype=np.float64)
@@ -148,6 +152,9 @@ class TorchOps:
 
     def rfft(self, a, n):
         return torch.fft.rfft(a, n=n, dim=-1)
+
+    def contiguous(self, a):
+        return a.contiguous()
 
     def to_numpy(self, a):
         return a.detach().cpu().numpy().astype(np.float64)
