@@ -32,7 +32,8 @@ def study(tmp_path_factory):
         "protocol": {"channels": ["Pz", "Oz"], "n_dev_runs": 2, "min_rate": 0.5, "tmax": 0.4},
         "clusters": {"montage": "biosemi64", "n_features": 3, "n_permutations": 64, "tmax": 0.3},
         "encoding": {"spaces": ["sae", "envelope"], "channels": ["Pz", "Oz"], "n_null": 20, "tmax": 0.3,
-                     "bands": ["sae", "envelope"], "n_iter": 2, "alphas": [1.0, 100.0, 1e4]},
+                     "bands": ["sae", "envelope"], "n_iter": 2, "alphas": [1.0, 100.0, 1e4],
+                     "max_sae_dims": None},
     }
     return config, truth
 
@@ -65,6 +66,8 @@ def test_run_subject_and_group(study):
     assert set(table.split) == {"dev", "test"} and set(table.channel) == {"Pz", "Oz"}
     csv = pd.read_csv(first / "encoding.csv")
     assert len(csv) == len(read_table(first / "encoding.parquet"))
+    # max_sae_dims: null -> the SAE space holds every selected feature
+    assert set(csv[csv.feature_space == "sae"].n_dims) == {table.feature.nunique()}
     # rerun with the same config and inputs: skipped (files untouched)
     stamp = (first / "protocol_trf.parquet").stat().st_mtime_ns
     run_subject(config, "s01")

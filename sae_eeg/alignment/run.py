@@ -92,8 +92,9 @@ class EncodingSettings(_Settings):
     """Multivariate encoding of feature spaces and variance partitioning.
 
     The "sae" space holds the ``max_sae_dims`` most active of the protocol's selected
-    features (all of them times the lags would not fit in memory); "dense_pca" has as
-    many dimensions (at most the layer width).
+    features, or all of them with ``max_sae_dims: null`` (memory grows as (features x
+    lags)^2: 1000 features x 65 lags would need a 65k x 65k covariance); "dense_pca" has
+    as many dimensions (at most the layer width).
     """
 
     enabled: bool = True
@@ -106,7 +107,7 @@ class EncodingSettings(_Settings):
     bands: list[str] | None = None
     band_search: Literal["gradient", "random"] = "gradient"
     n_iter: int = pydantic.Field(20, ge=1)
-    max_sae_dims: int = pydantic.Field(32, ge=1)
+    max_sae_dims: int | None = pydantic.Field(32, ge=1)
 
 
 class AlignmentConfig(_Settings):
@@ -196,8 +197,8 @@ def _tidy_trf(coef_FCL, *, subject, cfg, ids, ch_names, times, split):
 
 
 def _spaces(cfg, runs, sae_runs):
-    # a multivariate TRF over all selected features (x lags) would not fit in memory:
-    # the SAE space keeps the most active ones, the dense PCA as many dimensions
+    # the SAE space keeps the max_sae_dims most active selected features (all with None),
+    # the dense PCA as many dimensions
     activity = sum(np.asarray(abs(f).sum(axis=0)).ravel() for f in sae_runs)
     sae_cols = np.sort(np.argsort(-activity, kind="stable")[:cfg.encoding.max_sae_dims])
     out = {}
