@@ -84,3 +84,11 @@ def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
     for path in tables:
         other = copy / path.relative_to(demo["output_dir"])
         pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(other))
+    # the figure script of analyses/ on the resumed run's tables
+    script = Path(__file__).parents[1] / "analyses" / "make_figures.py"
+    (copy / "report.html").unlink()
+    drawn = subprocess.run([sys.executable, str(script), "--config", str(on_dask)], env=env, capture_output=True,
+                           text=True)
+    assert drawn.returncode == 0, drawn.stderr[-3000:]
+    assert (copy / "report.html").stat().st_size > 10_000
+    assert (copy / "figures" / "trf_weights.png").stat().st_size > 1000
