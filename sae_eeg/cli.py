@@ -29,6 +29,8 @@ app.add_typer(manifest_app, name="manifest")
 
 CONFIG = typer.Argument(..., help="Pipeline config (YAML).", exists=True, dir_okay=False)
 FORCE = typer.Option(False, "--force", help="Use an output folder written with another config.")
+SCHEDULER = typer.Option(None, help="Override the config's scheduler: 'serial', 'local' (a Dask LocalCluster) "
+                                    "or tcp://HOST:PORT (an existing Dask cluster, e.g. dask-jobqueue on SLURM).")
 
 
 def _clean_errors(func):
@@ -45,8 +47,11 @@ def _clean_errors(func):
     return wrapper
 
 
-def _stages(config, stages, force):
+def _stages(config, stages, force, scheduler=None):
     cfg = load_pipeline_config(config)
+    if scheduler is not None:
+        cfg = load_pipeline_config({**cfg.model_dump(mode="json"),
+                                    "scheduler": None if scheduler == "serial" else scheduler})
     prepare_output_dir(cfg.output_dir, cfg.model_dump(mode="json"), force=force)
     run_stages(cfg, stages, verbose=True)
     return cfg
@@ -81,17 +86,17 @@ def train_sae(config: Path = typer.Argument(..., help="SAE training config (YAML
 
 @app.command()
 @_clean_errors
-def extract(config: Path = CONFIG, force: bool = FORCE):
+def extract(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
     """Stimuli -> SAE feature trajectories, dense activations and acoustic baselines."""
-    cfg = _stages(config, EXTRACT, force)
+    cfg = _stages(config, EXTRACT, force, scheduler)
     typer.echo(f"Trajectories in {Path(cfg.output_dir) / 'features'}")
 
 
 @app.command()
 @_clean_errors
-def preprocess(config: Path = CONFIG, force: bool = FORCE):
+def preprocess(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
     """Preprocess and align every run with its stimulus features."""
-    cfg = _stages(config, ("preprocess",), force)
+    cfg = _stages(config, ("preprocess",), force, scheduler)
     typer.echo(f"Aligned runs in {Path(cfg.output_dir) / 'runs'}")
 
 
@@ -108,17 +113,17 @@ def subject(config: Path = CONFIG, subject: str = typer.Option(..., help="Subjec
 
 @app.command()
 @_clean_errors
-def group(config: Path = CONFIG, force: bool = FORCE):
+def group(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
     """Per-subject analyses of every subject not done yet, then group statistics."""
-    cfg = _stages(config, ("subject", "group"), force)
+    cfg = _stages(config, ("subject", "group"), force, scheduler)
     typer.echo(f"Group tables in {Path(cfg.output_dir) / 'alignment'}/layer_*/group")
 
 
 @app.command()
 @_clean_errors
-def evaluate(config: Path = CONFIG, force: bool = FORCE):
+def evaluate(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
     """SAE evaluations: reconstruction, seed consistency, concept erasure, steering."""
-    cfg = _stages(config, EXTRACT + ("evaluate",), force)
+    cfg = _stages(config, EXTRACT + ("evaluate",), force, scheduler)
     typer.echo(f"Evaluation tables in {Path(cfg.output_dir) / 'evals'}")
 
 

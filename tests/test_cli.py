@@ -37,3 +37,10 @@ def test_stage_needs_manifest(tmp_path):
     config.write_text("output_dir: out\nlayers: [1]\n")
     result = runner.invoke(app, ["preprocess", str(config)])
     assert result.exit_code == 2 and "set 'manifest'" in result.output
+
+
+def test_scheduler_option_is_validated(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("output_dir: out\nlayers: [1]\n")
+    result = runner.invoke(app, ["group", str(config), "--scheduler", "dask"])
+    assert result.exit_code == 2 and "scheduler must be null (serial), 'local'" in result.output

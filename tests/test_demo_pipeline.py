@@ -59,9 +59,8 @@ def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
     shutil.copytree(demo["output_dir"], copy, ignore=shutil.ignore_patterns("alignment", "figures"))
     layer = demo["config"]["layers"][-1]
     config = {**demo["config"], "output_dir": str(copy), "layers": [layer]}
-    serial, on_dask = tmp_path / "serial.yaml", tmp_path / "dask.yaml"
+    serial = tmp_path / "serial.yaml"
     serial.write_text(yaml.safe_dump({**config, "scheduler": None}))
-    on_dask.write_text(yaml.safe_dump({**config, "scheduler": "local"}))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
     cli = [sys.executable, "-m", "sae_eeg.cli", "group"]
     subjects = copy / "alignment" / f"layer_{layer}" / "subjects"
@@ -76,7 +75,8 @@ def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
     assert 2 <= len(list(subjects.glob("*.done.json"))) < n_subjects     # killed mid-way
     for path in copy.glob("alignment/**/*.parquet"):                     # what is there is whole
         pd.read_parquet(path)
-    done = subprocess.run([*cli, str(on_dask), "--force"], env=env, capture_output=True, text=True)
+    done = subprocess.run([*cli, str(serial), "--force", "--scheduler", "local"], env=env, capture_output=True,
+                          text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Group tables in" in done.stdout
     tables = sorted((demo["output_dir"] / "alignment" / f"layer_{layer}").glob("*/**/*.parquet"))
@@ -87,7 +87,7 @@ def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
     # the figure script of analyses/ on the resumed run's tables
     script = Path(__file__).parents[1] / "analyses" / "make_figures.py"
     (copy / "report.html").unlink()
-    drawn = subprocess.run([sys.executable, str(script), "--config", str(on_dask)], env=env, capture_output=True,
+    drawn = subprocess.run([sys.executable, str(script), "--config", str(serial)], env=env, capture_output=True,
                            text=True)
     assert drawn.returncode == 0, drawn.stderr[-3000:]
     assert (copy / "report.html").stat().st_size > 10_000
