@@ -84,7 +84,8 @@ def test_summed_covariance_by_fft_equals_explicit(rng, edge, backend):
     from sae_eeg.trf.lags import _fft_is_cheaper
 
     lags = np.arange(-5, 61)
-    X = [rng.standard_normal((n, 3)) for n in (300, 250, 320, 280, 310, 260, 300, 290, 270, 330)]  # ragged
+    lengths = [300, 250, 320, 280, 310, 260, 300, 290, 270, 330] + ([30] if edge == "zero" else [])
+    X = [rng.standard_normal((n, 3)) for n in lengths]  # ragged, one shorter than the lags for 'zero'
     Y = [rng.standard_normal((len(x), 2)) for x in X]
     assert _fft_is_cheaper(X, len(lags))  # the FFT path is the one tested
     summed = lagged_stats(X, Y, lags, edge=edge, per_trial=False, backend=backend)
@@ -93,6 +94,25 @@ def test_summed_covariance_by_fft_equals_explicit(rng, edge, backend):
     explicit = sum(d.T @ d for d in designs)
     np.testing.assert_allclose(xp.to_numpy(summed.xtx[0]), explicit, rtol=0, atol=1e-10 * np.abs(explicit).max())
     assert not _fft_is_cheaper(X, 4)  # few lags: direct products
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("edge", ["zero", "valid"])
+@pytest.mark.parametrize("lag_range", [(-5, 60), (3, 70), (-70, -3)])
+def test_per_trial_stats_by_fft_equal_explicit(rng, edge, lag_range, backend):
+    from sae_eeg.trf.lags import _fft_is_cheaper
+
+    lags = np.arange(lag_range[0], lag_range[1] + 1)
+    lengths = [1000, 833, 917] + ([40] if edge == "zero" else [])   # ragged, one shorter than the lags
+    X = [rng.standard_normal((n, 4)) + 0.3 for n in lengths]
+    Y = [rng.standard_normal((n, 5)) for n in lengths]
+    assert _fft_is_cheaper(X[:1], len(lags)) and _fft_is_cheaper(X[:1], len(lags), 5)  # FFT paths tested
+    stats = lagged_stats(X, Y, lags, edge=edge, backend=backend)
+    xp = get_ops(backend)
+    for i, (x, y) in enumerate(zip(X, Y)):
+        xtx, xty, *_ = _explicit(x, y, lags, edge)
+        np.testing.assert_allclose(xp.to_numpy(stats.xtx[i]), xtx, rtol=0, atol=1e-10 * np.abs(xtx).max())
+        np.testing.assert_allclose(xp.to_numpy(stats.xty[i]), xty, rtol=0, atol=1e-10 * np.abs(xty).max())
 
 
 @pytest.mark.parametrize("edge", ["zero", "valid"])

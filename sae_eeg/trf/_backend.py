@@ -12,7 +12,6 @@ import warnings
 import numpy as np
 import scipy.fft
 import scipy.linalg
-import scipy.linalg.blas
 
 from ._check import _check_option
 
@@ -51,13 +50,10 @@ class NumpyOps:
         """Stack along a new ``axis``."""
         return np.stack(arrays, axis=axis)
 
-    def sub_gram_(self, a, rows):
-        """In place ``a -= rows^T rows`` (a: C-contiguous float64 (P, P)); returns ``a``."""
-        if a.flags.c_contiguous and a.dtype == np.float64 and rows.shape[0]:
-            scipy.linalg.blas.dgemm(-1.0, rows, rows, beta=1.0, c=a.T, trans_a=1, overwrite_c=1)
-        else:
-            a -= rows.T @ rows
-        return a
+    def windows(self, a, n, size, step):
+        """Read-only view ``(n, size, F)`` of rows ``k * step .. k * step + size - 1`` of C-contiguous ``a`` (T, F)."""
+        s0, s1 = a.strides
+        return np.lib.stride_tricks.as_strided(a, (n, size, a.shape[1]), (step * s0, s0, s1), writeable=False)
 
     def flip(self, a, axis):
         """Reverse the order along ``axis``."""
@@ -81,13 +77,13 @@ class NumpyOps:
         """Element-wise square root."""
         return np.sqrt(a)
 
-    def rfft(self, a, n):
-        """Real FFT along the last axis, zero-padded to length ``n``."""
-        return scipy.fft.rfft(a, n=n, axis=-1)
+    def rfft(self, a, axis):
+        """Real FFT along ``axis``."""
+        return scipy.fft.rfft(a, axis=axis)
 
-    def contiguous(self, a):
-        """``a`` in C order (any dtype)."""
-        return np.ascontiguousarray(a)
+    def irfft(self, a, n, axis):
+        """Inverse of :meth:`rfft` (length ``n`` along ``axis``)."""
+        return scipy.fft.irfft(a, n=n, axis=axis)
 
     def to_numpy(self, a):
         """Return a NumPy float64 array on CPU."""
@@ -133,8 +129,8 @@ class TorchOps:
     def stack(self, arrays, axis=0):
         return torch.stack(list(arrays), dim=axis)
 
-    def sub_gram_(self, a, rows):
-        return a.addmm_(rows.mT, rows, alpha=-1.0)
+    def windows(self, a, n, size, step):
+        return a.as_strided((n, size, a.shape[1]), (step * a.shape[1], a.shape[1], 1))
 
     def flip(self, a, axis):
         return torch.flip(a, (axis,))
@@ -150,11 +146,11 @@ class TorchOps:
     def sqrt(self, a):
         return torch.sqrt(a)
 
-    def rfft(self, a, n):
-        return torch.fft.rfft(a, n=n, dim=-1)
+    def rfft(self, a, axis):
+        return torch.fft.rfft(a, dim=axis)
 
-    def contiguous(self, a):
-        return a.contiguous()
+    def irfft(self, a, n, axis):
+        return torch.fft.irfft(a, n=n, dim=axis)
 
     def to_numpy(self, a):
         return a.detach().cpu().numpy().astype(np.float64)

@@ -168,53 +168,79 @@ def _autocov_lags(x_TF, n_L, xp):
     return xp.stack([x_TF[: n_T - d].mT @ x_TF[d:] if d < n_T else zero_FF for d in range(n_L)])
 
 
+def _block_xcorr(x_cat, y_cat, n_L, xp):
+    """``sum_s x(s)^T y(s + d)`` for d = 0..n_L-1 by short FFTs: (n_L, F, C).
+
+    ``x_cat`` (n_blocks * B + n_L - 1, F) and ``y_cat`` (same length, C), with
+    ``B = 8 n_L``. Block ``b`` of x (rows ``b B .. b B + B - 1``) is correlated with the
+    same rows of y extended by ``n_L - 1``; the blocks' correlations add up to the whole
+    one. Zero-padded to ``N >= B + n_L - 1``, the FFT's circular correlation is the
+    linear one. The cross-spectra of all blocks are summed (complex products), then
+    transformed back at the ``n_L`` lags only. Cost ~4.5 F C flops per sample for the
+    products, instead of the direct products' 2 n_L F C.
+    """
+    n_F, n_C = x_cat.shape[1], y_cat.shape[1]
+    B = 8 * n_L
+    W = B + n_L - 1                                                         # block plus extension
+    N = scipy.fft.next_fast_len(W, real=True)
+    K = N // 2 + 1
+    n_blocks = (x_cat.shape[0] - (n_L - 1)) // B
+    x_blocks, y_blocks = xp.windows(x_cat, n_blocks, B, B), xp.windows(y_cat, n_blocks, W, B)
+    per_chunk = max(1, 2**26 // (8 * N * max(n_F, n_C)))                    # bounded buffers, reused
+    buf_x, buf_y = (xp.zeros((min(per_chunk, n_blocks), N, n)) for n in (n_F, n_C))
+    cross = 0
+    for b0 in range(0, n_blocks, per_chunk):
+        n = min(per_chunk, n_blocks - b0)
+        buf_x[:n, :B] = x_blocks[b0:b0 + n]
+        buf_y[:n, :W] = y_blocks[b0:b0 + n]
+        spec_x, spec_y = xp.rfft(buf_x[:n], axis=1), xp.rfft(buf_y[:n], axis=1)   # (n, K, F | C)
+        cross = cross + spec_x.conj().swapaxes(0, 1).mT @ spec_y.swapaxes(0, 1)    # sum over blocks: (K, F, C)
+    R = xp.irfft(cross, N, axis=0)[:n_L]                                   # lags 0..n_L-1 only
+    return R.reshape(n_L, n_F, n_C)
+
+
+def _fft_segment(n_T, n_L):
+    """Samples a trial of ``n_T`` takes in :func:`_block_xcorr`: whole blocks of ``8 n_L``
+    holding the trial and ``n_L - 1`` zeros, so that no block reaches into the next trial."""
+    return -(-(n_T + n_L - 1) // (8 * n_L)) * (8 * n_L)
+
+
 def _summed_autocov_lags(X, n_L, xp):
     """``sum_i R_i[d]`` over trials (see :func:`_autocov_lags`), d = 0..n_L-1: (n_L, F, F).
 
-    By short FFTs: each trial is cut into blocks of ``B`` samples; block ``b`` of x is
-    correlated with the same rows extended by ``n_L - 1`` samples (zeros past the
-    trial's end), so the blocks' correlations at lags ``0..n_L-1`` add up to the trial's.
-    Zero-padded to ``N >= B + n_L - 1``, the FFT's circular correlation is the linear
-    one. The cross-spectra of all blocks of all trials are summed (complex products),
-    then transformed back at the ``n_L`` lags only. Cost ~F^2 n (8 + ...) instead of
-    the direct products' 2 F^2 n n_L.
+    The trials are laid end to end, each in its :func:`_fft_segment`, for one
+    :func:`_block_xcorr`.
+    """
+    seg = [_fft_segment(x.shape[0], n_L) for x in X]
+    x_cat = xp.zeros((sum(seg) + n_L - 1, X[0].shape[1]))
+    for x, offset in zip(X, np.cumsum([0] + seg[:-1])):
+        x_cat[int(offset):int(offset) + x.shape[0]] = x
+    return _block_xcorr(x_cat, x_cat, n_L, xp)
+
+
+def _fft_is_cheaper(X, n_L, n_C=None):
+    """Whether the block FFTs of :func:`_block_xcorr` cost less than n_L direct products.
+
+    Flops per sample: ~4.5 F C for the complex products plus ~2.8 (F + C) log2(N) for
+    the FFTs over the padded samples, and ~2.5 N log2(N) F C per call for the inverse
+    FFT (all weighted 2x: smaller, slower operations), against 2 n_L F C over the
+    trials' samples for the direct products. ``n_C=None``: autocovariance (C = F, one
+    set of FFTs, one call for all trials).
     """
     n_F = X[0].shape[1]
-    B = 8 * n_L
-    N = scipy.fft.next_fast_len(B + n_L - 1, real=True)
-    K = N // 2 + 1
-    # real inverse DFT at lags d: (1/N) Re(sum_k w_k S_k exp(2 pi i k d / N)), w_k = 2 but at 0 and N/2
-    weight = np.full(K, 2.0)
-    weight[0] = 1.0
-    if N % 2 == 0:
-        weight[-1] = 1.0
-    phase = 2 * np.pi * np.outer(np.arange(n_L), np.arange(K)) / N
-    inv_re, inv_im = xp.asarray(weight * np.cos(phase) / N), xp.asarray(weight * np.sin(phase) / N)
-    blocks = []
-    for x in X:  # (F, blocks, B + n_L - 1): each block with its n_L - 1 following samples
-        n_blocks = -(-x.shape[0] // B)
-        padded = xp.concat([x, xp.zeros((n_blocks * B + n_L - 1 - x.shape[0], n_F))], axis=0).mT
-        blocks.append(padded[:, xp.index((np.arange(n_blocks) * B)[:, None] + np.arange(B + n_L - 1))])
-    blocks = xp.concat(blocks, axis=1)
-    per_chunk = max(1, 2**22 // (n_F * K))                               # blocks per product: bounded memory
-    cross = 0
-    for b0 in range(0, blocks.shape[1], per_chunk):
-        ext = blocks[:, b0:b0 + per_chunk]
-        spec_y = xp.contiguous(xp.rfft(ext, N).swapaxes(0, 2))              # (K, blocks, F)
-        spec_x = xp.contiguous(xp.rfft(ext[..., :B], N).swapaxes(0, 2))
-        cross = cross + spec_x.mT.conj() @ spec_y                           # sum over blocks: (K, F, F)
-    R = inv_re @ cross.real.reshape(K, -1) - inv_im @ cross.imag.reshape(K, -1)
-    return R.reshape(n_L, n_F, n_F)
+    n_C, n_sets, n_calls = (n_F, 1, 1) if n_C is None else (n_C, 2, len(X))
+    N = scipy.fft.next_fast_len(9 * n_L - 1, real=True)
+    padded = sum(_fft_segment(x.shape[0], n_L) for x in X)
+    fft = padded * (4.5 * n_F * n_C + 2.8 * n_sets * max(n_F, n_C) * np.log2(N))
+    fft += n_calls * 2.5 * N * np.log2(N) * n_F * n_C
+    return 2 * fft < 2.0 * n_L * n_F * n_C * sum(x.shape[0] for x in X)
 
 
-def _fft_is_cheaper(X, n_L):
-    """Whether :func:`_summed_autocov_lags` costs less than n_L direct products per trial.
-
-    Flop counts per channel pair, the FFT path's weighted 4x (smaller, slower products).
-    """
-    N = max(x.shape[0] for x in X) + n_L
-    direct = 2.0 * n_L * sum(x.shape[0] for x in X)
-    return 4 * (4.0 * N * len(X) + 2.0 * N * n_L) < direct
+def _summed_autocov(X, n_L, xp):
+    """``sum_i R_i[d]`` (n_L, F, F) by block FFTs or direct products, whichever is cheaper."""
+    if _fft_is_cheaper(X, n_L):
+        return _summed_autocov_lags(X, n_L, xp)
+    return sum(_autocov_lags(x_TF, n_L, xp) for x_TF in X)
 
 
 def _edge_rows(x_TF, lags, edge, xp):
@@ -225,18 +251,46 @@ def _edge_rows(x_TF, lags, edge, xp):
             for lo, hi in ((int(lags[0]), start), (stop, n_T + int(lags[-1]))) if hi > lo]
 
 
-def _assemble_xtx(R, edge_rows, xp):
-    """Block-Toeplitz ``X^T X`` from ``R`` (L, F, F) minus the Gram of the missing rows."""
+def _boundary_rows(x_TF, lags, edge, xp):
+    """Rows ``start - 1`` and ``stop - 1`` of the zero-padded design (see :func:`_assemble_xtx`)."""
+    start, stop = row_range(x_TF.shape[0], lags, edge)
+    return _lag_rows(x_TF, lags, start - 1, start, xp), _lag_rows(x_TF, lags, stop - 1, stop, xp)
+
+
+def _assemble_xtx(R, edge_rows, boundaries, xp):
+    """``X^T X`` (P, P) from ``R`` (L, F, F), the missing rows and the boundary rows of the trials.
+
+    Block ``(i, j)`` sums ``x(t - l_i)^T x(t - l_j)`` over the design rows ``start <= t <
+    stop``: ``R(j - i)^T`` (block Toeplitz) minus the Gram of the rows the design lacks.
+    With fewer missing rows than lags (one trial) that Gram is one product. Summed over
+    many trials, a recursion is cheaper: the first block row is computed from the
+    missing rows, and along each block diagonal one step shifts the rows by one sample,
+    which adds the product of row ``start - 1`` and removes that of row ``stop - 1``
+    (a cumulative sum of outer products: P^2 per trial, not P^2 per missing row).
+    """
     n_L, n_F = R.shape[0], R.shape[1]
-    # all_R[k] = R(k - (L-1)), with R(-d) = R(d)^T; block (i, j) of X^T X is R(i - j)
-    all_R = xp.concat([xp.flip(R[1:], 0).swapaxes(1, 2), R], axis=0)
-    xtx = xp.zeros((n_L, n_F, n_L, n_F))
-    for i in range(n_L):
-        xtx[i] = xp.flip(all_R[i: i + n_L], 0).swapaxes(0, 1)
-    xtx = xtx.reshape(n_L * n_F, n_L * n_F)
-    if edge_rows:
-        xtx = xp.sub_gram_(xtx, xp.concat(edge_rows, axis=0))
-    return xtx
+    rows = xp.concat(edge_rows, axis=0) if edge_rows else xp.zeros((0, n_L * n_F))
+    if rows.shape[0] < n_L:
+        # all_R[k] = R(k - (L-1)), with R(-d) = R(d)^T; block (i, j) is R(i - j)
+        all_R = xp.concat([xp.flip(R[1:], 0).swapaxes(1, 2), R], axis=0)
+        xtx = xp.zeros((n_L, n_F, n_L, n_F))
+        for i in range(n_L):
+            xtx[i] = xp.flip(all_R[i: i + n_L], 0).swapaxes(0, 1)
+        xtx = xtx.reshape(n_L * n_F, n_L * n_F)
+        xtx -= rows.mT @ rows
+        return xtx
+    first = R.mT - (rows[:, :n_F].mT @ rows).reshape(n_F, n_L, n_F).swapaxes(0, 1)   # blocks (0, d)
+    starts = xp.concat([s for s, _ in boundaries], axis=0).reshape(-1, n_L, n_F).swapaxes(0, 1)
+    stops = xp.concat([s for _, s in boundaries], axis=0).reshape(-1, n_L, n_F).swapaxes(0, 1)
+    blocks = xp.zeros((n_L * n_L, n_F, n_F))                   # block (i, j) at i * n_L + j
+    for d in range(n_L):
+        n = n_L - d
+        step = starts[:n - 1].mT @ starts[d:n_L - 1] - stops[:n - 1].mT @ stops[d:n_L - 1]  # (n - 1, F, F)
+        diagonal = xp.concat([first[d:d + 1], first[d] + step.cumsum(0)], axis=0)
+        blocks[d::n_L + 1][:n] = diagonal                       # blocks (i, i + d)
+        if d:
+            blocks[d * n_L::n_L + 1][:n] = diagonal.mT          # blocks (i + d, i)
+    return blocks.reshape(n_L, n_L, n_F, n_F).swapaxes(1, 2).reshape(n_L * n_F, n_L * n_F)
 
 
 def lagged_xtx(x_TF, lags, edge, xp):
@@ -248,21 +302,36 @@ def lagged_xtx(x_TF, lags, edge, xp):
     """
     lags = np.asarray(lags, dtype=np.int64)
     _check_contiguous(lags)
-    return _assemble_xtx(_autocov_lags(x_TF, len(lags), xp), _edge_rows(x_TF, lags, edge, xp), xp)
+    return _assemble_xtx(_summed_autocov([x_TF], len(lags), xp), _edge_rows(x_TF, lags, edge, xp),
+                         [_boundary_rows(x_TF, lags, edge, xp)], xp)
 
 
 def lagged_xty(x_TF, y_TC, lags, edge, xp):
-    """``X^T Y`` of the lagged design of one trial, shape (n_lags * F, C)."""
+    """``X^T Y`` of the lagged design of one trial, shape (n_lags * F, C).
+
+    Block ``j`` is ``sum_t x(t - l_j)^T y(t)`` over the rows used: by block FFTs
+    (:func:`_block_xcorr` of x against y advanced by ``l_0``) when contiguous lags make
+    them cheaper, else one product per lag.
+    """
     lags = np.asarray(lags, dtype=np.int64)
-    n_T = x_TF.shape[0]
+    (n_T, n_F), n_C, n_L = x_TF.shape, y_TC.shape[1], len(lags)
     start, stop = row_range(n_T, lags, edge)
+    if n_L > 1 and np.all(np.diff(lags) == 1) and _fft_is_cheaper([x_TF], n_L, n_C):
+        seg = _fft_segment(n_T, n_L)
+        x_pad, y_pad = xp.zeros((seg + n_L - 1, n_F)), xp.zeros((seg + n_L - 1, n_C))
+        x_pad[:n_T] = x_TF
+        # y_pad[u] = y(u + l_0) on the rows used; rows that meet no x sample are left out
+        u0, u1 = max(start - int(lags[0]), 0), min(stop - int(lags[0]), n_T + n_L - 1)
+        if u1 > u0:
+            y_pad[u0:u1] = y_TC[u0 + int(lags[0]):u1 + int(lags[0])]
+        return _block_xcorr(x_pad, y_pad, n_L, xp).reshape(n_L * n_F, n_C)
     blocks = []
     for lag in lags:
         t0, t1 = max(start, int(lag)), min(stop, n_T + int(lag))
         if t1 > t0:
             blocks.append(x_TF[t0 - lag: t1 - lag].mT @ y_TC[t0:t1])
         else:
-            blocks.append(xp.zeros((x_TF.shape[1], y_TC.shape[1])))
+            blocks.append(xp.zeros((n_F, n_C)))
     return xp.concat(blocks, axis=0)
 
 
@@ -316,6 +385,8 @@ class LagStats:
 
     def total(self, keep=None):
         """Sum over trials (all, or the index array ``keep``); a LagStats with N = 1."""
+        if keep is None and self.n_trials == 1:
+            return self                                       # already a sum: no copy
         def s(a):
             a = a if keep is None else a[keep]
             return a.sum(axis=0)[None]
@@ -389,13 +460,11 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, backend="numpy", de
     # summed: add the Toeplitz parts and assemble X^T X once; one product for all edges
     _check_contiguous(lags)
     X, Y = [xp.asarray(x) for x in X], [xp.asarray(y) for y in Y]
-    if _fft_is_cheaper(X, len(lags)):
-        R = _summed_autocov_lags(X, len(lags), xp)
-    else:
-        R = sum(_autocov_lags(x_TF, len(lags), xp) for x_TF in X)
-    rows, acc = [], None
+    R = _summed_autocov(X, len(lags), xp)
+    rows, boundaries, acc = [], [], None
     for x_TF, y_TC in zip(X, Y):
         rows.extend(_edge_rows(x_TF, lags, edge, xp))
+        boundaries.append(_boundary_rows(x_TF, lags, edge, xp))
         part = _non_xtx_parts(x_TF, y_TC, lags, edge, xp)
         acc = list(part) if acc is None else [a + p for a, p in zip(acc, part)]
-    return _stats_from_parts(_assemble_xtx(R, rows, xp), acc, xp)
+    return _stats_from_parts(_assemble_xtx(R, rows, boundaries, xp), acc, xp)
