@@ -9,6 +9,7 @@ from sae_eeg.alignment.encoding import (
     SCORE_COLUMNS,
     SPLIT_COLUMNS,
     encoding_scores,
+    feature_pca,
     group_encoding_stats,
     layer_curves,
     pca_reduce,
@@ -80,6 +81,25 @@ def test_pca_reduce(rng):
     assert explained > 0.99
     with pytest.raises(InputError, match=r"n_components must be in \[1, 10\], got 11"):
         pca_reduce(runs, 11)
+
+
+def test_feature_pca_equals_sklearn_on_zscored_features(rng):
+    from scipy import sparse
+    from sklearn.decomposition import PCA
+
+    # sparse SAE-like features with very different firing rates and correlated pairs
+    dense = [(rng.random((300, 12)) < np.linspace(0.01, 0.5, 12)) * rng.random((300, 12)) for _ in range(3)]
+    for d in dense:
+        d[:, 1] += 0.5 * d[:, 0]
+    stacked = np.concatenate(dense)
+    z = (stacked - stacked.mean(0)) / stacked.std(0)
+    ref = PCA(n_components=4).fit(z)
+    for runs in (dense, [sparse.csr_array(d) for d in dense]):
+        scores = np.concatenate(feature_pca(runs, 4))
+        np.testing.assert_allclose(np.abs(scores), np.abs(ref.transform(z)), atol=1e-9)
+        np.testing.assert_allclose(scores.var(0), ref.explained_variance_ * (len(z) - 1) / len(z), rtol=1e-9)
+    with pytest.raises(InputError, match=r"n_components must be in \[1, 12\], got 13"):
+        feature_pca(dense, 13)
 
 
 def test_encoding_bad_input(sae_study):

@@ -87,6 +87,32 @@ def test_run_subject_and_group(study):
     assert set(prov["inputs"]) == set(config["runs"])
 
 
+@pytest.mark.parametrize("reduce", ["pca", "top"])
+def test_sae_space_reduced_from_all_selected_features(study, tmp_path, reduce):
+    from sae_eeg.alignment.run import _sae_space
+
+    config, _ = study
+    runs = [load_run(p) for p in config["runs"]["s01"]]
+    feats = [r.features for r in runs]
+    space = _sae_space(feats, 3, reduce)
+    assert [s.shape for s in space] == [(f.shape[0], 3) for f in feats]
+    if reduce == "top":  # the 3 most active features, unchanged
+        activity = sum(np.asarray(abs(f).sum(axis=0)).ravel() for f in feats)
+        cols = np.sort(np.argsort(-activity)[:3])
+        np.testing.assert_array_equal(space[0], feats[0][:, cols].toarray())
+    else:  # linear in every feature: the scores span the same space as a least-squares fit from all
+        X = np.concatenate([f.toarray() for f in feats])
+        S = np.concatenate(space)
+        coef, *_ = np.linalg.lstsq(np.c_[X, np.ones(len(X))], S, rcond=None)
+        np.testing.assert_allclose(np.c_[X, np.ones(len(X))] @ coef, S, atol=1e-9)
+        assert (np.abs(coef[:-1]) > 1e-6).all()                      # every feature contributes
+    assert [s.shape[1] for s in _sae_space(feats, None, reduce)] == [feats[0].shape[1]] * len(feats)
+    cfg = {**config, "output_dir": str(tmp_path / reduce),
+           "encoding": {**config["encoding"], "max_sae_dims": 3, "sae_reduce": reduce, "bands": None}}
+    table = read_table(run_subject(cfg, "s01") / "encoding.parquet")
+    assert set(table[table.feature_space == "sae"].n_dims) == {3}
+
+
 def test_run_errors(study, tmp_path):
     config, _ = study
     with pytest.raises(ConfigError, match=r"protocol.lag_selection.*'group' or 'subject'"):

@@ -13,6 +13,7 @@ from .encoding import (
     SPLIT_COLUMNS,
     GroupEncodingStats,
     encoding_scores,
+    feature_pca,
     group_encoding_stats,
     layer_curves,
     pca_reduce,
@@ -24,6 +25,7 @@ from .protocol import FEATURE_COLUMNS, ProtocolResult, paper_protocol, summarize
 __all__ = [
     "CLUSTER_COLUMNS", "FEATURE_COLUMNS", "SCORE_COLUMNS", "SPLIT_COLUMNS", "ClusterTable",
     "GroupEncodingStats", "ProtocolResult", "data_from_aligned", "encoding_scores", "feature_cluster_test", "feature_max",
+    "feature_pca",
     "firing_rates", "group_encoding_stats", "layer_curves", "paper_protocol", "pca_reduce",
     "scale_max", "select_features", "summarize", "variance_partition",
 ]

@@ -93,6 +93,47 @@ def pca_reduce(runs, n_components, *, random_state=None):
     return [pca.transform(np.asarray(r, dtype=np.float64)) for r in runs]
 
 
+def feature_pca(runs, n_components):
+    """Project features (dense or sparse) of every run on principal components of all of them.
+
+    Each feature is z-scored over all runs first (a PCA of the correlation matrix), so
+    that rarely firing SAE features weigh as much as frequent ones; the components are
+    the leading eigenvectors of that matrix, computed from the summed cross-products
+    (sparse runs are never densified).
+
+    Parameters
+    ----------
+    runs : list of array or sparse matrix, each (n_times_i, n_features)
+        Features of each run (e.g. all selected SAE features).
+    n_components : int
+        Components kept, ``1 <= n_components <= n_features``.
+
+    Returns
+    -------
+    scores : list of ndarray, each (n_times_i, n_components)
+        Scores on the components (zero mean and variance equal to the component's
+        eigenvalue over all runs), components by decreasing variance; each
+        component's sign makes its largest loading positive.
+    """
+    n_components = _ensure_int(n_components, "n_components")
+    n_features = runs[0].shape[1]
+    if not 1 <= n_components <= n_features:
+        raise InputError(f"n_components must be in [1, {n_features}], got {n_components}.")
+    n = sum(r.shape[0] for r in runs)
+    mean = sum(np.asarray(r.sum(axis=0), dtype=np.float64).ravel() for r in runs) / n
+    cross = sum(np.asarray((r.T @ r).toarray() if hasattr(r, "toarray") else r.T @ r, dtype=np.float64)
+                for r in runs)
+    cov = cross / n - np.outer(mean, mean)
+    std = np.sqrt(np.clip(np.diag(cov), 0, None))
+    std = np.where(std > 0, std, 1.0)
+    evals, evecs = np.linalg.eigh(cov / np.outer(std, std))
+    comps = evecs[:, ::-1][:, :n_components]
+    comps = comps * np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(n_components)])
+    proj = comps / std[:, None]                       # raw features -> scores of z-scored features
+    offset = mean @ proj
+    return [np.asarray(r @ proj) - offset for r in runs]
+
+
 def _standardize(runs):
     """z-score every column over all runs together (spaces on one scale for ridge)."""
     stacked = np.concatenate(runs)

@@ -40,6 +40,7 @@ from .channels import clusters_from_coef
 from .encoding import (
     DEFAULT_ALPHAS,
     encoding_scores,
+    feature_pca,
     group_encoding_stats,
     layer_curves,
     pca_reduce,
@@ -91,10 +92,14 @@ class ClusterSettings(_Settings):
 class EncodingSettings(_Settings):
     """Multivariate encoding of feature spaces and variance partitioning.
 
-    The "sae" space holds the ``max_sae_dims`` most active of the protocol's selected
-    features, or all of them with ``max_sae_dims: null`` (memory grows as (features x
-    lags)^2: 1000 features x 65 lags would need a 65k x 65k covariance); "dense_pca" has
-    as many dimensions (at most the layer width).
+    The "sae" space is built from every feature the protocol selected, reduced to
+    ``max_sae_dims`` dimensions: ``sae_reduce: pca`` (default) takes the first principal
+    components of all of them (each z-scored first, see
+    :func:`~sae_eeg.alignment.encoding.feature_pca`); ``sae_reduce: top`` keeps the
+    ``max_sae_dims`` most active features (one dimension per feature id).
+    ``max_sae_dims: null`` keeps every selected feature unreduced (memory grows as
+    (features x lags)^2: 1000 features x 65 lags would need a 65k x 65k covariance).
+    "dense_pca" has as many dimensions as "sae" (at most the layer width).
     """
 
     enabled: bool = True
@@ -108,6 +113,7 @@ class EncodingSettings(_Settings):
     band_search: Literal["gradient", "random"] = "gradient"
     n_iter: int = pydantic.Field(20, ge=1)
     max_sae_dims: int | None = pydantic.Field(32, ge=1)
+    sae_reduce: Literal["pca", "top"] = "pca"
 
 
 class AlignmentConfig(_Settings):
@@ -196,19 +202,27 @@ def _tidy_trf(coef_FCL, *, subject, cfg, ids, ch_names, times, split):
     })
 
 
-def _spaces(cfg, runs, sae_runs):
-    # the SAE space keeps the max_sae_dims most active selected features (all with None),
-    # the dense PCA as many dimensions
+def _sae_space(sae_runs, n_dims, reduce):
+    """The "sae" encoding space from all selected features (see :class:`EncodingSettings`)."""
+    if n_dims is None or n_dims >= sae_runs[0].shape[1]:
+        return [f.toarray() for f in sae_runs]
+    if reduce == "pca":
+        return feature_pca(sae_runs, n_dims)
     activity = sum(np.asarray(abs(f).sum(axis=0)).ravel() for f in sae_runs)
-    sae_cols = np.sort(np.argsort(-activity, kind="stable")[:cfg.encoding.max_sae_dims])
+    cols = np.sort(np.argsort(-activity, kind="stable")[:n_dims])
+    return [f[:, cols].toarray() for f in sae_runs]
+
+
+def _spaces(cfg, runs, sae_runs):
+    sae = _sae_space(sae_runs, cfg.encoding.max_sae_dims, cfg.encoding.sae_reduce)
     out = {}
     for name in dict.fromkeys(cfg.encoding.spaces + (cfg.encoding.bands or [])):
         if name == "sae":
-            out[name] = [f[:, sae_cols].toarray() for f in sae_runs]
+            out[name] = sae
         elif name == "dense_pca":
             if any("dense" not in r.spaces for r in runs):
                 raise InputError("Feature space 'dense_pca' needs a 'dense' space in every run file.")
-            n_dims = min(len(sae_cols), runs[0].spaces["dense"].shape[1])
+            n_dims = min(sae[0].shape[1], runs[0].spaces["dense"].shape[1])
             out[name] = pca_reduce([r.spaces["dense"] for r in runs], n_dims, random_state=0)
         else:
             missing = [i for i, r in enumerate(runs) if name not in r.spaces]

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..alignment.io import read_table
+from ..alignment.run import EncodingSettings
 from ..viz import (
     ReportSection,
     plot_consistency,
@@ -25,6 +26,18 @@ from ..viz import (
 )
 from .config import load_pipeline_config
 from .resources import manifest_of
+
+
+def _sae_space_text(cfg):
+    """How the "sae" encoding space was formed, from the alignment config."""
+    enc = EncodingSettings.model_validate(cfg.alignment.get("encoding", {}))
+    if enc.max_sae_dims is None:
+        return "The SAE space holds every selected feature."
+    if enc.sae_reduce == "pca":
+        return (f"The SAE space is the first {enc.max_sae_dims} principal components of all selected "
+                "features (z-scored); the dense space has as many components.")
+    return (f"The SAE space holds the {enc.max_sae_dims} most active selected features; the dense space "
+            "has as many principal components.")
 
 
 def _concat(paths):
@@ -149,7 +162,8 @@ def make_report(config, *, extra_sections=()):
     scores = _group_table(cfg, "encoding_tests")
     sections.append(ReportSection(
         "Multivariate encoding: SAE features vs acoustics vs dense activations",
-        "Leave-one-run-out prediction r of each feature space per layer, with circular-shift nulls.",
+        "Leave-one-run-out prediction r of each feature space per layer, with circular-shift nulls. "
+        + _sae_space_text(cfg),
         figures=fig("layer_r"), table=None if scores is None else scores.head(20),
     ))
     split = _group_table(cfg, "variance_partition_group")
