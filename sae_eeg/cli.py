@@ -47,11 +47,16 @@ def _clean_errors(func):
     return wrapper
 
 
+def _scheduler(option):
+    """The config's ``scheduler`` value for a command-line option ('serial' is one process: None)."""
+    return None if option == "serial" else option
+
+
 def _stages(config, stages, force, scheduler=None):
     cfg = load_pipeline_config(config)
     if scheduler is not None:
         cfg = load_pipeline_config({**cfg.model_dump(mode="json"),
-                                    "scheduler": None if scheduler == "serial" else scheduler})
+                                    "scheduler": _scheduler(scheduler)})
     prepare_output_dir(cfg.output_dir, cfg.model_dump(mode="json"), force=force)
     run_stages(cfg, stages, verbose=True)
     return cfg
@@ -152,8 +157,7 @@ def demo(
     force: bool = FORCE,
 ):
     """Run the offline demo on data it generates."""
-    outputs = run_demo(out, size=size, scheduler=None if scheduler == "serial" else scheduler, force=force,
-                       echo=typer.echo)
+    outputs = run_demo(out, size=size, scheduler=_scheduler(scheduler), force=force, echo=typer.echo)
     typer.echo(f"Outputs in {Path(outputs['output_dir']).resolve()}")
 
 

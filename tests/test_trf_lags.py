@@ -115,6 +115,20 @@ def test_per_trial_stats_by_fft_equal_explicit(rng, edge, lag_range, backend):
         np.testing.assert_allclose(xp.to_numpy(stats.xty[i]), xty, rtol=0, atol=1e-10 * np.abs(xty).max())
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("edge", ["zero", "valid"])
+def test_lagged_xty_non_contiguous_lags(rng, edge, backend):
+    from sae_eeg.trf.lags import lagged_xty
+
+    lags = np.array([-3, 0, 2, 7])
+    x, y = rng.standard_normal((60, 3)), rng.standard_normal((60, 2))
+    xp = get_ops(backend)
+    design = lag_matrix(x, lags, edge=edge)
+    start, stop = row_range(len(x), lags, edge)
+    got = xp.to_numpy(lagged_xty(xp.asarray(x), xp.asarray(y), lags, edge, xp))
+    np.testing.assert_allclose(got, design.T @ y[start:stop], rtol=0, atol=1e-12)
+
+
 @pytest.mark.parametrize("edge", ["zero", "valid"])
 def test_stats_torch_parity(rng, edge):
     lags = np.arange(-3, 5)

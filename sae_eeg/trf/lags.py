@@ -200,8 +200,11 @@ def _block_xcorr(x_cat, y_cat, n_L, xp):
 
 
 def _fft_segment(n_T, n_L):
-    """Samples a trial of ``n_T`` takes in :func:`_block_xcorr`: whole blocks of ``8 n_L``
-    holding the trial and ``n_L - 1`` zeros, so that no block reaches into the next trial."""
+    """Padded length of a trial of ``n_T`` samples in :func:`_block_xcorr`.
+
+    Whole blocks of ``8 n_L`` holding the trial and ``n_L - 1`` zeros, so that no block
+    reaches into the next trial laid after it.
+    """
     return -(-(n_T + n_L - 1) // (8 * n_L)) * (8 * n_L)
 
 
@@ -309,30 +312,30 @@ def lagged_xtx(x_TF, lags, edge, xp):
 def lagged_xty(x_TF, y_TC, lags, edge, xp):
     """``X^T Y`` of the lagged design of one trial, shape (n_lags * F, C).
 
-    Block ``j`` is ``sum_t x(t - l_j)^T y(t)`` over the rows used: by block FFTs
-    (:func:`_block_xcorr` of x against y advanced by ``l_0``) when contiguous lags make
-    them cheaper, else one product per lag.
+    Block ``j`` is ``sum_s x(s)^T y(s + l_j)``, with y zero outside the rows used: by
+    block FFTs (:func:`_block_xcorr`) when contiguous lags make them cheaper, else by
+    products of x with copies of y shifted by each lag (a few lags per product).
     """
     lags = np.asarray(lags, dtype=np.int64)
     (n_T, n_F), n_C, n_L = x_TF.shape, y_TC.shape[1], len(lags)
+    l0, span = int(lags[0]), int(lags[-1] - lags[0]) + 1
     start, stop = row_range(n_T, lags, edge)
-    if n_L > 1 and np.all(np.diff(lags) == 1) and _fft_is_cheaper([x_TF], n_L, n_C):
-        seg = _fft_segment(n_T, n_L)
-        x_pad, y_pad = xp.zeros((seg + n_L - 1, n_F)), xp.zeros((seg + n_L - 1, n_C))
+    use_fft = span == n_L and _fft_is_cheaper([x_TF], n_L, n_C)
+    # y advanced by l_0 on the rows used: y_adv[u] = y(u + l_0); rows that meet no x sample are left out
+    y_adv = xp.zeros(((_fft_segment(n_T, n_L) + n_L - 1) if use_fft else n_T + span - 1, n_C))
+    u0, u1 = max(start - l0, 0), min(stop - l0, n_T + span - 1)
+    if u1 > u0:
+        y_adv[u0:u1] = y_TC[u0 + l0:u1 + l0]
+    if use_fft:
+        x_pad = xp.zeros((y_adv.shape[0], n_F))
         x_pad[:n_T] = x_TF
-        # y_pad[u] = y(u + l_0) on the rows used; rows that meet no x sample are left out
-        u0, u1 = max(start - int(lags[0]), 0), min(stop - int(lags[0]), n_T + n_L - 1)
-        if u1 > u0:
-            y_pad[u0:u1] = y_TC[u0 + int(lags[0]):u1 + int(lags[0])]
-        return _block_xcorr(x_pad, y_pad, n_L, xp).reshape(n_L * n_F, n_C)
-    blocks = []
-    for lag in lags:
-        t0, t1 = max(start, int(lag)), min(stop, n_T + int(lag))
-        if t1 > t0:
-            blocks.append(x_TF[t0 - lag: t1 - lag].mT @ y_TC[t0:t1])
-        else:
-            blocks.append(xp.zeros((n_F, n_C)))
-    return xp.concat(blocks, axis=0)
+        return _block_xcorr(x_pad, y_adv, n_L, xp).reshape(n_L * n_F, n_C)
+    per_product = max(1, 2**23 // (n_T * n_C))                 # lags per product: bounded memory
+    parts = []
+    for j0 in range(0, n_L, per_product):
+        shifted = y_adv[xp.index(np.arange(n_T)[:, None] + (lags[j0:j0 + per_product] - l0))]  # (T, lags, C)
+        parts.append(x_TF.mT @ shifted.reshape(n_T, -1))
+    return xp.concat(parts, axis=1).reshape(n_F, n_L, n_C).swapaxes(0, 1).reshape(n_L * n_F, n_C)
 
 
 def lagged_sums(x_TF, lags, edge, xp):
@@ -457,7 +460,7 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, backend="numpy", de
     if per_trial:
         parts = [trial_stats(xp.asarray(x), xp.asarray(y), lags, edge, xp) for x, y in zip(X, Y)]
         return LagStats(*(xp.concat([getattr(p, k) for p in parts], axis=0) for k in fields))
-    # summed: add the Toeplitz parts and assemble X^T X once; one product for all edges
+    # summed: the Toeplitz parts of all trials at once, X^T X assembled once
     _check_contiguous(lags)
     X, Y = [xp.asarray(x) for x in X], [xp.asarray(y) for y in Y]
     R = _summed_autocov(X, len(lags), xp)
