@@ -17,6 +17,7 @@ import dataclasses
 
 import numpy as np
 import pandas as pd
+import scipy.linalg
 from sklearn.decomposition import PCA
 
 from .. import stats
@@ -99,7 +100,8 @@ def feature_pca(runs, n_components):
     Each feature is z-scored over all runs first (a PCA of the correlation matrix), so
     that rarely firing SAE features weigh as much as frequent ones; the components are
     the leading eigenvectors of that matrix, computed from the summed cross-products
-    (sparse runs are never densified).
+    (dense products over chunks of rows: SAE features at the EEG rate are too dense for
+    sparse products to pay, and a whole run is never densified at once).
 
     Parameters
     ----------
@@ -121,13 +123,18 @@ def feature_pca(runs, n_components):
         raise InputError(f"n_components must be in [1, {n_features}], got {n_components}.")
     n = sum(r.shape[0] for r in runs)
     mean = sum(np.asarray(r.sum(axis=0), dtype=np.float64).ravel() for r in runs) / n
-    cross = sum(np.asarray((r.T @ r).toarray() if hasattr(r, "toarray") else r.T @ r, dtype=np.float64)
-                for r in runs)
+    cross = np.zeros((n_features, n_features))
+    for r in runs:
+        for i in range(0, r.shape[0], 4096):
+            rows = r[i:i + 4096]
+            rows = np.asarray(rows.toarray() if hasattr(rows, "toarray") else rows, dtype=np.float64)
+            cross += rows.T @ rows
     cov = cross / n - np.outer(mean, mean)
     std = np.sqrt(np.clip(np.diag(cov), 0, None))
     std = np.where(std > 0, std, 1.0)
-    evals, evecs = np.linalg.eigh(cov / np.outer(std, std))
-    comps = evecs[:, ::-1][:, :n_components]
+    _, evecs = scipy.linalg.eigh(cov / np.outer(std, std),
+                                 subset_by_index=[n_features - n_components, n_features - 1])
+    comps = evecs[:, ::-1]
     comps = comps * np.sign(comps[np.abs(comps).argmax(axis=0), np.arange(n_components)])
     proj = comps / std[:, None]                       # raw features -> scores of z-scored features
     offset = mean @ proj
