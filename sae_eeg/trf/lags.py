@@ -183,7 +183,6 @@ def _block_xcorr(x_cat, y_cat, n_L, xp):
     B = 8 * n_L
     W = B + n_L - 1                                                         # block plus extension
     N = scipy.fft.next_fast_len(W, real=True)
-    K = N // 2 + 1
     n_blocks = (x_cat.shape[0] - (n_L - 1)) // B
     x_blocks, y_blocks = xp.windows(x_cat, n_blocks, B, B), xp.windows(y_cat, n_blocks, W, B)
     per_chunk = max(1, 2**26 // (8 * N * max(n_F, n_C)))                    # bounded buffers, reused
@@ -193,7 +192,7 @@ def _block_xcorr(x_cat, y_cat, n_L, xp):
         n = min(per_chunk, n_blocks - b0)
         buf_x[:n, :B] = x_blocks[b0:b0 + n]
         buf_y[:n, :W] = y_blocks[b0:b0 + n]
-        spec_x, spec_y = xp.rfft(buf_x[:n], axis=1), xp.rfft(buf_y[:n], axis=1)   # (n, K, F | C)
+        spec_x, spec_y = xp.rfft(buf_x[:n], axis=1), xp.rfft(buf_y[:n], axis=1)   # (n, K = N // 2 + 1, F | C)
         cross = cross + spec_x.conj().swapaxes(0, 1).mT @ spec_y.swapaxes(0, 1)    # sum over blocks: (K, F, C)
     R = xp.irfft(cross, N, axis=0)[:n_L]                                   # lags 0..n_L-1 only
     return R.reshape(n_L, n_F, n_C)

@@ -16,7 +16,6 @@ from ._check import _check_alphas, _check_number, _check_option, _check_pair
 from .crossval import SCORERS, make_folds
 from .lags import (
     LagStats,
-    _lag_rows,
     coef_from_weights,
     lagged_stats,
     lagged_xty,
