@@ -113,6 +113,20 @@ def test_sae_space_reduced_from_all_selected_features(study, tmp_path, reduce):
     assert set(table[table.feature_space == "sae"].n_dims) == {3}
 
 
+def test_memo_fits_acoustic_spaces_once_for_all_layers(study, tmp_path):
+    config, _ = study
+    base = {**config, "clusters": {"enabled": False}, "encoding": {**config["encoding"], "bands": None}}
+    layer = {k: {**base, "layer": k, "output_dir": str(tmp_path / f"memo{k}")} for k in (4, 5)}
+    memo = {}
+    run_subject(layer[4], "s01", memo=memo)
+    assert len(memo) == 1                                      # the envelope; "sae" depends on the layer
+    with_memo = read_table(run_subject(layer[5], "s01", memo=memo) / "encoding.parquet")
+    assert len(memo) == 1                                      # reused, not refitted
+    plain = read_table(run_subject({**layer[5], "output_dir": str(tmp_path / "plain")}, "s01") / "encoding.parquet")
+    pd.testing.assert_frame_equal(with_memo, plain)            # same tables, same null draws per space
+    assert (with_memo.layer == 5).all()
+
+
 def test_run_errors(study, tmp_path):
     config, _ = study
     with pytest.raises(ConfigError, match=r"protocol.lag_selection.*'group' or 'subject'"):

@@ -14,6 +14,7 @@ the acoustics). Group statistics run on the resulting tidy tables.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 
 import numpy as np
 import pandas as pd
@@ -149,6 +150,14 @@ def _standardize(runs):
     return [(r - mean) / std for r in runs]
 
 
+def _space_rng(random_state, name):
+    """Random generator of one space's null: an int seed gives every space its own stream, so
+    a space's result does not depend on the other spaces of the call."""
+    if isinstance(random_state, (int, np.integer)):
+        return np.random.default_rng([int(random_state), zlib.crc32(name.encode())])
+    return np.random.default_rng(random_state)            # a Generator is shared; None: fresh entropy
+
+
 @fill_doc
 def encoding_scores(eeg_runs, spaces, *, sfreq, subject="", ch_names=None, channels=None, tmin=0.0,
                     tmax=0.5, alphas=DEFAULT_ALPHAS, n_null=100, model="", layer=-1, random_state=None):
@@ -178,6 +187,7 @@ def encoding_scores(eeg_runs, spaces, *, sfreq, subject="", ch_names=None, chann
     layer : int
         Labels in the table.
     %(random_state)s
+        An int seeds each space's null on its own (from the seed and the space's name).
 
     Returns
     -------
@@ -190,14 +200,13 @@ def encoding_scores(eeg_runs, spaces, *, sfreq, subject="", ch_names=None, chann
     ch_idx, names = resolve_channels(channels, ch_names, eeg_runs[0].shape[1])
     eeg_runs = [y[:, ch_idx] for y in eeg_runs]
     spaces = _check_spaces(spaces, eeg_runs)
-    rng = np.random.default_rng(random_state)
     frames = []
     for name, runs in spaces.items():
         runs = _standardize(runs)
         trf = TRF(tmin, tmax, sfreq, alpha=list(alphas)).fit(runs, eeg_runs)
         best = float(trf.alpha_[0])
         null = permutation_null(runs, eeg_runs, tmin, tmax, sfreq, alpha=best, kind="shift",
-                                n_permutations=n_null, random_state=rng)
+                                n_permutations=n_null, random_state=_space_rng(random_state, name))
         frames.append(pd.DataFrame({
             "subject": subject, "model": model, "layer": layer, "feature_space": name,
             "n_dims": runs[0].shape[1], "channel": names, "r": null.observed, "alpha": best,

@@ -20,6 +20,7 @@ Group tables: ``protocol_features``, ``protocol_subjects``, ``protocol_summary``
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -233,7 +234,37 @@ def _spaces(cfg, runs, sae_runs):
     return out
 
 
-def run_subject(config, subject, *, force=False):
+#: Encoding spaces built from the layer; every other space (acoustic baselines) is the same for all layers.
+LAYER_SPACES = ("sae", "dense_pca")
+
+
+def _memo_key(name, space_runs, eeg_runs, settings):
+    """Hash of everything one space's encoding result depends on (see :func:`run_subject`'s ``memo``)."""
+    digest = hashlib.sha256(json.dumps([name, settings], sort_keys=True, default=str).encode())
+    for a in (*eeg_runs, *space_runs):
+        a = np.ascontiguousarray(a)
+        digest.update(repr((a.shape, a.dtype.str)).encode())
+        digest.update(a.data)
+    return digest.hexdigest()
+
+
+def _encoding_table(eeg_runs, spaces, *, n_null, seed, common, memo):
+    """:func:`encoding_scores` of every space; layer-independent spaces are taken from and put in ``memo``."""
+    settings = {**{k: v for k, v in common.items() if k != "layer"}, "n_null": n_null, "seed": seed}
+    keys = {k: None if memo is None or k in LAYER_SPACES else _memo_key(k, x, eeg_runs, settings)
+            for k, x in spaces.items()}
+    parts = {k: memo[key].assign(layer=common["layer"]) for k, key in keys.items() if key is not None and key in memo}
+    todo = {k: x for k, x in spaces.items() if k not in parts}
+    if todo:
+        fresh = encoding_scores(eeg_runs, todo, n_null=n_null, random_state=seed, **common)
+        for k in todo:
+            parts[k] = fresh[fresh.feature_space == k]
+            if keys[k] is not None:
+                memo[keys[k]] = parts[k]
+    return pd.concat([parts[k] for k in spaces], ignore_index=True)
+
+
+def run_subject(config, subject, *, force=False, memo=None):
     """Fit every per-subject model of one subject and write its tables.
 
     Parameters
@@ -244,6 +275,10 @@ def run_subject(config, subject, *, force=False):
         A key of ``config["runs"]``.
     force : bool
         Recompute even if the tables exist for the same config and inputs.
+    memo : dict | None
+        Encoding results of the spaces that do not depend on the layer (acoustic
+        baselines), shared by the calls of one subject for several layers: a space is
+        reused only when its EEG, design and settings hash the same. ``None``: compute all.
 
     Returns
     -------
@@ -296,8 +331,8 @@ def run_subject(config, subject, *, force=False):
         eeg_runs = [r.eeg for r in runs]
         common = {"sfreq": cfg.sfreq, "subject": subject, "ch_names": ch_names, "channels": e.channels,
                   "tmin": e.tmin, "tmax": e.tmax, "alphas": e.alphas, "model": cfg.model, "layer": cfg.layer}
-        tables["encoding"] = encoding_scores(eeg_runs, {k: spaces[k] for k in e.spaces}, n_null=e.n_null,
-                                             random_state=p.seed, **common)
+        tables["encoding"] = _encoding_table(eeg_runs, {k: spaces[k] for k in e.spaces}, n_null=e.n_null,
+                                             seed=p.seed, common=common, memo=memo)
         if e.bands:
             tables["variance_partition"] = variance_partition(
                 eeg_runs, {k: spaces[k] for k in e.bands}, search=e.band_search, n_iter=e.n_iter,

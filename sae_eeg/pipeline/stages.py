@@ -117,8 +117,9 @@ def alignment_config(cfg, layer):
 def subject_task(config, subject):
     """Every per-subject alignment analysis of one subject, for every layer."""
     cfg = load_pipeline_config(config)
+    memo = {}                                  # acoustic encodings: fitted once for all layers
     for layer in cfg.layers:
-        run_subject(alignment_config(cfg, layer), subject)
+        run_subject(alignment_config(cfg, layer), subject, memo=memo)
 
 
 def group_task(config):
