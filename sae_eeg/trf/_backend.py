@@ -63,15 +63,25 @@ class NumpyOps:
         """Eigenvalues (ascending) and eigenvectors of symmetric matrices (batched)."""
         return np.linalg.eigh(a)
 
-    def cho_solve_shifted(self, a, shift, b):
-        """Solve ``(a + shift I) x = b`` for symmetric positive definite systems (batched: LU)."""
-        m = a.copy()
+    def cho_solve_shifts(self, a, shifts, b):
+        """Solve ``(a + s I) x = b`` for every shift ``s``: shape (S, ..., P, C).
+
+        ``a`` is symmetric positive definite (Cholesky); a batch of matrices is solved by LU.
+        """
         idx = np.arange(a.shape[-1])
-        m[..., idx, idx] += shift
-        if m.ndim > 2:
-            return np.linalg.solve(m, b)
-        factor = scipy.linalg.cho_factor(m, overwrite_a=True, check_finite=False)
-        return scipy.linalg.cho_solve(factor, b, check_finite=False)
+        m = np.empty_like(a)                                   # one work matrix for all shifts
+        out = []
+        for shift in shifts:
+            np.copyto(m, a)
+            m[..., idx, idx] += shift
+            if m.ndim > 2:
+                out.append(np.linalg.solve(m, b))
+                continue
+            # m is symmetric: its transpose is the same matrix in Fortran order, which LAPACK
+            # factorises in place (a C-ordered matrix would be copied first)
+            factor = scipy.linalg.cho_factor(m.T, overwrite_a=True, check_finite=False)
+            out.append(scipy.linalg.cho_solve(factor, b, check_finite=False))
+        return np.stack(out)
 
     def sqrt(self, a):
         """Element-wise square root."""
@@ -138,10 +148,13 @@ class TorchOps:
     def eigh(self, a):
         return torch.linalg.eigh(a)
 
-    def cho_solve_shifted(self, a, shift, b):
-        m = a.clone()
-        m.diagonal(dim1=-2, dim2=-1).add_(shift)
-        return torch.cholesky_solve(b, torch.linalg.cholesky(m))
+    def cho_solve_shifts(self, a, shifts, b):
+        out = []
+        for shift in shifts:
+            m = a.clone()
+            m.diagonal(dim1=-2, dim2=-1).add_(shift)
+            out.append(torch.cholesky_solve(b, torch.linalg.cholesky(m)))
+        return torch.stack(out)
 
     def sqrt(self, a):
         return torch.sqrt(a)

@@ -30,7 +30,12 @@ def _moments_from_stats(W, b, held, xp):
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
     C_h = xtx - (sx[..., :, None] * sx[..., None, :]) / n       # centred lagged covariance
     c_h = xty - (sx[..., :, None] * sy[..., None, :]) / n       # centred cross-covariance
-    ss_hat = ((C_h[None] @ W) * W).sum(axis=-2)
+    if W.ndim == 3:                                              # (A, P, C): one product for all alphas
+        n_A, n_P, n_C = W.shape
+        CW = (C_h @ W.swapaxes(0, 1).reshape(n_P, n_A * n_C)).reshape(n_P, n_A, n_C).swapaxes(0, 1)
+    else:
+        CW = C_h[None] @ W
+    ss_hat = (CW * W).sum(axis=-2)
     cross = (c_h[None] * W).sum(axis=-2)
     ss_y = yty - sy * sy / n
     d_mean = sy / n - ((sx[None, ..., None, :] @ W)[..., 0, :] / n + b)

@@ -69,7 +69,7 @@ def solve_eigh(C, c, alphas, xp, penalty_scale=None):
 def solve_cholesky(C, c, alphas, xp, penalty_scale=None):
     """Weights for every alpha, one Cholesky factorisation per alpha (best for one alpha)."""
     Cs, cs, s = _scaled(C, c, penalty_scale)
-    W = xp.stack([xp.cho_solve_shifted(Cs, float(a), cs) for a in np.asarray(alphas)], axis=0)
+    W = xp.cho_solve_shifts(Cs, [float(a) for a in np.asarray(alphas)], cs)
     return W if s is None else W * s
 
 
