@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import scipy.fft
 import scipy.linalg
+from scipy.linalg import blas, lapack
 
 from ._check import _check_option
 
@@ -82,6 +83,60 @@ class NumpyOps:
             factor = scipy.linalg.cho_factor(m.T, overwrite_a=True, check_finite=False)
             out.append(scipy.linalg.cho_solve(factor, b, check_finite=False))
         return np.stack(out)
+
+    def eye(self, n, m=None):
+        """Identity matrix (n, m)."""
+        return np.eye(n, m)
+
+    def tril(self, a, k=0):
+        """Lower triangle (below diagonal ``k``) of the last two axes."""
+        return np.tril(a, k)
+
+    def triu(self, a, k=0):
+        """Upper triangle (above diagonal ``k``) of the last two axes."""
+        return np.triu(a, k)
+
+    def cholesky(self, a):
+        """Lower Cholesky factors of symmetric positive definite matrices (batched)."""
+        return np.linalg.cholesky(a)
+
+    def solve_triangular(self, a, b, lower, transpose=False):
+        """Solve ``a x = b`` (or ``a^T x = b``) for triangular ``a``, batched over a leading axis of ``a``."""
+        def solve(ak, bk):      # x^T = b^T op(a)^{-1} by BLAS on the transposes: no layout copies
+            return blas.dtrsm(1.0, ak.T, bk.T, side=1, lower=int(not lower), trans_a=int(transpose)).T
+
+        if a.ndim == 2:
+            return solve(a, b)
+        b = np.broadcast_to(b, a.shape[:1] + b.shape[-2:])
+        return np.stack([solve(ak, bk) for ak, bk in zip(a, b)])
+
+    def subtract_product(self, c, a, b):
+        """``c -= a @ b`` in place, without a temporary of ``c``'s size."""
+        if c.flags.c_contiguous:            # BLAS on the transposes: c^T is Fortran-ordered
+            out = blas.dgemm(-1.0, b.T, a.T, beta=1.0, c=c.T, overwrite_c=1)
+            if np.shares_memory(out, c):
+                return c
+        c -= a @ b
+        return c
+
+    def geqrf(self, a):
+        """LAPACK QR of ``a`` (m, n): Householder vectors below the diagonal of ``qr``, and ``tau``."""
+        qr, tau, _, _ = lapack.dgeqrf(a)
+        return qr, tau
+
+    def symmetric_work(self, a):
+        """A working copy of symmetric ``a`` for :meth:`two_sided_update` (Fortran order)."""
+        return np.array(a, order="F")
+
+    def two_sided_update(self, a, v, t):
+        """``Q^T a Q`` for ``Q = I - v t v^T`` and symmetric ``a``: only lower triangles are read and written.
+
+        BLAS ``symm`` and ``syr2k`` on a Fortran-ordered copy: half the flops of full products.
+        """
+        a = np.array(a, order="F")
+        x = blas.dsymm(1.0, a, v @ t, lower=1)
+        z = x - 0.5 * (v @ (t.T @ (v.T @ x)))             # then Q^T a Q = a - v z^T - z v^T
+        return blas.dsyr2k(-1.0, v, z, beta=1.0, c=a, lower=1, overwrite_c=1)
 
     def sqrt(self, a):
         """Element-wise square root."""
@@ -155,6 +210,37 @@ class TorchOps:
             m.diagonal(dim1=-2, dim2=-1).add_(shift)
             out.append(torch.cholesky_solve(b, torch.linalg.cholesky(m)))
         return torch.stack(out)
+
+    def eye(self, n, m=None):
+        return torch.eye(n, n if m is None else m, dtype=self.dtype, device=self.device)
+
+    def tril(self, a, k=0):
+        return torch.tril(a, k)
+
+    def triu(self, a, k=0):
+        return torch.triu(a, k)
+
+    def cholesky(self, a):
+        return torch.linalg.cholesky(a)
+
+    def solve_triangular(self, a, b, lower, transpose=False):
+        if transpose:
+            return torch.linalg.solve_triangular(a.mT, b, upper=lower)
+        return torch.linalg.solve_triangular(a, b, upper=not lower)
+
+    def geqrf(self, a):
+        return torch.geqrf(a)
+
+    def subtract_product(self, c, a, b):
+        return c.sub_(a @ b)
+
+    def symmetric_work(self, a):
+        return a.clone()
+
+    def two_sided_update(self, a, v, t):
+        x = a @ (v @ t)
+        z = x - 0.5 * (v @ (t.mT @ (v.mT @ x)))
+        return a - v @ z.mT - z @ v.mT
 
     def sqrt(self, a):
         return torch.sqrt(a)

@@ -1,9 +1,10 @@
 """Cross-validation of lagged ridge models on per-trial sufficient statistics.
 
 A training set's statistics are the total minus its held-out trials; each fold needs
-one eigendecomposition for every alpha; Pearson r, MSE and r^2 of each held-out trial
-follow from its statistics without predicting (Spearman needs predictions). Scores
-are computed per held-out trial and averaged over the trials of a fold (mTRFpy).
+one matrix decomposition for every alpha (:mod:`~sae_eeg.trf.solvers`); Pearson r, MSE
+and r^2 of each held-out trial follow from its statistics without predicting (Spearman
+needs predictions). Scores are computed per held-out trial and averaged over the
+trials of a fold (mTRFpy).
 """
 
 from __future__ import annotations

@@ -72,10 +72,12 @@ class TRF(RegressorMixin, BaseEstimator):
         ``'zero'`` zero-pads lagged inputs beyond the trial (mTRF ``zeropad=True``,
         MNE); ``'valid'`` uses only samples whose lagged inputs are all inside the
         trial. Default 'zero'.
-    solver : 'auto' | 'eigh' | 'cholesky'
-        ``'eigh'`` gives every alpha from one eigendecomposition per fold;
-        ``'cholesky'`` factorises once per alpha; ``'auto'`` picks the cheaper (Cholesky
-        up to 12 alphas, where one eigendecomposition costs about as much).
+    solver : 'auto' | 'tridiagonal' | 'eigh' | 'cholesky'
+        ``'tridiagonal'`` gives every alpha from one orthogonal reduction to
+        block-tridiagonal form per fold; ``'eigh'`` from one eigendecomposition per
+        fold; ``'cholesky'`` factorises once per alpha. ``'auto'`` picks the cheapest:
+        Cholesky up to 5 alphas, the reduction beyond (eigh for small designs of fewer
+        than 193 lagged columns, from 13 alphas on).
     backend : 'numpy' | 'torch'
         Array library for the computation; results are NumPy either way.
     device : str | None

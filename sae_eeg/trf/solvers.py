@@ -4,12 +4,17 @@ All solvers take the (centred) system ``C w = c`` and a vector of penalties and 
 the weights for every penalty at once, shape (n_alphas, P, n_outputs). The intercept is
 never penalised: with ``fit_intercept`` the system is centred on the lagged design's
 own column means, which is exactly ridge with an unpenalised column of ones (mTRF).
+
+Three ways to many penalties: one Cholesky factorisation per penalty (fewest flops for
+a few), one eigendecomposition for all (batches of small systems), and one reduction
+to block-tridiagonal form for all (large systems, many penalties).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from . import tridiagonal
 from ._check import _check_option
 
 
@@ -73,24 +78,51 @@ def solve_cholesky(C, c, alphas, xp, penalty_scale=None):
     return W if s is None else W * s
 
 
-SOLVERS = {"eigh": solve_eigh, "cholesky": solve_cholesky}
+def solve_tridiagonal(C, c, alphas, xp, penalty_scale=None):
+    """Weights for every alpha from one block-tridiagonal reduction ``C = Q J Q^T``.
+
+    ``W(alpha) = Q (J + alpha I)^{-1} Q^T c``: after the reduction each alpha costs a
+    block-tridiagonal Cholesky factorisation and two products with ``Q``
+    (:mod:`sae_eeg.trf.tridiagonal`). A batch of systems is reduced one by one.
+    """
+    if C.ndim > 2:
+        return xp.stack([solve_tridiagonal(Cb, cb, alphas, xp, penalty_scale)
+                         for Cb, cb in zip(C, c)], axis=1)
+    Cs, cs, s = _scaled(C, c, penalty_scale)
+    J = tridiagonal.block_tridiagonalize(Cs, xp)
+    z = tridiagonal.apply_q(J, cs * 1.0, xp, transpose=True)             # cs * 1.0: apply_q works in place
+    U = tridiagonal.solve_shifts(J, z, alphas, xp)                       # (A, P, C)
+    n_A, n_P, n_C = U.shape
+    W = tridiagonal.apply_q(J, U.swapaxes(0, 1).reshape(n_P, n_A * n_C), xp)   # all alphas in one product
+    W = W.reshape(n_P, n_A, n_C).swapaxes(0, 1)
+    return W if s is None else W * s
+
+
+SOLVERS = {"eigh": solve_eigh, "cholesky": solve_cholesky, "tridiagonal": solve_tridiagonal}
 
 
 # A dense symmetric eigendecomposition costs about as much as this many Cholesky
 # factorisations of the same matrix (LAPACK dsyevd vs dpotrf, measured on OpenBLAS).
 EIGH_COST_IN_CHOLESKY = 12
+# The block-tridiagonal reduction (with its products with Q) costs about as much as
+# this many Cholesky solves, for matrices of several blocks (measured likewise).
+TRIDIAGONAL_COST_IN_CHOLESKY = 5
 
 
-def resolve_solver(solver, n_alphas):
-    """Concrete solver name: ``'auto'`` takes the cheaper for ``n_alphas`` penalties.
+def resolve_solver(solver, n_alphas, n_columns=None):
+    """Concrete solver name: ``'auto'`` takes the cheapest for ``n_alphas`` penalties.
 
-    One Cholesky factorisation per alpha up to :data:`EIGH_COST_IN_CHOLESKY` alphas,
-    one eigendecomposition for all alphas beyond.
+    For one system of ``n_columns`` > 4 blocks: one Cholesky factorisation per alpha up
+    to :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas, one block-tridiagonal reduction for
+    all alphas beyond. For batches and small systems: Cholesky up to
+    :data:`EIGH_COST_IN_CHOLESKY` alphas, one eigendecomposition beyond.
     """
     _check_option("solver", solver, ("auto", *SOLVERS))
-    if solver == "auto":
-        return "cholesky" if n_alphas <= EIGH_COST_IN_CHOLESKY else "eigh"
-    return solver
+    if solver != "auto":
+        return solver
+    if n_columns is not None and n_columns > 4 * tridiagonal.WIDTH:
+        return "cholesky" if n_alphas <= TRIDIAGONAL_COST_IN_CHOLESKY else "tridiagonal"
+    return "cholesky" if n_alphas <= EIGH_COST_IN_CHOLESKY else "eigh"
 
 
 def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
@@ -104,8 +136,8 @@ def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
         Penalties.
     fit_intercept : bool
         Fit an unpenalised intercept.
-    solver : 'auto' | 'eigh' | 'cholesky'
-        See :data:`SOLVERS`.
+    solver : 'auto' | 'tridiagonal' | 'eigh' | 'cholesky'
+        See :data:`SOLVERS` and :func:`resolve_solver`.
     xp : ops
         Backend namespace.
     penalty_scale : array, shape (P,) | None
@@ -117,7 +149,8 @@ def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
     b : array, shape (n_alphas, [B, ]n_outputs)
     """
     C, c = centered_system(stats, fit_intercept)
-    W = SOLVERS[resolve_solver(solver, len(alphas))](C, c, alphas, xp, penalty_scale)
+    n_columns = C.shape[-1] if C.ndim == 2 else None            # batches: eigh or Cholesky
+    W = SOLVERS[resolve_solver(solver, len(alphas), n_columns)](C, c, alphas, xp, penalty_scale)
     if fit_intercept:
         b = (stats.sy[0] - (stats.sx[0][None, ..., None, :] @ W)[..., 0, :]) / stats.n[0]
     else:

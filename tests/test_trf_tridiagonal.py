@@ -1,0 +1,116 @@
+"""Block-tridiagonal reduction: exact reconstruction and ridge solves for every penalty."""
+
+import numpy as np
+import pytest
+
+from sae_eeg.trf import TRF, lag_matrix, tridiagonal
+from sae_eeg.trf._backend import get_ops
+from sae_eeg.trf.solvers import resolve_solver, solve_tridiagonal
+
+BACKENDS = ["numpy", "torch"]
+
+
+def _spd(rng, n, n_rows=None, zero_column=None):
+    X = rng.standard_normal((n_rows or 3 * n, n))
+    if zero_column is not None:
+        X[:, zero_column] = 0.0            # a column already zero below the diagonal: tau = 0
+    return X.T @ X
+
+
+def _dense(J, xp):
+    """J as a dense (P, P) numpy matrix."""
+    sizes = [d.shape[0] for d in J.diag]
+    edges = np.concatenate([[0], np.cumsum(sizes)])
+    out = np.zeros((edges[-1], edges[-1]))
+    for i, d in enumerate(J.diag):
+        out[edges[i]:edges[i + 1], edges[i]:edges[i + 1]] = xp.to_numpy(d)
+    for i, r in enumerate(J.sub):
+        block = xp.to_numpy(r)
+        out[edges[i + 1]:edges[i + 2], edges[i]:edges[i + 1]] = block
+        out[edges[i]:edges[i + 1], edges[i + 1]:edges[i + 2]] = block.T
+    return out, edges
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize(("n", "width"), [(1, 4), (4, 4), (5, 4), (23, 4), (24, 8), (61, 8)])
+def test_reduction_reconstructs_matrix(rng, backend, n, width):
+    xp = get_ops(backend)
+    C = _spd(rng, n, zero_column=n // 2 if n > 4 else None)
+    J = tridiagonal.block_tridiagonalize(xp.asarray(C), xp, width=width)
+    dense, edges = _dense(J, xp)
+    Q = xp.to_numpy(tridiagonal.apply_q(J, xp.eye(n), xp))
+    np.testing.assert_allclose(Q.T @ Q, np.eye(n), atol=1e-12)
+    np.testing.assert_allclose(Q @ dense @ Q.T, C, atol=1e-10 * np.abs(C).max())
+    # J is block tridiagonal and each sub-diagonal block is upper trapezoidal
+    for i, r in enumerate(J.sub):
+        np.testing.assert_array_equal(np.tril(xp.to_numpy(r), -1), 0)
+        assert dense[edges[i + 2]:, edges[i]:edges[i + 1]].size == 0 or \
+            not dense[edges[i + 2]:, edges[i]:edges[i + 1]].any()
+    # Q^T applied by the transpose route inverts Q
+    U = rng.standard_normal((n, 3))
+    back = tridiagonal.apply_q(J, tridiagonal.apply_q(J, xp.asarray(U), xp, transpose=True), xp)
+    np.testing.assert_allclose(xp.to_numpy(back), U, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("scaled", [False, True])
+def test_solver_equals_direct_solve_for_every_alpha(rng, backend, scaled, monkeypatch):
+    monkeypatch.setattr(tridiagonal, "WIDTH", 7)        # several blocks on a small system
+    xp = get_ops(backend)
+    n = 40
+    C, c = _spd(rng, n, zero_column=5), rng.standard_normal((n, 4))
+    alphas = np.array([1e-3, 0.1, 10.0, 1e4])
+    scale = rng.uniform(0.2, 3.0, n) if scaled else None
+    W = xp.to_numpy(solve_tridiagonal(xp.asarray(C), xp.asarray(c), alphas, xp,
+                                      None if scale is None else xp.asarray(scale)))
+    assert W.shape == (4, n, 4)
+    for a, w in zip(alphas, W):
+        pen = np.diag(a * (np.ones(n) if scale is None else scale))
+        np.testing.assert_allclose(w, np.linalg.solve(C + pen, c), rtol=1e-9, atol=1e-12)
+
+
+def test_solver_on_a_batch_of_systems(rng, monkeypatch):
+    monkeypatch.setattr(tridiagonal, "WIDTH", 5)
+    xp = get_ops("numpy")
+    C = np.stack([_spd(rng, 17) for _ in range(3)])
+    c = rng.standard_normal((3, 17, 2))
+    W = solve_tridiagonal(C, c, np.array([0.5, 5.0]), xp)
+    assert W.shape == (2, 3, 17, 2)
+    for k in range(3):
+        np.testing.assert_allclose(W[1, k], np.linalg.solve(C[k] + 5.0 * np.eye(17), c[k]), rtol=1e-10)
+
+
+def test_subtract_product_in_place(rng):
+    xp = get_ops("numpy")
+    a, b = rng.standard_normal((6, 3)), rng.standard_normal((3, 4))
+    for c in (rng.standard_normal((6, 4)), rng.standard_normal((4, 6)).T):   # C- and F-ordered
+        expected = c - a @ b
+        assert xp.subtract_product(c, a, b) is c
+        np.testing.assert_allclose(c, expected, atol=1e-14)
+    big = rng.standard_normal((9, 4))
+    rows = big[3:]                                                            # a view into big
+    expected = big[3:] - a @ b
+    xp.subtract_product(rows, a, b)
+    np.testing.assert_allclose(big[3:], expected, atol=1e-14)
+
+
+def test_auto_picks_reduction_for_large_systems_with_many_alphas():
+    width = tridiagonal.WIDTH
+    assert resolve_solver("auto", 10, 4 * width + 1) == "tridiagonal"
+    assert resolve_solver("auto", 5, 4 * width + 1) == "cholesky"
+    assert resolve_solver("auto", 10, 4 * width) == "cholesky"
+    assert resolve_solver("auto", 13, None) == "eigh"          # batches of small systems
+
+
+def test_estimator_with_reduction_equals_cholesky(rng, monkeypatch):
+    monkeypatch.setattr(tridiagonal, "WIDTH", 6)                   # auto takes the reduction
+    lags = np.arange(-3, 12)
+    X = [rng.standard_normal((150, 3)) for _ in range(4)]
+    kernel = rng.standard_normal((3 * len(lags), 2))
+    Y = [lag_matrix(x, lags) @ kernel + 3 * rng.standard_normal((150, 2)) for x in X]
+    alphas = np.logspace(-1, 4, 7)
+    auto = TRF(-0.03, 0.11, 100.0, alpha=alphas, alpha_per_output=True).fit(X, Y)
+    chol = TRF(-0.03, 0.11, 100.0, alpha=alphas, alpha_per_output=True, solver="cholesky").fit(X, Y)
+    assert resolve_solver("auto", len(alphas), 3 * len(lags)) == "tridiagonal"
+    np.testing.assert_allclose(auto.cv_scores_, chol.cv_scores_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(auto.coef_, chol.coef_, rtol=1e-10, atol=1e-12)
