@@ -5,8 +5,9 @@ Run from the repository root::
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/trf_vs_peers.py [--quick]
 
 Every case runs the engine and its peers in this one process on the same data and
-prints time ratios (peer / engine), peak traced memory (``tracemalloc``: NumPy buffers
-and Python objects) and, for case (a), the largest weight difference to mtrf.
+prints time ratios (peer / engine), peak traced memory (``tracemalloc``, from a second,
+untimed run: NumPy buffers and Python objects) and, for case (a), the largest weight
+difference to mtrf.
 
 (a) forward model, 64 channels, 16 features, lags -100..500 ms at 128 Hz, 20 trials x
     60 s, 10 regularisation values, leave-one-trial-out CV then refit.
@@ -42,20 +43,24 @@ from sae_eeg.trf.univariate import univariate_trfs
 _WALL = {}
 
 
-def _measure(fn):
+def _measure(fn, memory=True):
     """(CPU seconds, peak traced MiB, result) of ``fn()``; wall seconds go to ``_WALL``.
 
     CPU time of this process is the measure (single-threaded BLAS): it is robust to
-    other work on a shared machine, which inflates wall-clock times.
+    other work on a shared machine, which inflates wall-clock times. Time and memory
+    come from two calls of ``fn``: tracing allocations slows the traced code (the more,
+    the more arrays it allocates), so the timed call runs untraced.
     """
-    tracemalloc.start()
-    tracemalloc.reset_peak()
     t0, w0 = time.process_time(), time.perf_counter()
     out = fn()
     dt = time.process_time() - t0
     _WALL["last"] = time.perf_counter() - w0
-    peak = tracemalloc.get_traced_memory()[1] / 2**20
-    tracemalloc.stop()
+    peak = float("nan")
+    if memory:
+        tracemalloc.start()
+        fn()
+        peak = tracemalloc.get_traced_memory()[1] / 2**20
+        tracemalloc.stop()
     return dt, peak, out
 
 
@@ -121,7 +126,7 @@ def case_a(rng, args):
         block_tridiagonalize(C, xp)
         return C @ W, C @ W
 
-    t_fold = min(_measure(one_fold)[0] for _ in range(3))
+    t_fold = min(_measure(one_fold, memory=False)[0] for _ in range(3))
     t_floor = t_fold * n_trials
     print(f"  floor: {n_trials} folds x (one reduction of {P}x{P} + two {P}x{P} by {P}x{W.shape[1]} "
           f"products) take {t_floor:.2f} s cpu: at most {t_m / t_floor:.1f}x vs mtrf for exact CV "
@@ -221,7 +226,7 @@ def case_c(rng, args):
         print(f"  largest |weight difference| vs mtrf: {diff:.2e}")
     else:  # time = setup + per-trial cost: two sizes give both terms
         half = max(1, n_sub // 2)
-        t_1, _, _ = _measure(lambda: run_mtrf(half))
+        t_1, _, _ = _measure(lambda: run_mtrf(half), memory=False)
         t_2, m_m, _ = _measure(lambda: run_mtrf(n_sub))
         per_trial = (t_2 - t_1) / (n_sub - half) if n_sub > half else t_2 / n_sub
         t_m = t_2 + per_trial * (n_trials - n_sub)
