@@ -389,6 +389,8 @@ class LagStats:
         """Sum over trials (all, or the index array ``keep``); a LagStats with N = 1."""
         if keep is None and self.n_trials == 1:
             return self                                       # already a sum: no copy
+        if keep is not None and len(keep) == 1:
+            return self.trial(int(keep[0]))                   # one trial: a view, no copy
         def s(a):
             a = a if keep is None else a[keep]
             return a.sum(axis=0)[None]
