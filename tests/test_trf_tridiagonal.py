@@ -95,15 +95,15 @@ def test_subtract_product_in_place(rng):
 
 
 def test_auto_picks_reduction_for_large_systems_with_many_alphas():
-    width = tridiagonal.WIDTH
-    assert resolve_solver("auto", 10, 4 * width + 1) == "tridiagonal"
-    assert resolve_solver("auto", 5, 4 * width + 1) == "cholesky"
-    assert resolve_solver("auto", 10, 4 * width) == "cholesky"
+    big = 10 * tridiagonal.WIDTH + 1
+    assert resolve_solver("auto", 10, big) == "tridiagonal"
+    assert resolve_solver("auto", 5, big) == "cholesky"
+    assert resolve_solver("auto", 10, big - 1) == "cholesky"
     assert resolve_solver("auto", 13, None) == "eigh"          # batches of small systems
 
 
 def test_estimator_with_reduction_equals_cholesky(rng, monkeypatch):
-    monkeypatch.setattr(tridiagonal, "WIDTH", 6)                   # auto takes the reduction
+    monkeypatch.setattr(tridiagonal, "WIDTH", 4)                   # auto takes the reduction
     lags = np.arange(-3, 12)
     X = [rng.standard_normal((150, 3)) for _ in range(4)]
     kernel = rng.standard_normal((3 * len(lags), 2))

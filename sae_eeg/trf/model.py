@@ -76,8 +76,8 @@ class TRF(RegressorMixin, BaseEstimator):
         ``'tridiagonal'`` gives every alpha from one orthogonal reduction to
         block-tridiagonal form per fold; ``'eigh'`` from one eigendecomposition per
         fold; ``'cholesky'`` factorises once per alpha. ``'auto'`` picks the cheapest:
-        Cholesky up to 5 alphas, the reduction beyond (eigh for small designs of fewer
-        than 193 lagged columns, from 13 alphas on).
+        Cholesky up to 5 alphas, the reduction beyond; for designs of at most 480
+        lagged columns Cholesky up to 12 alphas, eigh beyond.
     backend : 'numpy' | 'torch'
         Array library for the computation; results are NumPy either way.
     device : str | None

@@ -105,14 +105,16 @@ SOLVERS = {"eigh": solve_eigh, "cholesky": solve_cholesky, "tridiagonal": solve_
 # factorisations of the same matrix (LAPACK dsyevd vs dpotrf, measured on OpenBLAS).
 EIGH_COST_IN_CHOLESKY = 12
 # The block-tridiagonal reduction (with its products with Q) costs about as much as
-# this many Cholesky solves, for matrices of several blocks (measured likewise).
+# this many Cholesky solves for matrices of more than 10 blocks (measured likewise; on
+# smaller ones, Python overhead makes Cholesky or eigh cheaper).
 TRIDIAGONAL_COST_IN_CHOLESKY = 5
+TRIDIAGONAL_MIN_BLOCKS = 10
 
 
 def resolve_solver(solver, n_alphas, n_columns=None):
     """Concrete solver name: ``'auto'`` takes the cheapest for ``n_alphas`` penalties.
 
-    For one system of ``n_columns`` > 4 blocks: one Cholesky factorisation per alpha up
+    For one system of ``n_columns`` > :data:`TRIDIAGONAL_MIN_BLOCKS` blocks: one Cholesky factorisation per alpha up
     to :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas, one block-tridiagonal reduction for
     all alphas beyond. For batches and small systems: Cholesky up to
     :data:`EIGH_COST_IN_CHOLESKY` alphas, one eigendecomposition beyond.
@@ -120,7 +122,7 @@ def resolve_solver(solver, n_alphas, n_columns=None):
     _check_option("solver", solver, ("auto", *SOLVERS))
     if solver != "auto":
         return solver
-    if n_columns is not None and n_columns > 4 * tridiagonal.WIDTH:
+    if n_columns is not None and n_columns > TRIDIAGONAL_MIN_BLOCKS * tridiagonal.WIDTH:
         return "cholesky" if n_alphas <= TRIDIAGONAL_COST_IN_CHOLESKY else "tridiagonal"
     return "cholesky" if n_alphas <= EIGH_COST_IN_CHOLESKY else "eigh"
 
