@@ -55,19 +55,36 @@ class UnivariateTRFs:
     times: np.ndarray
 
 
-def _dense(block):
-    return block.toarray() if sparse.issparse(block) else np.asarray(block, dtype=np.float64)
+def _dense_features_by_time(block):
+    """A (n_times, F) block as a C-ordered (F, n_times) float64 array (FFTs run along rows)."""
+    if sparse.issparse(block):
+        return block.T.toarray()                                    # no dense transpose copy
+    return np.ascontiguousarray(np.asarray(block, dtype=np.float64).T)
 
 
-def _autocorr_and_xty(x_TF, y_TC, lags):
-    """Full-overlap ``R_f(d)`` (F, L) and zero-edge ``X^T Y`` (F, L, C), by FFT."""
-    n_T, n_L = x_TF.shape[0], len(lags)
-    n_fft = scipy.fft.next_fast_len(n_T + max(n_L - 1, int(np.abs(lags).max())))  # no wrap-around
-    x_spec = scipy.fft.rfft(x_TF, n=n_fft, axis=0)
-    R = scipy.fft.irfft(x_spec.real ** 2 + x_spec.imag ** 2, n=n_fft, axis=0)[:n_L].T
-    y_spec = scipy.fft.rfft(y_TC, n=n_fft, axis=0)
-    cc = scipy.fft.irfft(np.conj(x_spec)[:, :, None] * y_spec[:, None, :], n=n_fft, axis=0)
-    return R, cc[lags % n_fft].transpose(1, 0, 2)        # full overlap = the zero-edge rows
+def _autocorr(x_FT, n_L):
+    """Full-overlap autocorrelations ``R_f(d) = sum_s x_f(s) x_f(s + d)``, d < n_L: (F, L), by FFT."""
+    n_fft = scipy.fft.next_fast_len(x_FT.shape[1] + n_L - 1, real=True)   # no wrap-around
+    spec = scipy.fft.rfft(x_FT, n=n_fft, axis=1)
+    return scipy.fft.irfft(spec.real ** 2 + spec.imag ** 2, n=n_fft, axis=1)[:, :n_L]
+
+
+def _lagged_xty(x_FT, y_TC, lags, start, stop):
+    """``X^T Y`` (F, L, C) of each feature's lagged design over rows ``[start, stop)``.
+
+    ``sum_t x_f(t - l) y(t) = sum_s x_f(s) y~(s + l)`` with ``y~`` zero outside the rows
+    used: one product of ``x`` with the windows of ``y~`` per output (cheaper than FFTs:
+    their inverse transforms would be as long as the trial for every feature and output).
+    """
+    n_T, n_L = x_FT.shape[1], len(lags)
+    lo = int(lags[0])
+    y_pad = np.zeros((n_T + n_L - 1, y_TC.shape[1]))            # y~(lo + k) at row k
+    a, b = max(start - lo, 0), min(stop - lo, len(y_pad))
+    y_pad[a:b] = y_TC[a + lo:b + lo]
+    out = np.empty((x_FT.shape[0], n_L, y_TC.shape[1]))
+    for c in range(y_TC.shape[1]):
+        out[:, :, c] = x_FT @ np.lib.stride_tricks.sliding_window_view(y_pad[:, c], n_L)[:n_T]
+    return out
 
 
 def _edge_row_blocks(x_TF, lags, start, stop):
@@ -76,13 +93,39 @@ def _edge_row_blocks(x_TF, lags, start, stop):
     lo, hi = int(lags[0]), int(lags[-1])
     out = []
     if start > lo:                                   # inputs x[0 : start - lo]
-        head = x_TF[: min(n_T, start - lo)]
+        head = np.ascontiguousarray(x_TF[: min(n_T, start - lo)])
         out.append((_lag_rows(head, lags, lo, start, _NP).reshape(-1, n_L, n_F), lo))
     if n_T + hi > stop:                              # inputs x[stop - hi : n]
         off = max(0, stop - hi)
-        tail = x_TF[off:]
+        tail = np.ascontiguousarray(x_TF[off:])
         out.append((_lag_rows(tail, lags, stop - off, n_T + hi - off, _NP).reshape(-1, n_L, n_F), stop))
     return out
+
+
+def _edge_gram(x_TF, lags, start, stop):
+    """Lagged products of the rows outside ``[start, stop)``, per feature: (F, L, L).
+
+    Along a diagonal, one lag further shifts the rows by one sample: the entry gains the
+    product of row ``stop - 1`` and loses that of row ``start - 1``. So the first row
+    (from the edge rows) and those two rows give every entry.
+    """
+    n_T, n_L = x_TF.shape[0], len(lags)
+    E = np.zeros((n_L, n_L, x_TF.shape[1]))                         # (L, L, F): rows contiguous
+    for rows, _ in _edge_row_blocks(x_TF, lags, start, stop):      # (r, L, F)
+        E[0] += (rows[:, :1] * rows).sum(axis=0)
+
+    def row(t):                                                     # lagged row t: (L, F)
+        idx = t - lags
+        inside = ((idx >= 0) & (idx < n_T))[:, None]
+        return np.where(inside, x_TF[np.clip(idx, 0, n_T - 1)], 0.0)
+
+    head, tail = row(start - 1), row(stop - 1)
+    E[1:, 0] = E[0, 1:]
+    for i in range(1, n_L):                     # E[i, j] = E[i-1, j-1] + tail tail - head head
+        E[i, i:] = (E[i - 1, i - 1:-1] + tail[i - 1] * tail[i - 1:-1]
+                    - head[i - 1] * head[i - 1:-1])
+        E[i + 1:, i] = E[i, i + 1:]                                 # symmetric
+    return E.transpose(2, 0, 1)
 
 
 def _range_sums(x_TF, lags, start, stop):
@@ -96,25 +139,21 @@ def _range_sums(x_TF, lags, start, stop):
     head = np.concatenate([np.zeros((1, x_TF.shape[1])), np.cumsum(x_TF[:k_head], axis=0)])
     tail = np.concatenate([np.zeros((1, x_TF.shape[1])),
                            np.cumsum(x_TF[n_T - k_tail:][::-1], axis=0)])
-    return (total[None] - head[a] - tail[n_T - b]).T
+    return np.ascontiguousarray((total[None] - head[a] - tail[n_T - b]).T)
 
 
-def _chunk_stats(x_TF, y_TC, lags, edge):
-    """Per-feature statistics of one trial for a chunk of features (numpy float64)."""
+def _chunk_stats(x_FT, y_TC, lags, edge):
+    """Per-feature statistics of one trial for a chunk of features, given as (F, n_times)."""
+    x_TF = x_FT.T
     n_T, n_L = x_TF.shape[0], len(lags)
     start, stop = row_range(n_T, lags, edge)
-    R_FL, xty = _autocorr_and_xty(x_TF, y_TC, lags)
+    R_FL = _autocorr(x_FT, n_L)
     d = np.abs(np.arange(n_L)[:, None] - np.arange(n_L)[None, :])
-    xtx = R_FL[:, d]                                             # (F, L, L) Toeplitz part
-    for rows, t_lo in _edge_row_blocks(x_TF, lags, start, stop):
-        rows_FLr = rows.transpose(2, 1, 0)
-        xtx -= rows_FLr @ rows_FLr.transpose(0, 2, 1)
-        a, b = max(t_lo, 0), min(t_lo + len(rows), n_T)          # rows with an output sample
-        if b > a:
-            xty -= rows_FLr[:, :, a - t_lo:b - t_lo] @ y_TC[a:b]
+    xtx = R_FL[:, d]                                                 # Toeplitz part (C-ordered) ...
+    xtx -= _edge_gram(x_TF, lags, start, stop)                       # ... minus the edge rows
     y_used = y_TC[start:stop]
-    return (xtx, xty, _range_sums(x_TF, lags, start, stop), y_used.sum(0), (y_used ** 2).sum(0),
-            stop - start)
+    return (xtx, _lagged_xty(x_FT, y_TC, lags, start, stop), _range_sums(x_TF, lags, start, stop),
+            y_used.sum(0), (y_used ** 2).sum(0), stop - start)
 
 
 _NP = get_ops("numpy")
@@ -145,8 +184,8 @@ def univariate_stats(X, Y, lags, *, edge="zero", features=None):
     """
     parts = []
     for x, y in zip(X, Y):
-        x_TF = _dense(x[:, features] if features is not None else x)   # one chunk at a time
-        parts.append(_chunk_stats(x_TF, np.asarray(y, dtype=np.float64), lags, edge))
+        x_FT = _dense_features_by_time(x[:, features] if features is not None else x)  # one chunk
+        parts.append(_chunk_stats(x_FT, np.asarray(y, dtype=np.float64), lags, edge))
     return LagStats(*(np.stack([p[k] for p in parts]) for k in range(5)),
                     np.array([p[5] for p in parts], dtype=np.float64))
 
