@@ -69,15 +69,21 @@ def test_solver_equals_direct_solve_for_every_alpha(rng, backend, scaled, monkey
         np.testing.assert_allclose(w, np.linalg.solve(C + pen, c), rtol=1e-9, atol=1e-12)
 
 
-def test_solver_on_a_batch_of_systems(rng, monkeypatch):
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n", [1, 2, 17])
+def test_solver_on_a_batch_of_systems(rng, monkeypatch, backend, n):
+    # numpy: one LAPACK tridiagonal reduction per system; torch: block reduction one by one
     monkeypatch.setattr(tridiagonal, "WIDTH", 5)
-    xp = get_ops("numpy")
-    C = np.stack([_spd(rng, 17) for _ in range(3)])
-    c = rng.standard_normal((3, 17, 2))
-    W = solve_tridiagonal(C, c, np.array([0.5, 5.0]), xp)
-    assert W.shape == (2, 3, 17, 2)
-    for k in range(3):
-        np.testing.assert_allclose(W[1, k], np.linalg.solve(C[k] + 5.0 * np.eye(17), c[k]), rtol=1e-10)
+    xp = get_ops(backend)
+    C = np.stack([_spd(rng, n, zero_column=0 if k == 1 else None) for k in range(3)])
+    c = rng.standard_normal((3, n, 2))
+    alphas = np.array([1e-3, 0.5, 5.0])
+    W = xp.to_numpy(solve_tridiagonal(xp.asarray(C), xp.asarray(c), alphas, xp))
+    assert W.shape == (3, 3, n, 2)
+    for j, a in enumerate(alphas):
+        for k in range(3):
+            np.testing.assert_allclose(W[j, k], np.linalg.solve(C[k] + a * np.eye(n), c[k]),
+                                       rtol=1e-9, atol=1e-12)
 
 
 def test_subtract_product_in_place(rng):
@@ -99,7 +105,9 @@ def test_auto_picks_reduction_for_large_systems_with_many_alphas():
     assert resolve_solver("auto", 10, big) == "tridiagonal"
     assert resolve_solver("auto", 5, big) == "cholesky"
     assert resolve_solver("auto", 10, big - 1) == "cholesky"
-    assert resolve_solver("auto", 13, None) == "eigh"          # batches of small systems
+    assert resolve_solver("auto", 5, None) == "tridiagonal"      # batches of small systems
+    assert resolve_solver("auto", 4, None) == "cholesky"
+    assert resolve_solver("auto", 13, None, "torch") == "eigh"
 
 
 def test_estimator_with_reduction_equals_cholesky(rng, monkeypatch):

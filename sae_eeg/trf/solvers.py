@@ -83,12 +83,21 @@ def solve_tridiagonal(C, c, alphas, xp, penalty_scale=None):
 
     ``W(alpha) = Q (J + alpha I)^{-1} Q^T c``: after the reduction each alpha costs a
     block-tridiagonal Cholesky factorisation and two products with ``Q``
-    (:mod:`sae_eeg.trf.tridiagonal`). A batch of systems is reduced one by one.
+    (:mod:`sae_eeg.trf.tridiagonal`). A batch of small systems (numpy) is reduced to
+    tridiagonal form matrix by matrix; on torch, a batch is reduced one by one.
     """
-    if C.ndim > 2:
+    if C.ndim > 2 and xp.name != "numpy":
         return xp.stack([solve_tridiagonal(Cb, cb, alphas, xp, penalty_scale)
                          for Cb, cb in zip(C, c)], axis=1)
     Cs, cs, s = _scaled(C, c, penalty_scale)
+    if C.ndim > 2:                          # many small systems: tridiagonal, by LAPACK each
+        d, e, V, T = tridiagonal.householder_tridiagonal(Cs, xp)
+        z = cs - V @ (T.mT @ (V.mT @ cs))                                 # Q^T c
+        U = tridiagonal.solve_tridiagonal_shifts(d, e, z, alphas)         # (A, B, P, C)
+        n_A, n_B, n_P, n_C = U.shape
+        U = U.transpose(1, 2, 0, 3).reshape(n_B, n_P, n_A * n_C)          # all alphas as columns
+        W = (U - V @ (T @ (V.mT @ U))).reshape(n_B, n_P, n_A, n_C).transpose(2, 0, 1, 3)   # Q U
+        return W if s is None else W * s
     J = tridiagonal.block_tridiagonalize(Cs, xp)
     z = tridiagonal.apply_q(J, cs * 1.0, xp, transpose=True)             # cs * 1.0: apply_q works in place
     U = tridiagonal.solve_shifts(J, z, alphas, xp)                       # (A, P, C)
@@ -111,17 +120,21 @@ TRIDIAGONAL_COST_IN_CHOLESKY = 5
 TRIDIAGONAL_MIN_BLOCKS = 10
 
 
-def resolve_solver(solver, n_alphas, n_columns=None):
+def resolve_solver(solver, n_alphas, n_columns=None, backend="numpy"):
     """Concrete solver name: ``'auto'`` takes the cheapest for ``n_alphas`` penalties.
 
-    For one system of ``n_columns`` > :data:`TRIDIAGONAL_MIN_BLOCKS` blocks: one Cholesky factorisation per alpha up
-    to :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas, one block-tridiagonal reduction for
-    all alphas beyond. For batches and small systems: Cholesky up to
+    For one system of ``n_columns`` > :data:`TRIDIAGONAL_MIN_BLOCKS` blocks: one Cholesky
+    factorisation per alpha up to :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas, one
+    block-tridiagonal reduction for all alphas beyond. For a batch of small systems
+    (``n_columns=None``) on numpy: Cholesky up to 4 alphas, one tridiagonal reduction per
+    system beyond (half the cost of an eigendecomposition). Otherwise: Cholesky up to
     :data:`EIGH_COST_IN_CHOLESKY` alphas, one eigendecomposition beyond.
     """
     _check_option("solver", solver, ("auto", *SOLVERS))
     if solver != "auto":
         return solver
+    if n_columns is None and backend == "numpy":
+        return "cholesky" if n_alphas <= 4 else "tridiagonal"
     if n_columns is not None and n_columns > TRIDIAGONAL_MIN_BLOCKS * tridiagonal.WIDTH:
         return "cholesky" if n_alphas <= TRIDIAGONAL_COST_IN_CHOLESKY else "tridiagonal"
     return "cholesky" if n_alphas <= EIGH_COST_IN_CHOLESKY else "eigh"
@@ -151,8 +164,8 @@ def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
     b : array, shape (n_alphas, [B, ]n_outputs)
     """
     C, c = centered_system(stats, fit_intercept)
-    n_columns = C.shape[-1] if C.ndim == 2 else None            # batches: eigh or Cholesky
-    W = SOLVERS[resolve_solver(solver, len(alphas), n_columns)](C, c, alphas, xp, penalty_scale)
+    n_columns = C.shape[-1] if C.ndim == 2 else None            # None: a batch of systems
+    W = SOLVERS[resolve_solver(solver, len(alphas), n_columns, xp.name)](C, c, alphas, xp, penalty_scale)
     if fit_intercept:
         b = (stats.sy[0] - (stats.sx[0][None, ..., None, :] @ W)[..., 0, :]) / stats.n[0]
     else:

@@ -18,6 +18,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import lapack
+
+from ._backend import NumpyOps
+
+_NUMPY = NumpyOps()
 
 # Block width of J. Wider blocks make the reduction's products more efficient and the
 # per-penalty block solves dearer; 48 was fastest for P = 300..2000 (OpenBLAS, one thread).
@@ -107,15 +112,63 @@ def solve_shifts(J, z, shifts, xp):
 
 
 def compact_wy(qr, tau, xp):
-    """``(V, T, R)`` from LAPACK ``geqrf`` output: ``H_1 ... H_r = I - V T V^T``, ``R`` upper.
+    """``(V, T, R)`` from LAPACK ``geqrf`` output: ``H_1 ... H_r = I - V T V^T``, ``R`` upper."""
+    m, b = qr.shape
+    r = min(m, b)
+    V, T = _wy(xp.tril(qr[:, :r], -1) + xp.eye(m, r), tau, xp)
+    return V, T, xp.triu(qr[:r])
+
+
+def _wy(V, tau, xp):
+    """``(V, T)`` with ``H_1 ... H_r = I - V T V^T`` for reflectors ``H_k = I - tau_k v_k v_k^T``.
 
     ``T^{-1} = diag(1 / tau) + (strictly upper part of V^T V)`` (Joffrain et al. 2006,
     "Accumulating Householder transformations, revisited"). A reflector with ``tau = 0``
-    is the identity: its ``v`` is set to zero.
+    is the identity: its ``v`` is set to zero. ``V`` and ``tau`` may carry a batch axis.
     """
-    m, b = qr.shape
-    r = min(m, b)
+    tau = tau[..., None, :]                                   # scales columns
     identity = tau == 0
-    V = (xp.tril(qr[:, :r], -1) + xp.eye(m, r)) * ~identity
+    V = V * ~identity
+    r = V.shape[-1]
     T_inv = xp.triu(V.mT @ V, 1) + xp.eye(r) / (tau + identity)
-    return V, xp.solve_triangular(T_inv, xp.eye(r), lower=False), xp.triu(qr[:r])
+    return V, xp.solve_triangular(T_inv, xp.eye(r), lower=False)
+
+
+def householder_tridiagonal(C, xp):
+    """Batched symmetric ``C`` (B, P, P) as ``Q T Q^T``, ``T`` tridiagonal (LAPACK ``dsytrd``).
+
+    Returns the diagonal (B, P) and off-diagonal (B, P - 1) of ``T`` and ``(V, W)`` with
+    ``Q = I - V W V^T``. For the many small systems of single-feature models, whose
+    eigendecompositions would cost about three times as much.
+    """
+    n = C.shape[-1]
+    parts = [lapack.dsytrd(c, lower=1) for c in xp.to_numpy(C)]   # (a, d, e, tau, info)
+    a, d, e, tau = (np.stack([p[k] for p in parts]) for k in range(4))
+    V = np.tril(a[..., :n - 1], -2) + np.eye(n, n - 1, k=-1)    # v_k: 1 at row k + 1
+    V, W = _wy(V, tau, _NUMPY)
+    return tuple(xp.asarray(v) for v in (d, e, V, W))
+
+
+def solve_tridiagonal_shifts(d, e, z, shifts):
+    """Solve ``(T + s I) u = z`` for symmetric tridiagonal ``T`` and every shift ``s``.
+
+    ``d`` (..., P) and ``e`` (..., P - 1) are the diagonal and off-diagonal of ``T``,
+    ``z`` (..., P, K). Returns (S, ..., P, K). ``T + s I = L D L^T`` (``L`` unit lower
+    bidiagonal), batched over the shifts and leading axes (stable without pivoting:
+    ``T + s I`` is positive definite).
+    """
+    n = d.shape[-1]
+    dd = d[None] + np.asarray(shifts, dtype=np.float64).reshape((-1,) + (1,) * d.ndim)
+    D, ell = np.empty(dd.shape), np.empty(dd.shape[:-1] + (n - 1,))
+    D[..., 0] = dd[..., 0]
+    for i in range(1, n):
+        ell[..., i - 1] = e[..., i - 1] / D[..., i - 1]
+        D[..., i] = dd[..., i] - ell[..., i - 1] * e[..., i - 1]
+    y = np.empty(D.shape + z.shape[-1:])
+    y[..., 0, :] = z[..., 0, :]
+    for i in range(1, n):                                       # L y = z
+        y[..., i, :] = z[..., i, :] - ell[..., i - 1, None] * y[..., i - 1, :]
+    u = y / D[..., None]
+    for i in range(n - 2, -1, -1):                              # L^T u = D^{-1} y
+        u[..., i, :] -= ell[..., i, None] * u[..., i + 1, :]
+    return u

@@ -2,8 +2,9 @@
 
 Each input feature gets its own forward TRF (that feature alone, lagged, against every
 output channel), as in the AudioSAE EEG analysis (one TRF per SAE feature). The
-per-feature lag covariances are (n_lags x n_lags) blocks; their eigendecompositions and
-solves are batched over features, chunk by chunk, so a sparse (T x F) feature matrix is
+per-feature lag covariances are (n_lags x n_lags) blocks; their decompositions (one
+tridiagonal reduction per feature and fold for all alphas, :mod:`~sae_eeg.trf.solvers`)
+and solves are batched over features, chunk by chunk, so a sparse (T x F) feature matrix is
 densified only one chunk of features at a time.
 """
 
@@ -149,7 +150,7 @@ def _chunk_stats(x_FT, y_TC, lags, edge):
     start, stop = row_range(n_T, lags, edge)
     R_FL = _autocorr(x_FT, n_L)
     d = np.abs(np.arange(n_L)[:, None] - np.arange(n_L)[None, :])
-    xtx = R_FL[:, d]                                                 # Toeplitz part (C-ordered) ...
+    xtx = np.take(R_FL, d, axis=1)                                   # Toeplitz part (C-ordered) ...
     xtx -= _edge_gram(x_TF, lags, start, stop)                       # ... minus the edge rows
     y_used = y_TC[start:stop]
     return (xtx, _lagged_xty(x_FT, y_TC, lags, start, stop), _range_sums(x_TF, lags, start, stop),
@@ -257,13 +258,13 @@ def univariate_trfs(X, y, tmin, tmax, sfreq, *, alpha=1.0, fit_intercept=True, e
         st = LagStats(*(xp.asarray(getattr(st, k)) for k in ("xtx", "xty", "sx", "sy", "yty", "n")))
         if do_cv:
             sc = fold_scores(st, alphas, folds, fit_intercept=fit_intercept, scoring=scoring,
-                             solver="eigh", xp=xp).mean(axis=0)      # (A, B, C)
+                             solver="auto", xp=xp).mean(axis=0)      # (A, B, C)
             cv_scores[feats] = sc.transpose(1, 0, 2)
             a_idx = np.stack([best_alpha_index(s, scoring, alpha_per_output)
                               for s in cv_scores[feats]])         # (B, C)
         else:
             a_idx = np.zeros((len(feats), n_out), dtype=int)
-        W, b = ridge_path(st.total(), alphas, fit_intercept=fit_intercept, solver="eigh", xp=xp)
+        W, b = ridge_path(st.total(), alphas, fit_intercept=fit_intercept, solver="auto", xp=xp)
         W, b = xp.to_numpy(W), xp.to_numpy(b)                   # (A, B, L, C), (A, B, C)
         B_idx = np.arange(len(feats))[:, None]
         C_idx = np.arange(n_out)[None, :]
