@@ -118,6 +118,8 @@ EIGH_COST_IN_CHOLESKY = 12
 # smaller ones, Python overhead makes Cholesky or eigh cheaper).
 TRIDIAGONAL_COST_IN_CHOLESKY = 5
 TRIDIAGONAL_MIN_BLOCKS = 10
+# For a batch of small systems (numpy), Cholesky per alpha is cheaper up to this many alphas.
+BATCH_TRIDIAGONAL_COST_IN_CHOLESKY = 4
 
 
 def resolve_solver(solver, n_alphas, n_columns=None, backend="numpy"):
@@ -126,15 +128,15 @@ def resolve_solver(solver, n_alphas, n_columns=None, backend="numpy"):
     For one system of ``n_columns`` > :data:`TRIDIAGONAL_MIN_BLOCKS` blocks: one Cholesky
     factorisation per alpha up to :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas, one
     block-tridiagonal reduction for all alphas beyond. For a batch of small systems
-    (``n_columns=None``) on numpy: Cholesky up to 4 alphas, one tridiagonal reduction per
-    system beyond (half the cost of an eigendecomposition). Otherwise: Cholesky up to
+    (``n_columns=None``) on numpy: Cholesky up to :data:`BATCH_TRIDIAGONAL_COST_IN_CHOLESKY`
+    alphas, one tridiagonal reduction per system beyond (half the cost of an eigendecomposition). Otherwise: Cholesky up to
     :data:`EIGH_COST_IN_CHOLESKY` alphas, one eigendecomposition beyond.
     """
     _check_option("solver", solver, ("auto", *SOLVERS))
     if solver != "auto":
         return solver
     if n_columns is None and backend == "numpy":
-        return "cholesky" if n_alphas <= 4 else "tridiagonal"
+        return "cholesky" if n_alphas <= BATCH_TRIDIAGONAL_COST_IN_CHOLESKY else "tridiagonal"
     if n_columns is not None and n_columns > TRIDIAGONAL_MIN_BLOCKS * tridiagonal.WIDTH:
         return "cholesky" if n_alphas <= TRIDIAGONAL_COST_IN_CHOLESKY else "tridiagonal"
     return "cholesky" if n_alphas <= EIGH_COST_IN_CHOLESKY else "eigh"
