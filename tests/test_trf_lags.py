@@ -117,6 +117,38 @@ def test_per_trial_stats_by_fft_equal_explicit(rng, edge, lag_range, backend):
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("edge", ["zero", "valid"])
+@pytest.mark.parametrize("lag_range", LAG_SETS + [(-5, 40)])
+def test_quadratic_forms_from_generators_equal_explicit(rng, edge, lag_range, backend):
+    from sae_eeg.trf.lags import lagged_quadratic_forms
+
+    lags = np.arange(lag_range[0], lag_range[1] + 1)
+    lengths = [120, 97] + ([20] if edge == "zero" else [])          # ragged, one shorter than the lags
+    X = [rng.standard_normal((n, 3)) + 0.5 for n in lengths]
+    Y = [rng.standard_normal((n, 2)) for n in lengths]
+    stats = lagged_stats(X, Y, lags, edge=edge, backend=backend)
+    xp = get_ops(backend)
+    W = rng.standard_normal((3 * len(lags), 7))
+    for i, x in enumerate(X):
+        expected = ((lag_matrix(x, lags, edge=edge) @ W) ** 2).sum(0)
+        got = xp.to_numpy(lagged_quadratic_forms(stats.autocov[i], stats.edge_rows[i], xp.asarray(W), xp))
+        np.testing.assert_allclose(got, expected, rtol=1e-10)
+
+
+def test_generators_kept_per_trial_only(rng):
+    lags = np.arange(-2, 4)
+    X = [rng.standard_normal((30, 2)) for _ in range(4)]
+    Y = [rng.standard_normal((30, 3)) for _ in range(4)]
+    stats = lagged_stats(X, Y, lags)
+    assert stats.autocov.shape == (4, 6, 2, 2) and stats.edge_rows.shape == (4, 5, 12)
+    np.testing.assert_array_equal(stats.trial(2).autocov[0], stats.autocov[2])
+    np.testing.assert_array_equal(stats.subset(np.array([3, 1])).edge_rows, stats.edge_rows[[3, 1]])
+    summed = stats.total()
+    assert summed.autocov is None and summed.minus(stats.trial(0)).edge_rows is None
+    assert lagged_stats(X, Y, lags, per_trial=False).autocov is None
+
+
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("edge", ["zero", "valid"])
 def test_lagged_xty_non_contiguous_lags(rng, edge, backend):
     from sae_eeg.trf.lags import lagged_xty
 

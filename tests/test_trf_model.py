@@ -10,6 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from sae_eeg.trf import SOLVERS, TRF, lag_matrix, lagged_stats, times_to_lags
 from sae_eeg.trf._backend import get_ops
 from sae_eeg.trf.crossval import SCORERS, fold_scores, make_folds
+from sae_eeg.trf.lags import FIELDS, LagStats
 from sae_eeg.trf.solvers import centered_system, ridge_path
 
 
@@ -112,6 +113,11 @@ def test_cv_scores_equal_explicit_refits(rng, scoring, edge):
                 [X[i] for i in train], [Y[i] for i in train])
             expected = np.mean([m.score_outputs(X[i], Y[i]) for i in test], axis=0)
             np.testing.assert_allclose(got[k, j], expected, rtol=1e-9, atol=1e-10)
+    # statistics without the generators of X^T X: products with the dense held-out X^T X
+    bare = LagStats(*(getattr(stats, k) for k in FIELDS))
+    dense = fold_scores(bare, alphas, folds, fit_intercept=True, scoring=scoring, solver="eigh",
+                        xp=xp, trials=(X, Y), lags=lags, edge=edge)
+    np.testing.assert_allclose(dense, got, rtol=1e-10, atol=1e-12)
 
 
 def test_alpha_selection_per_output(rng):

@@ -15,7 +15,7 @@ import numpy as np
 from scipy import stats as sp_stats
 
 from ._check import _check_number, _check_option
-from .lags import _lag_rows, row_range
+from .lags import _lag_rows, lagged_quadratic_forms, row_range
 from .solvers import ridge_path, ridge_per_output
 
 
@@ -27,19 +27,23 @@ def _moments_from_stats(W, b, held, xp):
     product, and ``mean(y) - mean(y_hat)``, each broadcast to (A, [B, ]C). The held-out
     covariance is centred before it meets the weights, so the intercept (which can be
     large next to the prediction's variance) never enters a difference of large sums.
+    A trial with the generators of its ``X^T X`` (:class:`~sae_eeg.trf.lags.LagStats`)
+    gives ``w^T X^T X w`` without the P x P product (:func:`lagged_quadratic_forms`).
     """
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
-    C_h = xtx - (sx[..., :, None] * sx[..., None, :]) / n       # centred lagged covariance
-    c_h = xty - (sx[..., :, None] * sy[..., None, :]) / n       # centred cross-covariance
-    if W.ndim == 3:                                              # (A, P, C): one product for all alphas
+    sx_W = (sx[None, ..., None, :] @ W)[..., 0, :]             # column sums of the predictions
+    if W.ndim == 3 and held.autocov is not None:                 # (A, P, C): all alphas as columns
         n_A, n_P, n_C = W.shape
-        CW = (C_h @ W.swapaxes(0, 1).reshape(n_P, n_A * n_C)).reshape(n_P, n_A, n_C).swapaxes(0, 1)
+        q = lagged_quadratic_forms(held.autocov[0], held.edge_rows[0],
+                                   W.swapaxes(0, 1).reshape(n_P, n_A * n_C), xp)
+        ss_hat = q.reshape(n_A, n_C) - sx_W * sx_W / n
     else:
-        CW = C_h[None] @ W
-    ss_hat = (CW * W).sum(axis=-2)
+        C_h = xtx - (sx[..., :, None] * sx[..., None, :]) / n    # centred lagged covariance
+        ss_hat = ((C_h[None] @ W) * W).sum(axis=-2)
+    c_h = xty - (sx[..., :, None] * sy[..., None, :]) / n       # centred cross-covariance
     cross = (c_h[None] * W).sum(axis=-2)
     ss_y = yty - sy * sy / n
-    d_mean = sy / n - ((sx[None, ..., None, :] @ W)[..., 0, :] / n + b)
+    d_mean = sy / n - (sx_W / n + b)
     return ss_y, ss_hat, cross, d_mean, n
 
 
@@ -261,8 +265,7 @@ def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, fit_inter
     scores, chosen = [], []
     for test in make_folds(n, cv_outer):
         train_idx = np.setdiff1d(np.arange(n), test)
-        inner_stats = type(stats)(*(getattr(stats, k)[xp.index(train_idx)]
-                                    for k in ("xtx", "xty", "sx", "sy", "yty", "n")))
+        inner_stats = stats.subset(xp.index(train_idx))
         inner_cv = None if cv_inner is None else min(cv_inner, len(train_idx))
         inner = fold_scores(inner_stats, alphas, make_folds(len(train_idx), inner_cv),
                             fit_intercept=fit_intercept, scoring=scoring, solver=solver, xp=xp)

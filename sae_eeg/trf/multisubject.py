@@ -9,7 +9,7 @@ import numpy as np
 from ._backend import get_ops
 from ._check import _check_alphas, _check_number, _check_option, _check_pair
 from .crossval import SCORERS, best_alpha_index, fold_scores
-from .lags import EDGES, LagStats, coef_from_weights, lagged_stats
+from .lags import EDGES, FIELDS, LagStats, coef_from_weights, lagged_stats
 from .model import direction_lags
 from .solvers import ridge_path
 
@@ -84,8 +84,7 @@ def multisubject_trf(subjects, tmin, tmax, sfreq, *, alpha=1.0, direction=1, fit
     shapes = {(p.xty.shape[1], p.xty.shape[2]) for p in parts}
     if len(shapes) > 1:
         raise ValueError(f"All subjects must share features and outputs; got (P, n_outputs) {sorted(shapes)}.")
-    stats = LagStats(*(xp.concat([getattr(p, k) for p in parts]) for k in
-                       ("xtx", "xty", "sx", "sy", "yty", "n")))
+    stats = LagStats(*(xp.concat([getattr(p, k) for p in parts]) for k in FIELDS + ("autocov", "edge_rows")))
     loso = fold_scores(stats, alphas, folds, fit_intercept=fit_intercept, scoring=scoring,
                        solver="auto", xp=xp)
     best = alphas[best_alpha_index(loso.mean(axis=0), scoring, per_output=False)[0]]

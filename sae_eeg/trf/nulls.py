@@ -94,7 +94,7 @@ class _FoldEigs:
             batch = samples[k0:k0 + chunk]
             xty, sy, yty = (xp.concat([xp.stack([xp.asarray(p[m]) for p in parts]) for parts in batch], axis=-1)
                             for m in range(3))
-            st = LagStats(stats.xtx, xty, stats.sx, sy, yty, stats.n)
+            st = LagStats(stats.xtx, xty, stats.sx, sy, yty, stats.n, stats.autocov, stats.edge_rows)
             out.append(self.scores(st, alpha, scorer).mean(axis=0).reshape(len(batch), -1))
         return np.concatenate(out)
 
