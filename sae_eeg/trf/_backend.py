@@ -124,10 +124,6 @@ class NumpyOps:
         qr, tau, _, _ = lapack.dgeqrf(a)
         return qr, tau
 
-    def symmetric_work(self, a):
-        """A working copy of symmetric ``a`` for :meth:`two_sided_update` (Fortran order)."""
-        return np.array(a, order="F")
-
     def two_sided_update(self, a, v, t):
         """``Q^T a Q`` for ``Q = I - v t v^T`` and symmetric ``a``: only lower triangles are read and written.
 
@@ -233,9 +229,6 @@ class TorchOps:
 
     def subtract_product(self, c, a, b):
         return c.sub_(a @ b)
-
-    def symmetric_work(self, a):
-        return a.clone()
 
     def two_sided_update(self, a, v, t):
         x = a @ (v @ t)

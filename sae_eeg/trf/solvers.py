@@ -31,8 +31,8 @@ def centered_system(stats, fit_intercept):
         return xtx, xty
     n = stats.n[0]
     sx, sy = stats.sx[0], stats.sy[0]
-    return (xtx - (sx[..., :, None] * sx[..., None, :]) / n,
-            xty - (sx[..., :, None] * sy[..., None, :]) / n)
+    mean_x = sx / n
+    return xtx - sx[..., :, None] * mean_x[..., None, :], xty - mean_x[..., :, None] * sy[..., None, :]
 
 
 def _scaled(C, c, penalty_scale):

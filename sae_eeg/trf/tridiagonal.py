@@ -58,7 +58,7 @@ def block_tridiagonalize(C, xp, width=None):
     (default :data:`WIDTH`) is the block size of ``J``.
     """
     width = WIDTH if width is None else width
-    A = xp.symmetric_work(C)
+    A = C                                  # never written (numpy: only its lower triangle is read)
     diag, sub, reflectors = [], [], []
     start = 0
     while A.shape[0] > width:
@@ -115,9 +115,9 @@ def solve_shifts(J, z, shifts, xp):
 
 def compact_wy(qr, tau, xp):
     """``(V, T, R)`` from LAPACK ``geqrf`` output: ``H_1 ... H_r = I - V T V^T``, ``R`` upper."""
-    m, b = qr.shape
-    r = min(m, b)
-    V, T = _wy(xp.tril(qr[:, :r], -1) + xp.eye(m, r), tau, xp)
+    r = min(qr.shape)
+    top = xp.tril(qr[:r, :r], -1) + xp.eye(r)                    # unit lower triangle; the rest is V
+    V, T = _wy(xp.concat([top, qr[r:, :r]], axis=0), tau, xp)
     return V, T, xp.triu(qr[:r])
 
 
@@ -130,7 +130,8 @@ def _wy(V, tau, xp):
     """
     tau = tau[..., None, :]                                   # scales columns
     identity = tau == 0
-    V = V * ~identity
+    if identity.any():
+        V = V * ~identity
     r = V.shape[-1]
     T_inv = xp.triu(V.mT @ V, 1) + xp.eye(r) / (tau + identity)
     return V, xp.solve_triangular(T_inv, xp.eye(r), lower=False)
