@@ -142,10 +142,6 @@ class NumpyOps:
         """Real FFT along ``axis``."""
         return scipy.fft.rfft(a, axis=axis)
 
-    def irfft(self, a, n, axis):
-        """Inverse of :meth:`rfft` (length ``n`` along ``axis``)."""
-        return scipy.fft.irfft(a, n=n, axis=axis)
-
     def to_numpy(self, a):
         """Return a NumPy float64 array on CPU."""
         return np.asarray(a, dtype=np.float64)
@@ -240,9 +236,6 @@ class TorchOps:
 
     def rfft(self, a, axis):
         return torch.fft.rfft(a, dim=axis)
-
-    def irfft(self, a, n, axis):
-        return torch.fft.irfft(a, n=n, dim=axis)
 
     def to_numpy(self, a):
         return a.detach().cpu().numpy().astype(np.float64)

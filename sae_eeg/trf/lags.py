@@ -194,8 +194,24 @@ def _block_xcorr(x_cat, y_cat, n_L, xp):
         buf_y[:n, :W] = y_blocks[b0:b0 + n]
         spec_x, spec_y = xp.rfft(buf_x[:n], axis=1), xp.rfft(buf_y[:n], axis=1)   # (n, K = N // 2 + 1, F | C)
         cross = cross + spec_x.conj().swapaxes(0, 1).mT @ spec_y.swapaxes(0, 1)    # sum over blocks: (K, F, C)
-    R = xp.irfft(cross, N, axis=0)[:n_L]                                   # lags 0..n_L-1 only
+    # back at lags 0..n_L-1 only: R[d] = sum_k Re(cross[k] e^{2 pi i k d / N}) (weighted; cross is Hermitian)
+    cos, sin, weight = _half_spectrum_dft(n_L, N, xp)
+    R = (cos * weight[:, None]).mT @ cross.real.reshape(-1, n_F * n_C) \
+        - (sin * weight[:, None]).mT @ cross.imag.reshape(-1, n_F * n_C)
     return R.reshape(n_L, n_F, n_C)
+
+
+def _half_spectrum_dft(n_L, N, xp):
+    """``cos``, ``sin`` (N // 2 + 1, n_L) of ``2 pi k d / N`` and the weights of the half spectrum.
+
+    A real sequence's transform at ``k`` and ``N - k`` are conjugate: sums over all
+    ``N`` frequencies are those over ``k = 0..N//2`` weighted 1 (``k = 0``, ``2k = N``)
+    or 2 (the others); the weights include the 1/N of the inverse transform.
+    """
+    k = np.arange(N // 2 + 1)
+    angle = 2 * np.pi * np.outer(k, np.arange(n_L)) / N
+    weight = np.where((k == 0) | (2 * k == N), 1.0, 2.0) / N
+    return xp.asarray(np.cos(angle)), xp.asarray(np.sin(angle)), xp.asarray(weight)
 
 
 def _fft_segment(n_T, n_L):
@@ -224,8 +240,9 @@ def _fft_is_cheaper(X, n_L, n_C=None):
     """Whether the block FFTs of :func:`_block_xcorr` cost less than n_L direct products.
 
     Flops per sample: ~4.5 F C for the complex products plus ~2.8 (F + C) log2(N) for
-    the FFTs over the padded samples, and ~2.5 N log2(N) F C per call for the inverse
-    FFT (all weighted 2x: smaller, slower operations), against 2 n_L F C over the
+    the FFTs over the padded samples, and ~2.5 N log2(N) F C per call for the transform
+    back (a product at the n_L lags: more flops, as fast in time; all weighted 2x: smaller,
+    slower operations), against 2 n_L F C over the
     trials' samples for the direct products. ``n_C=None``: autocovariance (C = F, one
     set of FFTs, one call for all trials).
     """
@@ -278,9 +295,7 @@ def _assemble_xtx(R, edge_rows, boundaries, xp):
         xtx = xp.zeros((n_L, n_F, n_L, n_F))
         for i in range(n_L):
             xtx[i] = xp.flip(all_R[i: i + n_L], 0).swapaxes(0, 1)
-        xtx = xtx.reshape(n_L * n_F, n_L * n_F)
-        xtx -= rows.mT @ rows
-        return xtx
+        return xp.subtract_product(xtx.reshape(n_L * n_F, n_L * n_F), rows.mT, rows)
     first = R.mT - (rows[:, :n_F].mT @ rows).reshape(n_F, n_L, n_F).swapaxes(0, 1)   # blocks (0, d)
     starts = xp.concat([s for s, _ in boundaries], axis=0).reshape(-1, n_L, n_F).swapaxes(0, 1)
     stops = xp.concat([s for _, s in boundaries], axis=0).reshape(-1, n_L, n_F).swapaxes(0, 1)
@@ -344,17 +359,12 @@ def lagged_quadratic_forms(autocov, edge_rows, W, xp):
     q : array, shape (K,)
     """
     n_L, n_F = autocov.shape[0], autocov.shape[1]
-    N = scipy.fft.next_fast_len(2 * n_L - 1, real=True)
-    k = np.arange(N // 2 + 1)
-    # 1/N of the inverse transform, and the frequencies k and N - k counted once
-    weight = np.where((k == 0) | (2 * k == N), 1.0, 2.0) / N
-    angle = 2 * np.pi * np.outer(k, np.arange(n_L)) / N                          # (n_k, L)
-    cos, sin = xp.asarray(np.cos(angle)), xp.asarray(np.sin(angle))
+    cos, sin, weight = _half_spectrum_dft(n_L, scipy.fft.next_fast_len(2 * n_L - 1, real=True), xp)
     sym, anti = autocov + autocov.mT, autocov - autocov.mT                       # R(d) + R(-d), R(d) - R(-d)
     S_re = autocov[0] + (cos[:, 1:] @ sym[1:].reshape(n_L - 1, n_F * n_F)).reshape(-1, n_F, n_F)
     S_im = (sin[:, 1:] @ anti[1:].reshape(n_L - 1, n_F * n_F)).reshape(-1, n_F, n_F)
     G = xp.concat([xp.concat([S_re, S_im], axis=2), xp.concat([-S_im, S_re], axis=2)], axis=1)
-    G = G * xp.asarray(weight)[:, None, None]
+    G = G * weight[:, None, None]
     n_K = W.shape[1]
     W_LFK = W.reshape(n_L, n_F * n_K)
     v = xp.concat([(cos @ W_LFK).reshape(-1, n_F, n_K), -(sin @ W_LFK).reshape(-1, n_F, n_K)], axis=1)
