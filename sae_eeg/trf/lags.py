@@ -276,7 +276,7 @@ def _boundary_rows(x_TF, lags, edge, xp):
     return _lag_rows(x_TF, lags, start - 1, start, xp), _lag_rows(x_TF, lags, stop - 1, stop, xp)
 
 
-def _assemble_xtx(R, edge_rows, boundaries, xp):
+def _assemble_xtx(R, edge_rows, boundaries, xp, out=None):
     """``X^T X`` (P, P) from ``R`` (L, F, F), the missing rows and the boundary rows of the trials.
 
     Block ``(i, j)`` sums ``x(t - l_i)^T x(t - l_j)`` over the design rows ``start <= t <
@@ -286,14 +286,15 @@ def _assemble_xtx(R, edge_rows, boundaries, xp):
     missing rows, and along each block diagonal one step shifts the rows by one sample,
     which adds the product of row ``start - 1`` and removes that of row ``stop - 1``
     (a cumulative sum of outer products: P^2 per trial, not P^2 per missing row).
+    ``out`` (P, P, C-ordered) receives the result.
     """
     n_L, n_F = R.shape[0], R.shape[1]
     rows = xp.concat(edge_rows, axis=0) if edge_rows else xp.zeros((0, n_L * n_F))
     if rows.shape[0] < n_L:
         # all_R[k] = R(k - (L-1)), with R(-d) = R(d)^T; block (i, j) is R(i - j)
         all_R = xp.concat([xp.flip(R[1:], 0).swapaxes(1, 2), R], axis=0)
-        xtx = xp.zeros((n_L, n_F, n_L, n_F))
-        for i in range(n_L):
+        xtx = xp.zeros((n_L, n_F, n_L, n_F)) if out is None else out.reshape(n_L, n_F, n_L, n_F)
+        for i in range(n_L):                                    # every block is written
             xtx[i] = xp.flip(all_R[i: i + n_L], 0).swapaxes(0, 1)
         return xp.subtract_product(xtx.reshape(n_L * n_F, n_L * n_F), rows.mT, rows)
     first = R.mT - (rows[:, :n_F].mT @ rows).reshape(n_F, n_L, n_F).swapaxes(0, 1)   # blocks (0, d)
@@ -307,7 +308,11 @@ def _assemble_xtx(R, edge_rows, boundaries, xp):
         blocks[d::n_L + 1][:n] = diagonal                       # blocks (i, i + d)
         if d:
             blocks[d * n_L::n_L + 1][:n] = diagonal.mT          # blocks (i + d, i)
-    return blocks.reshape(n_L, n_L, n_F, n_F).swapaxes(1, 2).reshape(n_L * n_F, n_L * n_F)
+    xtx = blocks.reshape(n_L, n_L, n_F, n_F).swapaxes(1, 2).reshape(n_L * n_F, n_L * n_F)
+    if out is None:
+        return xtx
+    out[...] = xtx
+    return out
 
 
 def lagged_xtx(x_TF, lags, edge, xp):
@@ -320,14 +325,14 @@ def lagged_xtx(x_TF, lags, edge, xp):
     return _xtx_and_generators(x_TF, lags, edge, xp)[0]
 
 
-def _xtx_and_generators(x_TF, lags, edge, xp):
-    """``X^T X`` of one trial with its generators: the autocovariance ``R`` (L, F, F)
-    and the missing rows (E, P), ``X^T X = Toeplitz(R) - rows^T rows``."""
+def _xtx_and_generators(x_TF, lags, edge, xp, out=None):
+    """``X^T X`` of one trial (into ``out`` if given) with its generators: the
+    autocovariance ``R`` (L, F, F) and the missing rows (E, P), ``X^T X = Toeplitz(R) - rows^T rows``."""
     lags = np.asarray(lags, dtype=np.int64)
     _check_contiguous(lags)
     R = _summed_autocov([x_TF], len(lags), xp)
     rows = _edge_rows(x_TF, lags, edge, xp)
-    xtx = _assemble_xtx(R, rows, [_boundary_rows(x_TF, lags, edge, xp)], xp)
+    xtx = _assemble_xtx(R, rows, [_boundary_rows(x_TF, lags, edge, xp)], xp, out)
     rows = xp.concat(rows, axis=0) if rows else xp.zeros((0, xtx.shape[0]))
     return xtx, R, rows
 
@@ -509,9 +514,12 @@ def _stats_from_parts(xtx, parts, xp, generators=(None, None)):
                     *(None if g is None else g[None] for g in generators))
 
 
-def trial_stats(x_TF, y_TC, lags, edge, xp):
-    """LagStats (N = 1) of one trial, with its generators; ``x_TF``/``y_TC`` are backend arrays."""
-    xtx, R, rows = _xtx_and_generators(x_TF, lags, edge, xp)
+def trial_stats(x_TF, y_TC, lags, edge, xp, out=None):
+    """LagStats (N = 1) of one trial, with its generators; ``x_TF``/``y_TC`` are backend arrays.
+
+    ``out`` (P, P) receives ``X^T X``.
+    """
+    xtx, R, rows = _xtx_and_generators(x_TF, lags, edge, xp, out)
     return _stats_from_parts(xtx, _non_xtx_parts(x_TF, y_TC, lags, edge, xp), xp, (R, rows))
 
 
@@ -542,9 +550,12 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, backend="numpy", de
     xp = get_ops(backend, device) if xp is None else xp
     lags = np.asarray(lags, dtype=np.int64)
     if per_trial:
-        parts = [trial_stats(xp.asarray(x), xp.asarray(y), lags, edge, xp) for x, y in zip(X, Y)]
-        return LagStats(*(xp.concat([getattr(p, k) for p in parts], axis=0)     # (edge rows: as many
-                          for k in FIELDS + ("autocov", "edge_rows")))             # in every trial)
+        P = len(lags) * X[0].shape[1]
+        xtx = xp.zeros((len(X), P, P))                            # filled trial by trial, no concatenation
+        parts = [trial_stats(xp.asarray(x), xp.asarray(y), lags, edge, xp, out=xtx[i])
+                 for i, (x, y) in enumerate(zip(X, Y))]
+        return LagStats(xtx, *(xp.concat([getattr(p, k) for p in parts], axis=0)   # (edge rows: as many
+                               for k in FIELDS[1:] + ("autocov", "edge_rows")))      # in every trial)
     # summed: the Toeplitz parts of all trials at once, X^T X assembled once
     _check_contiguous(lags)
     X, Y = [xp.asarray(x) for x in X], [xp.asarray(y) for y in Y]

@@ -32,7 +32,9 @@ def centered_system(stats, fit_intercept):
     n = stats.n[0]
     sx, sy = stats.sx[0], stats.sy[0]
     mean_x = sx / n
-    return xtx - sx[..., :, None] * mean_x[..., None, :], xty - mean_x[..., :, None] * sy[..., None, :]
+    C = sx[..., :, None] * -mean_x[..., None, :]               # one P x P array: the result
+    C += xtx
+    return C, xty - mean_x[..., :, None] * sy[..., None, :]
 
 
 def _scaled(C, c, penalty_scale):
