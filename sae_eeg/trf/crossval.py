@@ -24,11 +24,11 @@ def _moments_from_stats(W, b, held, xp):
 
     ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C). Returns ``(ss_y, ss_hat, cross, d_mean,
     n)``: the sums of squares of ``y - mean(y)`` and ``y_hat - mean(y_hat)``, their cross
-    product, and ``mean(y) - mean(y_hat)``, each broadcast to (A, [B, ]C). The held-out
-    covariance is centred before it meets the weights, so the intercept (which can be
-    large next to the prediction's variance) never enters a difference of large sums.
-    A trial with the generators of its ``X^T X`` (:class:`~sae_eeg.trf.lags.LagStats`)
-    gives ``w^T X^T X w`` without the P x P product (:func:`lagged_quadratic_forms`).
+    product, and ``mean(y) - mean(y_hat)``, each broadcast to (A, [B, ]C). The moments
+    are of the centred predictions, so the intercept (which can be large next to the
+    prediction's variance) never enters a difference of large sums. A trial with the
+    generators of its ``X^T X`` (:class:`~sae_eeg.trf.lags.LagStats`) gives
+    ``w^T X^T X w`` without the P x P product (:func:`lagged_quadratic_forms`).
     """
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
     sx_W = (sx[None, ..., None, :] @ W)[..., 0, :]             # column sums of the predictions

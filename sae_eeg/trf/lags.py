@@ -554,8 +554,9 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, backend="numpy", de
         xtx = xp.zeros((len(X), P, P))                            # filled trial by trial, no concatenation
         parts = [trial_stats(xp.asarray(x), xp.asarray(y), lags, edge, xp, out=xtx[i])
                  for i, (x, y) in enumerate(zip(X, Y))]
-        return LagStats(xtx, *(xp.concat([getattr(p, k) for p in parts], axis=0)   # (edge rows: as many
-                               for k in FIELDS[1:] + ("autocov", "edge_rows")))      # in every trial)
+        # every trial has as many edge rows (they depend on the lags and the edge mode only)
+        return LagStats(xtx, *(xp.concat([getattr(p, k) for p in parts], axis=0)
+                               for k in FIELDS[1:] + ("autocov", "edge_rows")))
     # summed: the Toeplitz parts of all trials at once, X^T X assembled once
     _check_contiguous(lags)
     X, Y = [xp.asarray(x) for x in X], [xp.asarray(y) for y in Y]
