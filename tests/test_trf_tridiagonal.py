@@ -128,3 +128,23 @@ def test_estimator_with_reduction_equals_cholesky(rng, monkeypatch):
     assert resolve_solver("auto", len(alphas), 3 * len(lags)) == "tridiagonal"
     np.testing.assert_allclose(auto.cv_scores_, chol.cv_scores_, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(auto.coef_, chol.coef_, rtol=1e-10, atol=1e-12)
+
+
+def test_blas_on_a_block_in_place(rng):
+    from sae_eeg.trf import _blas
+
+    big = np.asfortranarray(rng.standard_normal((9, 9)))
+    before = big.copy()
+    block = big[3:, 3:]                                    # Fortran-strided, leading dimension 9
+    sym = np.tril(block) + np.tril(block, -1).T
+    b = rng.standard_normal((6, 2))
+    np.testing.assert_allclose(_blas.symm_lower(block, b), sym @ b, atol=1e-12)
+    v, z = rng.standard_normal((6, 2)), rng.standard_normal((6, 2))
+    assert _blas.syr2k_lower(block, v, z, -1.0) is block
+    expected = before[3:, 3:] - np.tril(v @ z.T + z @ v.T)
+    np.testing.assert_allclose(np.tril(big[3:, 3:]), np.tril(expected), atol=1e-12)
+    untouched = np.ones((9, 9), bool)
+    untouched[3:, 3:] = np.tri(6, dtype=bool) == 0           # the block's strict upper triangle ...
+    np.testing.assert_array_equal(big[untouched], before[untouched])   # ... and the rest: not written
+    with pytest.raises(ValueError, match="Fortran-ordered"):
+        _blas.symm_lower(np.ascontiguousarray(block), b)

@@ -14,6 +14,7 @@ import scipy.fft
 import scipy.linalg
 from scipy.linalg import blas, lapack
 
+from . import _blas
 from ._check import _check_option
 
 try:  # torch is optional for the engine: the numpy path is the reference
@@ -124,15 +125,19 @@ class NumpyOps:
         qr, tau, _, _ = lapack.dgeqrf(a)
         return qr, tau
 
-    def two_sided_update(self, a, v, t):
-        """``Q^T a Q`` for ``Q = I - v t v^T`` and symmetric ``a``: only lower triangles are read and written.
+    def reduction_work(self, a):
+        """A Fortran-ordered copy of symmetric ``a`` that :meth:`two_sided_update` overwrites."""
+        return np.array(a, order="F")
 
-        BLAS ``symm`` and ``syr2k`` on a Fortran-ordered copy: half the flops of full products.
+    def two_sided_update(self, a, v, t):
+        """``Q^T a Q`` for ``Q = I - v t v^T`` and symmetric ``a``, in place (``a``: a block of a
+        :meth:`reduction_work` array). Only lower triangles are read and written.
+
+        BLAS ``symm`` and ``syr2k`` (half the flops of full products) on the block where it lies.
         """
-        a = np.array(a, order="F")
-        x = blas.dsymm(1.0, a, v @ t, lower=1)
+        x = _blas.symm_lower(a, v @ t)
         z = x - 0.5 * (v @ (t.T @ (v.T @ x)))             # then Q^T a Q = a - v z^T - z v^T
-        return blas.dsyr2k(-1.0, v, z, beta=1.0, c=a, lower=1, overwrite_c=1)
+        return _blas.syr2k_lower(a, v, z, -1.0)
 
     def sqrt(self, a):
         """Element-wise square root."""
@@ -225,6 +230,9 @@ class TorchOps:
 
     def subtract_product(self, c, a, b):
         return c.sub_(a @ b)
+
+    def reduction_work(self, a):
+        return a                                           # two_sided_update returns new tensors
 
     def two_sided_update(self, a, v, t):
         x = a @ (v @ t)

@@ -58,7 +58,7 @@ def block_tridiagonalize(C, xp, width=None):
     (default :data:`WIDTH`) is the block size of ``J``.
     """
     width = WIDTH if width is None else width
-    A = C                                  # never written (numpy: only its lower triangle is read)
+    A = xp.reduction_work(C)               # C is never written (numpy: only its lower triangle is read)
     diag, sub, reflectors = [], [], []
     start = 0
     while A.shape[0] > width:
