@@ -5,7 +5,8 @@ Run from the repository root::
     OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 python benchmarks/trf_vs_peers.py [--quick]
 
 Every case runs the engine and its peers in this one process on the same data and
-prints time ratios (peer / engine), peak traced memory (``tracemalloc``, from a second,
+prints time ratios (peer / engine; the engine's time is the median of ``--repeats``
+runs, all printed, the peers' one run), peak traced memory (``tracemalloc``, from a second,
 untimed run: NumPy buffers and Python objects) and, for case (a), the largest weight
 difference to mtrf.
 
@@ -43,18 +44,25 @@ from sae_eeg.trf.univariate import univariate_trfs
 _WALL = {}
 
 
-def _measure(fn, memory=True):
+def _measure(fn, memory=True, repeats=1):
     """(CPU seconds, peak traced MiB, result) of ``fn()``; wall seconds go to ``_WALL``.
 
     CPU time of this process is the measure (single-threaded BLAS): it is robust to
     other work on a shared machine, which inflates wall-clock times. Time and memory
-    come from two calls of ``fn``: tracing allocations slows the traced code (the more,
-    the more arrays it allocates), so the timed call runs untraced.
+    come from separate calls of ``fn``: tracing allocations slows the traced code (the
+    more, the more arrays it allocates), so timed calls run untraced. With ``repeats``
+    the time is the median of that many calls (all kept in ``_WALL["runs"]``): the
+    engine's runs take seconds, and a burst of load on a shared machine moves one of
+    them by 10-20 %, while a peer's run of minutes averages such bursts out.
     """
-    t0, w0 = time.process_time(), time.perf_counter()
-    out = fn()
-    dt = time.process_time() - t0
-    _WALL["last"] = time.perf_counter() - w0
+    times, walls = [], []
+    for _ in range(repeats):
+        t0, w0 = time.process_time(), time.perf_counter()
+        out = fn()
+        times.append(time.process_time() - t0)
+        walls.append(time.perf_counter() - w0)
+    dt = float(np.median(times))
+    _WALL["last"], _WALL["runs"] = float(np.median(walls)), times
     peak = float("nan")
     if memory:
         tracemalloc.start()
@@ -76,6 +84,12 @@ def _simulate(rng, n_trials, n_times, n_feat, n_chan, lags):
     return X, Y
 
 
+def _runs_note():
+    """Which calls the engine's time is the median of."""
+    runs = _WALL["runs"]
+    return f"median of {len(runs)} runs: " + ", ".join(f"{t:.2f}" for t in runs) if len(runs) > 1 else ""
+
+
 def _row(label, t, mem, ref_t=None, note="", scale=1.0):
     """One line: CPU time, wall time of the last measurement (times ``scale``), memory, ratio."""
     ratio = f"{t / ref_t:8.1f}x" if ref_t else "        "
@@ -93,8 +107,9 @@ def case_a(rng, args):
     alphas = alpha_from_mtrfpy(lambdas, fs, n_trials)           # same grid, engine scale
     print(f"(a) forward: {n_trials} trials x {args.seconds:g} s, 16 features -> 64 channels, "
           f"{len(lags)} lags, {len(alphas)} alphas, leave-one-trial-out")
-    t_ours, m_ours, _ = _measure(lambda: trf_engine.TRF(tmin, tmax, fs, alpha=alphas).fit(X, Y))
-    _row("sae-eeg TRF (numpy float64)", t_ours, m_ours)
+    t_ours, m_ours, _ = _measure(lambda: trf_engine.TRF(tmin, tmax, fs, alpha=alphas).fit(X, Y),
+                                 repeats=args.repeats)
+    _row("sae-eeg TRF (numpy float64)", t_ours, m_ours, note=_runs_note())
 
     from mtrf.model import TRF as MTRF
 
@@ -168,8 +183,9 @@ def case_b(rng, args):
     alphas = alpha_from_mtrfpy(lambdas, fs, n_trials)
     print(f"(b) {n_feat} univariate TRFs (sparse features) -> 1 channel, {n_trials} trials x "
           f"{args.seconds:g} s, {len(lags)} lags, {len(alphas)} alphas, leave-one-trial-out")
-    t_ours, m_ours, res = _measure(lambda: univariate_trfs(X, Y, tmin, tmax, fs, alpha=alphas))
-    _row("sae-eeg univariate_trfs (batched)", t_ours, m_ours)
+    t_ours, m_ours, res = _measure(lambda: univariate_trfs(X, Y, tmin, tmax, fs, alpha=alphas),
+                                   repeats=args.repeats)
+    _row("sae-eeg univariate_trfs (batched)", t_ours, m_ours, note=_runs_note())
 
     from mtrf.model import TRF as MTRF
 
@@ -208,8 +224,8 @@ def case_c(rng, args):
           f"{len(lags)} lags, one lambda")
     alpha = float(alpha_from_mtrfpy(lam, fs, n_trials))
     t_ours, m_ours, model = _measure(
-        lambda: trf_engine.TRF(tmin, tmax, fs, direction=-1, alpha=alpha).fit(R, S))
-    _row("sae-eeg TRF direction=-1", t_ours, m_ours)
+        lambda: trf_engine.TRF(tmin, tmax, fs, direction=-1, alpha=alpha).fit(R, S), repeats=args.repeats)
+    _row("sae-eeg TRF direction=-1", t_ours, m_ours, note=_runs_note())
 
     from mtrf.model import TRF as MTRF
 
@@ -249,6 +265,8 @@ def main():
     parser.add_argument("--peer-trials", type=int, default=None,
                         help="trials to time mtrf on in (c) (default all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="runs of the engine per case; its time is their median (peers run once)")
     args = parser.parse_args()
     if args.quick:
         args.trials, args.seconds, args.features, args.n_alphas = 6, 20.0, 100, 5
