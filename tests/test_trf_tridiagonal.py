@@ -148,3 +148,15 @@ def test_blas_on_a_block_in_place(rng):
     np.testing.assert_array_equal(big[untouched], before[untouched])   # ... and the rest: not written
     with pytest.raises(ValueError, match="Fortran-ordered"):
         _blas.symm_lower(np.ascontiguousarray(block), b)
+
+
+@pytest.mark.parametrize("shape", [(9, 4), (4, 4), (2, 4)])
+def test_lapack_compact_wy_equals_ours(rng, shape):
+    xp = get_ops("numpy")
+    panel = rng.standard_normal(shape)
+    V, T, R = xp.geqrt(panel)
+    V2, T2, R2 = tridiagonal.compact_wy(*xp.geqrf(panel), xp)
+    Q = np.eye(shape[0]) - V @ T @ V.T          # (a square panel's last reflector is the identity:
+    np.testing.assert_allclose(Q, np.eye(shape[0]) - V2 @ T2 @ V2.T, atol=1e-12)   # V, T may differ)
+    np.testing.assert_allclose(R, R2, atol=1e-12)
+    np.testing.assert_allclose(Q[:, :len(R)] @ R, panel, atol=1e-12)

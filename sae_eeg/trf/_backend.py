@@ -125,6 +125,15 @@ class NumpyOps:
         qr, tau, _, _ = lapack.dgeqrf(a)
         return qr, tau
 
+    def geqrt(self, a):
+        """LAPACK QR of a panel ``a`` (m, b) in compact WY form: ``(V, T, R)`` with
+        ``Q = I - V T V^T`` (r = min(m, b) reflectors; ``V`` (m, r) unit lower trapezoidal)."""
+        r = min(a.shape)
+        qr, t, _ = lapack.dgeqrt(r, a)
+        V = np.tril(qr[:, :r], -1)
+        V[np.diag_indices(r)] = 1.0
+        return V, t, np.triu(qr[:r])
+
     def reduction_work(self, a):
         """A Fortran-ordered copy of symmetric ``a`` that :meth:`two_sided_update` overwrites."""
         return np.array(a, order="F")

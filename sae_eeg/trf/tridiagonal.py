@@ -63,13 +63,21 @@ def block_tridiagonalize(C, xp, width=None):
     start = 0
     while A.shape[0] > width:
         diag.append(_symmetric(A[:width, :width], xp))
-        V, T, R = compact_wy(*xp.geqrf(A[width:, :width]), xp)
+        V, T, R = _panel_qr(A[width:, :width], xp)
         sub.append(R)
         A = xp.two_sided_update(A[width:, width:], V, T)
         start += width
         reflectors.append((start, V, T))
     diag.append(_symmetric(A, xp))
     return BlockTridiagonal(diag, sub, reflectors)
+
+
+def _panel_qr(panel, xp):
+    """QR of a panel in compact WY form, ``(V, T, R)``: LAPACK's own ``T`` (geqrt) where the
+    backend has it, else from the reflectors' ``tau`` (:func:`compact_wy`)."""
+    if hasattr(xp, "geqrt"):
+        return xp.geqrt(panel)
+    return compact_wy(*xp.geqrf(panel), xp)
 
 
 def _symmetric(a, xp):
