@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from sae_eeg.trf import TRF, lag_matrix, tridiagonal
+from sae_eeg.trf import TRF, lag_matrix, lagged_stats, tridiagonal
 from sae_eeg.trf._backend import get_ops
-from sae_eeg.trf.solvers import resolve_solver, solve_tridiagonal
+from sae_eeg.trf.solvers import resolve_solver, ridge_path, solve_tridiagonal
 
 BACKENDS = ["numpy", "torch"]
 
@@ -160,3 +160,21 @@ def test_lapack_compact_wy_equals_ours(rng, shape):
     np.testing.assert_allclose(Q, np.eye(shape[0]) - V2 @ T2 @ V2.T, atol=1e-12)   # V, T may differ)
     np.testing.assert_allclose(R, R2, atol=1e-12)
     np.testing.assert_allclose(Q[:, :len(R)] @ R, panel, atol=1e-12)
+
+
+def test_reduction_in_the_input_memory_and_statistics_untouched(rng):
+    xp = get_ops("numpy")
+    C = _spd(rng, 61)
+    J = tridiagonal.block_tridiagonalize(C.copy(), xp, width=8)
+    work = C.copy()
+    J2 = tridiagonal.block_tridiagonalize(work, xp, width=8, overwrite=True)
+    assert not np.array_equal(work, C)                                     # worked in place ...
+    for a, b in zip(J.diag + J.sub, J2.diag + J2.sub):                     # ... to the same result
+        np.testing.assert_allclose(a, b, atol=1e-10 * np.abs(C).max())
+    # ridge_path centres into a new array before the solver overwrites it
+    X = [rng.standard_normal((200, 2)) for _ in range(3)]
+    Y = [rng.standard_normal((200, 1)) for _ in range(3)]
+    stats = lagged_stats(X, Y, np.arange(-3, 40), per_trial=False)
+    before = stats.xtx.copy()
+    ridge_path(stats, np.array([1.0, 10.0]), fit_intercept=True, solver="tridiagonal", xp=xp)
+    np.testing.assert_array_equal(stats.xtx, before)

@@ -134,9 +134,10 @@ class NumpyOps:
         V[np.diag_indices(r)] = 1.0
         return V, t, np.triu(qr[:r])
 
-    def reduction_work(self, a):
-        """A Fortran-ordered copy of symmetric ``a`` that :meth:`two_sided_update` overwrites."""
-        return np.array(a, order="F")
+    def reduction_work(self, a, overwrite=False):
+        """Symmetric ``a`` in Fortran order for :meth:`two_sided_update` to overwrite: a copy,
+        or with ``overwrite`` ``a``'s own memory (``a.T`` equals ``a``: a C-ordered ``a`` is not copied)."""
+        return np.asfortranarray(a.T) if overwrite else np.array(a, order="F")
 
     def two_sided_update(self, a, v, t):
         """``Q^T a Q`` for ``Q = I - v t v^T`` and symmetric ``a``, in place (``a``: a block of a
@@ -240,7 +241,7 @@ class TorchOps:
     def subtract_product(self, c, a, b):
         return c.sub_(a @ b)
 
-    def reduction_work(self, a):
+    def reduction_work(self, a, overwrite=False):
         return a                                           # two_sided_update returns new tensors
 
     def two_sided_update(self, a, v, t):

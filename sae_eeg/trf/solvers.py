@@ -45,7 +45,7 @@ def _scaled(C, c, penalty_scale):
     return C * s[:, None] * s[None, :], c * s[:, None], s[:, None]
 
 
-def solve_eigh(C, c, alphas, xp, penalty_scale=None):
+def solve_eigh(C, c, alphas, xp, penalty_scale=None, overwrite=False):
     """Weights for every alpha from one eigendecomposition of ``C``.
 
     Parameters
@@ -60,6 +60,8 @@ def solve_eigh(C, c, alphas, xp, penalty_scale=None):
         Backend namespace.
     penalty_scale : array, shape (P,) | None
         Relative penalty per column (banded ridge); ``None`` is all ones.
+    overwrite : bool
+        ``C`` is a temporary the solver may overwrite (the tridiagonal reduction does).
 
     Returns
     -------
@@ -73,14 +75,14 @@ def solve_eigh(C, c, alphas, xp, penalty_scale=None):
     return W if s is None else W * s
 
 
-def solve_cholesky(C, c, alphas, xp, penalty_scale=None):
+def solve_cholesky(C, c, alphas, xp, penalty_scale=None, overwrite=False):
     """Weights for every alpha, one Cholesky factorisation per alpha (best for one alpha)."""
     Cs, cs, s = _scaled(C, c, penalty_scale)
     W = xp.cho_solve_shifts(Cs, [float(a) for a in np.asarray(alphas)], cs)
     return W if s is None else W * s
 
 
-def solve_tridiagonal(C, c, alphas, xp, penalty_scale=None):
+def solve_tridiagonal(C, c, alphas, xp, penalty_scale=None, overwrite=False):
     """Weights for every alpha from one block-tridiagonal reduction ``C = Q J Q^T``.
 
     ``W(alpha) = Q (J + alpha I)^{-1} Q^T c``: after the reduction each alpha costs a
@@ -100,7 +102,7 @@ def solve_tridiagonal(C, c, alphas, xp, penalty_scale=None):
         U = U.transpose(1, 2, 0, 3).reshape(n_B, n_P, n_A * n_C)          # all alphas as columns
         W = (U - V @ (T @ (V.mT @ U))).reshape(n_B, n_P, n_A, n_C).transpose(2, 0, 1, 3)   # Q U
         return W if s is None else W * s
-    J = tridiagonal.block_tridiagonalize(Cs, xp)
+    J = tridiagonal.block_tridiagonalize(Cs, xp, overwrite=overwrite or s is not None)   # s: Cs is a copy
     z = tridiagonal.apply_q(J, cs * 1.0, xp, transpose=True)             # cs * 1.0: apply_q works in place
     U = tridiagonal.solve_shifts(J, z, alphas, xp)                       # (A, P, C)
     n_A, n_P, n_C = U.shape
@@ -169,7 +171,8 @@ def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
     """
     C, c = centered_system(stats, fit_intercept)
     n_columns = C.shape[-1] if C.ndim == 2 else None            # None: a batch of systems
-    W = SOLVERS[resolve_solver(solver, len(alphas), n_columns, xp.name)](C, c, alphas, xp, penalty_scale)
+    W = SOLVERS[resolve_solver(solver, len(alphas), n_columns, xp.name)](
+        C, c, alphas, xp, penalty_scale, overwrite=fit_intercept)             # centred: C is a new array
     if fit_intercept:
         b = (stats.sy[0] - (stats.sx[0][None, ..., None, :] @ W)[..., 0, :]) / stats.n[0]
     else:

@@ -50,15 +50,16 @@ class BlockTridiagonal:
     reflectors: list
 
 
-def block_tridiagonalize(C, xp, width=None):
+def block_tridiagonalize(C, xp, width=None, overwrite=False):
     """Reduce symmetric ``C`` (P, P) to block-tridiagonal form, ``C = Q J Q^T``.
 
     Each step takes the QR decomposition of the panel below the current diagonal block
     and applies its block reflector to the trailing matrix from both sides. ``width``
-    (default :data:`WIDTH`) is the block size of ``J``.
+    (default :data:`WIDTH`) is the block size of ``J``. With ``overwrite`` the reduction
+    may work in ``C``'s memory.
     """
     width = WIDTH if width is None else width
-    A = xp.reduction_work(C)               # C is never written (numpy: only its lower triangle is read)
+    A = xp.reduction_work(C, overwrite)    # numpy: only a lower triangle is read
     diag, sub, reflectors = [], [], []
     start = 0
     while A.shape[0] > width:
