@@ -120,11 +120,6 @@ class NumpyOps:
         c -= a @ b
         return c
 
-    def geqrf(self, a):
-        """LAPACK QR of ``a`` (m, n): Householder vectors below the diagonal of ``qr``, and ``tau``."""
-        qr, tau, _, _ = lapack.dgeqrf(a)
-        return qr, tau
-
     def geqrt(self, a):
         """LAPACK QR of a panel ``a`` (m, b) in compact WY form: ``(V, T, R)`` with
         ``Q = I - V T V^T`` (r = min(m, b) reflectors; ``V`` (m, r) unit lower trapezoidal)."""
@@ -235,8 +230,10 @@ class TorchOps:
             return torch.linalg.solve_triangular(a.mT, b, upper=lower)
         return torch.linalg.solve_triangular(a, b, upper=not lower)
 
-    def geqrf(self, a):
-        return torch.geqrf(a)
+    def geqrt(self, a):
+        from .tridiagonal import compact_wy            # (T from the reflectors' tau; no geqrt in torch)
+
+        return compact_wy(*torch.geqrf(a), self)
 
     def subtract_product(self, c, a, b):
         return c.sub_(a @ b)

@@ -19,6 +19,7 @@ total minus the held-out trials and scores follow without predicting.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -208,10 +209,15 @@ def _half_spectrum_dft(n_L, N, xp):
     ``N`` frequencies are those over ``k = 0..N//2`` weighted 1 (``k = 0``, ``2k = N``)
     or 2 (the others); the weights include the 1/N of the inverse transform.
     """
+    return tuple(xp.asarray(a) for a in _half_spectrum_dft_numpy(n_L, N))
+
+
+@functools.lru_cache(maxsize=16)
+def _half_spectrum_dft_numpy(n_L, N):
+    """:func:`_half_spectrum_dft` in numpy, computed once per (n_L, N) (shared: never written)."""
     k = np.arange(N // 2 + 1)
     angle = 2 * np.pi * np.outer(k, np.arange(n_L)) / N
-    weight = np.where((k == 0) | (2 * k == N), 1.0, 2.0) / N
-    return xp.asarray(np.cos(angle)), xp.asarray(np.sin(angle)), xp.asarray(weight)
+    return np.cos(angle), np.sin(angle), np.where((k == 0) | (2 * k == N), 1.0, 2.0) / N
 
 
 def _fft_segment(n_T, n_L):

@@ -9,7 +9,7 @@ the first stage of LAPACK's two-stage symmetric eigensolver (``dsytrd_sy2sb``), 
 where the penalties no longer need more: cheaper than an eigendecomposition and, from
 about five penalties on, than one Cholesky factorisation of ``C`` per penalty.
 
-The same code runs on both backends; the backend supplies the QR panel (``geqrf``), the
+The same code runs on both backends; the backend supplies the QR of a panel in compact WY form (``geqrt``), the
 symmetric two-sided update and the (batched) Cholesky and triangular solves. Batches of
 small systems (single-feature models) take a plain tridiagonal reduction per system by
 LAPACK (:func:`householder_tridiagonal`, numpy) and one LDL^T recursion for all of them.
@@ -64,21 +64,13 @@ def block_tridiagonalize(C, xp, width=None, overwrite=False):
     start = 0
     while A.shape[0] > width:
         diag.append(_symmetric(A[:width, :width], xp))
-        V, T, R = _panel_qr(A[width:, :width], xp)
+        V, T, R = xp.geqrt(A[width:, :width])
         sub.append(R)
         A = xp.two_sided_update(A[width:, width:], V, T)
         start += width
         reflectors.append((start, V, T))
     diag.append(_symmetric(A, xp))
     return BlockTridiagonal(diag, sub, reflectors)
-
-
-def _panel_qr(panel, xp):
-    """QR of a panel in compact WY form, ``(V, T, R)``: LAPACK's own ``T`` (geqrt) where the
-    backend has it, else from the reflectors' ``tau`` (:func:`compact_wy`)."""
-    if hasattr(xp, "geqrt"):
-        return xp.geqrt(panel)
-    return compact_wy(*xp.geqrf(panel), xp)
 
 
 def _symmetric(a, xp):
@@ -123,7 +115,7 @@ def solve_shifts(J, z, shifts, xp):
 
 
 def compact_wy(qr, tau, xp):
-    """``(V, T, R)`` from LAPACK ``geqrf`` output: ``H_1 ... H_r = I - V T V^T``, ``R`` upper."""
+    """``(V, T, R)`` from ``geqrf`` output (torch): ``H_1 ... H_r = I - V T V^T``, ``R`` upper."""
     r = min(qr.shape)
     top = xp.tril(qr[:r, :r], -1) + xp.eye(r)                    # unit lower triangle; the rest is V
     V, T = _wy(xp.concat([top, qr[r:, :r]], axis=0), tau, xp)

@@ -19,7 +19,7 @@ from scipy import sparse
 from ._backend import get_ops
 from ._check import _as_trials, _check_alphas, _check_number, _check_option
 from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds
-from .lags import EDGES, LagStats, _lag_rows, row_range, times_to_lags
+from .lags import EDGES, FIELDS, LagStats, _lag_rows, row_range, times_to_lags
 from .solvers import ridge_path
 
 STATS_SCORERS = tuple(k for k, v in SCORERS.items() if v.from_stats is not None)
@@ -255,7 +255,7 @@ def univariate_trfs(X, y, tmin, tmax, sfreq, *, alpha=1.0, fit_intercept=True, e
     for f0 in range(0, n_feat, chunk_size):
         feats = np.arange(f0, min(f0 + chunk_size, n_feat))
         st = univariate_stats(X_list, y_list, lags, edge=edge, features=feats)
-        st = LagStats(*(xp.asarray(getattr(st, k)) for k in ("xtx", "xty", "sx", "sy", "yty", "n")))
+        st = LagStats(*(xp.asarray(getattr(st, k)) for k in FIELDS))
         if do_cv:
             sc = fold_scores(st, alphas, folds, fit_intercept=fit_intercept, scoring=scoring,
                              solver="auto", xp=xp).mean(axis=0)      # (A, B, C)
