@@ -56,8 +56,9 @@ def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
     LocalCluster; every per-subject and group table equals the demo's own run.
     """
     copy = tmp_path / "copy"
-    shutil.copytree(demo["output_dir"], copy, ignore=shutil.ignore_patterns("alignment", "figures"))
     layer = demo["config"]["layers"][-1]
+    other_layers = [f"layer_{n}" for n in demo["config"]["layers"] if n != layer]
+    shutil.copytree(demo["output_dir"], copy, ignore=shutil.ignore_patterns("alignment", "figures", *other_layers))
     config = {**demo["config"], "output_dir": str(copy), "layers": [layer]}
     serial = tmp_path / "serial.yaml"
     serial.write_text(yaml.safe_dump({**config, "scheduler": None}))

@@ -65,6 +65,8 @@ def save_run(path, *, eeg, features, sfreq, ch_names, feature_ids=None, spaces=N
     feats = sparse.csr_array(features, dtype=np.float32)
     if feats.shape[0] != eeg.shape[0]:
         raise InputError(f"features have {feats.shape[0]} samples, eeg {eeg.shape[0]}.")
+    if max(feats.nnz, feats.shape[1]) < np.iinfo(np.int32).max:   # int32 indices: a fifth less disk
+        feats.indices, feats.indptr = feats.indices.astype(np.int32), feats.indptr.astype(np.int32)
     ids = np.arange(feats.shape[1]) if feature_ids is None else np.asarray(feature_ids, dtype=np.int64)
     arrays = {
         "eeg": eeg, "sfreq": np.float64(sfreq), "ch_names": np.asarray(ch_names, dtype=str),
