@@ -6,6 +6,7 @@ from scipy.linalg import lapack
 
 from sae_eeg.trf import TRF, lag_matrix, lagged_stats, tridiagonal
 from sae_eeg.trf._backend import get_ops
+from sae_eeg.trf.lags import FIELDS, LagStats
 from sae_eeg.trf.solvers import resolve_solver, ridge_path, solve_tridiagonal
 
 BACKENDS = ["numpy", "torch"]
@@ -177,5 +178,15 @@ def test_reduction_in_the_input_memory_and_statistics_untouched(rng):
     Y = [rng.standard_normal((200, 1)) for _ in range(3)]
     stats = lagged_stats(X, Y, np.arange(-3, 40), per_trial=False)
     before = stats.xtx.copy()
-    ridge_path(stats, np.array([1.0, 10.0]), fit_intercept=True, solver="tridiagonal", xp=xp)
+    alphas = np.array([1.0, 10.0])
+    W, b = ridge_path(stats, alphas, fit_intercept=True, solver="tridiagonal", xp=xp)
     np.testing.assert_array_equal(stats.xtx, before)
+    # a temporary (a fold's training set) is centred and reduced in its own memory, to the same weights
+    for fit_intercept in (True, False):
+        W, b = ridge_path(stats, alphas, fit_intercept=fit_intercept, solver="tridiagonal", xp=xp)
+        temporary = LagStats(*(getattr(stats, k).copy() for k in FIELDS))
+        W2, b2 = ridge_path(temporary, alphas, fit_intercept=fit_intercept, solver="tridiagonal", xp=xp,
+                            overwrite=True)
+        assert not np.array_equal(temporary.xtx, before)
+        np.testing.assert_allclose(W2, W, rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(b2, b, rtol=1e-10, atol=1e-12)

@@ -61,6 +61,10 @@ class NumpyOps:
         """Reverse the order along ``axis``."""
         return np.flip(a, axis)
 
+    def einsum(self, subscripts, *operands):
+        """Einstein summation (no temporaries of the operands' product)."""
+        return np.einsum(subscripts, *operands)
+
     def eigh(self, a):
         """Eigenvalues (ascending) and eigenvectors of symmetric matrices (batched)."""
         return np.linalg.eigh(a)
@@ -113,7 +117,7 @@ class NumpyOps:
 
     def subtract_product(self, c, a, b):
         """``c -= a @ b`` in place, without a temporary of ``c``'s size."""
-        if c.flags.c_contiguous:            # BLAS on the transposes: c^T is Fortran-ordered
+        if c.ndim == 2 and c.flags.c_contiguous:     # BLAS on the transposes: c^T is Fortran-ordered
             out = blas.dgemm(-1.0, b.T, a.T, beta=1.0, c=c.T, overwrite_c=1)
             if np.shares_memory(out, c):
                 return c
@@ -201,6 +205,9 @@ class TorchOps:
 
     def flip(self, a, axis):
         return torch.flip(a, (axis,))
+
+    def einsum(self, subscripts, *operands):
+        return torch.einsum(subscripts, *operands)
 
     def eigh(self, a):
         return torch.linalg.eigh(a)

@@ -41,7 +41,7 @@ def _moments_from_stats(W, b, held, xp):
         C_h = xtx - (sx[..., :, None] * sx[..., None, :]) / n    # centred lagged covariance
         ss_hat = ((C_h[None] @ W) * W).sum(axis=-2)
     c_h = xty - (sx[..., :, None] * sy[..., None, :]) / n       # centred cross-covariance
-    cross = (c_h[None] * W).sum(axis=-2)
+    cross = xp.einsum("...pc,a...pc->a...c", c_h, W)
     ss_y = yty - sy * sy / n
     d_mean = sy / n - (sx_W / n + b)
     return ss_y, ss_hat, cross, d_mean, n
@@ -184,7 +184,7 @@ def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, tri
     for test in folds:
         train = total.minus(stats.total(xp.index(test)))
         W, b = ridge_path(train, alphas, fit_intercept=fit_intercept, solver=solver, xp=xp,
-                          penalty_scale=penalty_scale)
+                          penalty_scale=penalty_scale, overwrite=True)     # train: a new array
         per_trial = []
         for i in test:
             if scorer.from_stats is not None:

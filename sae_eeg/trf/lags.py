@@ -378,12 +378,19 @@ def lagged_quadratic_forms(autocov, edge_rows, W, xp):
     G = G * weight[:, None, None]
     n_K = W.shape[1]
     dft = xp.stack([cos, sin], axis=1).reshape(-1, n_L)         # rows (k, cos | sin): v comes out (k, 2F, K)
-    v = (dft @ W.reshape(n_L, n_F * n_K)).reshape(-1, 2 * n_F, n_K)
-    q = ((G @ v) * v).sum(axis=(0, 1))
+    W_L = W.reshape(n_L, n_F * n_K)
+    q = 0
+    for k0 in range(0, G.shape[0], _FREQUENCIES_PER_PRODUCT):    # a few frequencies at a time: v stays in cache
+        k1 = min(k0 + _FREQUENCIES_PER_PRODUCT, G.shape[0])
+        v = (dft[2 * k0:2 * k1] @ W_L).reshape(k1 - k0, 2 * n_F, n_K)
+        q = q + xp.einsum("kin,kin->n", G[k0:k1] @ v, v)
     if edge_rows.shape[0]:
         BW = edge_rows @ W
-        q = q - (BW * BW).sum(axis=0)
+        q = q - xp.einsum("en,en->n", BW, BW)
     return q
+
+
+_FREQUENCIES_PER_PRODUCT = 16
 
 
 def lagged_xty(x_TF, y_TC, lags, edge, xp):

@@ -18,13 +18,14 @@ from . import tridiagonal
 from ._check import _check_option
 
 
-def centered_system(stats, fit_intercept):
+def centered_system(stats, fit_intercept, xp=None):
     """Return ``C`` ([B, ]P, P) and ``c`` ([B, ]P, C) of a summed LagStats (N = 1).
 
     A leading batch axis B (independent models, e.g. one per feature) is allowed.
 
     With ``fit_intercept`` the lagged columns and the outputs are centred on their
-    means over all rows used (``C = X^T X - n m m^T``).
+    means over all rows used (``C = X^T X - n m m^T``). Given the backend ``xp``,
+    ``stats`` is a temporary: ``C`` is centred in the memory of ``stats.xtx``.
     """
     xtx, xty = stats.xtx[0], stats.xty[0]
     if not fit_intercept:
@@ -32,8 +33,11 @@ def centered_system(stats, fit_intercept):
     n = stats.n[0]
     sx, sy = stats.sx[0], stats.sy[0]
     mean_x = sx / n
-    C = sx[..., :, None] * -mean_x[..., None, :]               # one P x P array: the result
-    C += xtx
+    if xp is not None:
+        C = xp.subtract_product(xtx, sx[..., :, None], mean_x[..., None, :])
+    else:
+        C = sx[..., :, None] * -mean_x[..., None, :]           # one P x P array: the result
+        C += xtx
     return C, xty - mean_x[..., :, None] * sy[..., None, :]
 
 
@@ -104,9 +108,9 @@ def solve_tridiagonal(C, c, alphas, xp, penalty_scale=None, overwrite=False):
         return W if s is None else W * s
     J = tridiagonal.block_tridiagonalize(Cs, xp, overwrite=overwrite or s is not None)   # s: Cs is a copy
     z = tridiagonal.apply_q(J, cs * 1.0, xp, transpose=True)             # cs * 1.0: apply_q works in place
-    U = tridiagonal.solve_shifts(J, z, alphas, xp)                       # (A, P, C)
-    n_A, n_P, n_C = U.shape
-    W = tridiagonal.apply_q(J, U.swapaxes(0, 1).reshape(n_P, n_A * n_C), xp)   # all alphas in one product
+    U = tridiagonal.solve_shifts(J, z, alphas, xp)                       # (P, A, C)
+    n_P, n_A, n_C = U.shape
+    W = tridiagonal.apply_q(J, U.reshape(n_P, n_A * n_C), xp)          # all alphas in one product
     W = W.reshape(n_P, n_A, n_C).swapaxes(0, 1)
     return W if s is None else W * s
 
@@ -146,7 +150,7 @@ def resolve_solver(solver, n_alphas, n_columns=None, backend="numpy"):
     return "cholesky" if n_alphas <= EIGH_COST_IN_CHOLESKY else "eigh"
 
 
-def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
+def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None, overwrite=False):
     """Ridge weights and intercepts for every alpha from summed statistics.
 
     Parameters
@@ -163,16 +167,18 @@ def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None):
         Backend namespace.
     penalty_scale : array, shape (P,) | None
         Relative penalty of each column (banded ridge).
+    overwrite : bool
+        ``stats`` is a temporary (a fold's training set): its ``X^T X`` may be overwritten.
 
     Returns
     -------
     W : array, shape (n_alphas, [B, ]P, n_outputs)
     b : array, shape (n_alphas, [B, ]n_outputs)
     """
-    C, c = centered_system(stats, fit_intercept)
+    C, c = centered_system(stats, fit_intercept, xp if overwrite else None)
     n_columns = C.shape[-1] if C.ndim == 2 else None            # None: a batch of systems
     W = SOLVERS[resolve_solver(solver, len(alphas), n_columns, xp.name)](
-        C, c, alphas, xp, penalty_scale, overwrite=fit_intercept)             # centred: C is a new array
+        C, c, alphas, xp, penalty_scale, overwrite=overwrite or fit_intercept)   # centred: C is a new array
     if fit_intercept:
         b = (stats.sy[0] - (stats.sx[0][None, ..., None, :] @ W)[..., 0, :]) / stats.n[0]
     else:

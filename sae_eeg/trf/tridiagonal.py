@@ -88,16 +88,18 @@ def apply_q(J, U, xp, transpose=False):
 
 
 def solve_shifts(J, z, shifts, xp):
-    """Solve ``(J + s I) u = z`` for every shift ``s``; ``z`` (P, K) gives (S, P, K).
+    """Solve ``(J + s I) u = z`` for every shift ``s``; ``z`` (P, K) gives (P, S, K).
 
     Block Cholesky factorisation ``J + s I = L L^T`` (``L`` block lower bidiagonal),
     batched over the shifts, then forward and back substitution block by block with
-    the inverses of the (small, triangular) diagonal blocks of ``L``.
+    the inverses of the (small, triangular) diagonal blocks of ``L``. The solutions
+    are written shift by shift along the second axis, so that ``u.reshape(P, S * K)``
+    holds all of them as columns (a view).
     """
-    s = xp.asarray(np.asarray(shifts, dtype=np.float64))[:, None, None]
+    s_I = xp.asarray(np.asarray(shifts, dtype=np.float64))[:, None, None] * xp.eye(J.diag[0].shape[0])
     inv, S = [], []            # inverses of the blocks L[i, i]; sub-diagonal blocks L[i + 1, i]
     for i, D in enumerate(J.diag):
-        D = D + s * xp.eye(D.shape[0])
+        D = D + s_I[:, :D.shape[0], :D.shape[0]]
         if i:
             S.append(J.sub[i - 1] @ inv[-1].mT)            # L[i, i-1] = J[i, i-1] L[i-1, i-1]^{-T}
             D = D - S[-1] @ S[-1].mT
@@ -107,11 +109,14 @@ def solve_shifts(J, z, shifts, xp):
         zi = z[start:start + Li_inv.shape[-1]]
         start += Li_inv.shape[-1]
         y.append(Li_inv @ (zi if i == 0 else zi - S[i - 1] @ y[-1]))
-    u = [None] * len(inv)
+    u = xp.zeros((z.shape[0], len(shifts), z.shape[1]))
+    u_next = None
     for i in reversed(range(len(inv))):                     # L^T u = y
-        yi = y[i] if i + 1 == len(inv) else y[i] - S[i].mT @ u[i + 1]
-        u[i] = inv[i].mT @ yi
-    return xp.concat(u, axis=1)
+        start -= inv[i].shape[-1]
+        u_i = inv[i].mT @ (y[i] if u_next is None else y[i] - S[i].mT @ u_next)
+        u[start:start + u_i.shape[1]] = u_i.swapaxes(0, 1)
+        u_next = u_i
+    return u
 
 
 def compact_wy(qr, tau, xp):
