@@ -178,7 +178,7 @@ def ridge_path(stats, alphas, *, fit_intercept, solver, xp, penalty_scale=None, 
     C, c = centered_system(stats, fit_intercept, xp if overwrite else None)
     n_columns = C.shape[-1] if C.ndim == 2 else None            # None: a batch of systems
     W = SOLVERS[resolve_solver(solver, len(alphas), n_columns, xp.name)](
-        C, c, alphas, xp, penalty_scale, overwrite=overwrite or fit_intercept)   # centred: C is a new array
+        C, c, alphas, xp, penalty_scale, overwrite=overwrite or fit_intercept)   # C: a temporary or new (centred)
     if fit_intercept:
         b = (stats.sy[0] - (stats.sx[0][None, ..., None, :] @ W)[..., 0, :]) / stats.n[0]
     else:
