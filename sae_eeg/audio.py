@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 from fractions import Fraction
-from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np

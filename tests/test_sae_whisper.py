@@ -14,7 +14,7 @@ import torch
 
 from sae_eeg.backbones import bundled_whisper_path, load_backbone
 from sae_eeg.sae import ActivationStore, BatchTopKSAE, TrainingConfig, reconstruction_metrics, train_saes
-from sae_eeg.sae.splice import splice_sae, spliced_evaluation
+from sae_eeg.sae.splice import spliced_evaluation
 
 _SPEC = importlib.util.spec_from_file_location(
     "sae_whisper_check", Path(__file__).parents[1] / "benchmarks" / "sae_whisper_check.py")
