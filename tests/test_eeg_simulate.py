@@ -13,6 +13,7 @@ from sae_eeg.eeg import (
     check_manifest, find_run_markers, load_aligned_run, preprocess, random_features, read_run,
     simulate_dataset,
 )
+from sae_eeg.eeg.simulate import simulate_recordings
 from sae_eeg.errors import InputError, OutputExistsError
 from sae_eeg.manifests import load_manifest
 from sae_eeg.trajectories import TimeSeries, resample_dense
@@ -233,3 +234,70 @@ def test_end_to_end_with_whisper_and_sae(tmp_path):
     assert aligned.features.sfreq == SFREQ
     assert aligned.eeg.shape[0] == aligned.features.data.shape[0] == int(audio.duration * SFREQ)
     assert [p["feature"] for p in ds.truth["planted"]] == busiest.tolist()
+
+
+def _acoustic_series(stimuli, rng):
+    return {name: TimeSeries(np.abs(rng.standard_normal((int(dur * 100), 1))), 100.0, 0.0, ("envelope",))
+            for name, dur in stimuli}
+
+
+def test_acoustic_response_is_added_to_the_same_recordings(rng):
+    """With an acoustic response nothing else changes; the difference is the truth's acoustic model."""
+    stimuli = [("a", 8.0), ("b", 6.0)]
+    feats = {"a": random_features(8.0, n_features=4, random_state=1),
+             "b": random_features(6.0, n_features=4, random_state=2)}
+    acoustic = _acoustic_series(stimuli, rng)
+    kwargs = {"n_subjects": 2, "features": feats, "planted": [0], "sfreq": SFREQ, "random_state": 7}
+    plain = simulate_recordings(stimuli, **kwargs)
+    both = simulate_recordings(stimuli, acoustic=acoustic, acoustic_snr_db=3.0, **kwargs)
+    assert plain.truth["planted"] == both.truth["planted"] and plain.truth["acoustic"] is None
+    truth = both.truth["acoustic"]
+    topo = np.asarray(truth["topography"])
+    assert np.max(np.abs(topo)) == 1.0 and truth["names"] == ["envelope"]
+    for sub, raw in both.raws.items():
+        sub_truth = both.truth["subjects"][sub]
+        kernel = np.asarray(sub_truth["acoustic_trf"])
+        rebuilt = np.zeros(raw.n_times)
+        for name, dur in stimuli:
+            n = int(np.floor(dur * SFREQ))
+            col = resample_dense(acoustic[name].data, sfreq=100.0, new_sfreq=SFREQ, n_times=n)[:, 0]
+            resp = np.convolve(col / truth["max"][0], kernel)                 # outlasts the stimulus
+            start = sub_truth["onsets"][name]["sample"]
+            rebuilt[start:start + len(resp)] += resp
+        diff = raw.get_data() - plain.raws[sub].get_data()
+        flat = [raw.ch_names.index(b["name"]) for b in sub_truth["bad_channels"] if b["kind"] == "flat"]
+        diff[flat] *= 1e3                                                  # flat channels are scaled by 1e-3
+        np.testing.assert_allclose(diff, np.outer(topo, rebuilt), atol=1e-9 * np.abs(kernel).max())
+        assert sub_truth["acoustic_snr_db"] == pytest.approx(3.0, abs=3.0)   # within +- snr_spread_db
+
+
+def test_null_dataset_plants_nothing(rng):
+    stimuli = [("a", 5.0)]
+    rec = simulate_recordings(stimuli, n_subjects=1, planted=[], acoustic=_acoustic_series(stimuli, rng),
+                              sfreq=SFREQ, random_state=3)
+    assert rec.truth["planted"] == [] and rec.truth["feature_max"] == []
+    sub = rec.truth["subjects"]["01"]
+    assert sub["trfs"] == [] and sub["signal_scale"] == 0.0 and sub["acoustic_gain"] > 0
+    assert np.isfinite(rec.raws["01"].get_data()).all()
+    assert rec.event_id == {"onset/a": 1, "end/a": 101}
+    np.testing.assert_array_equal(rec.events["01"][:, 2], [1, 101])
+
+
+def test_simulate_dataset_writes_the_simulated_recordings(tmp_path):
+    stimuli = [("a", 4.0)]
+    rec = simulate_recordings(stimuli, n_subjects=1, sfreq=SFREQ, gap=(1.0, 1.5), random_state=4)
+    ds = simulate_dataset(tmp_path / "d", stimuli, n_subjects=1, sfreq=SFREQ, gap=(1.0, 1.5), random_state=4)
+    written = read_run(load_manifest(ds.manifest_path), "01", "a").get_data()
+    np.testing.assert_allclose(written, rec.raws["01"].get_data(), atol=1e-9)  # BrainVision resolution
+    assert {k: v for k, v in ds.truth.items() if k not in ("format", "provenance")} == rec.truth
+
+
+def test_bad_acoustic_series(rng):
+    stimuli = [("a", 3.0), ("b", 3.0)]
+    with pytest.raises(InputError, match=r"acoustic has no entry for stimuli \['b'\]"):
+        simulate_recordings(stimuli, acoustic={"a": _acoustic_series(stimuli, rng)["a"]})
+    with pytest.raises(InputError, match=r"acoustic\['a'\] must be an instance of TimeSeries, got ndarray"):
+        simulate_recordings(stimuli, acoustic={"a": np.ones((300, 1)), "b": np.ones((300, 1))})
+    two = {"a": TimeSeries(np.ones((300, 2)), 100.0, 0.0, ("x", "y")), "b": _acoustic_series(stimuli, rng)["b"]}
+    with pytest.raises(InputError, match=r"same columns for every stimulus; got \[1, 2\] columns"):
+        simulate_recordings(stimuli, acoustic=two)

@@ -1,13 +1,19 @@
 """A realistic EEG simulator with planted feature responses, written as BIDS.
 
-Subjects "listen" to a sequence of stimuli in one recording each. The EEG is the sum
-over planted features of (feature * TRF) projected to the scalp through an MNE
-forward model on a spherical head (discrete dipoles, a standard montage; nothing is
-downloaded), plus 1/f background from random dipoles, alpha bursts, eye blinks on
-frontal channels, line noise, channel-specific noise and a few bad channels. Gains,
-latencies, SNR and clock drift vary per subject. Triggers (BIDS events) mark each
-stimulus onset and end. The ground truth is written beside the data as JSON, and a
-manifest YAML that validates with :func:`sae_eeg.manifests.load_manifest`.
+Subjects "listen" to a sequence of stimuli in one recording each; every subject hears
+the same stimuli, as in a listening study. The EEG is the sum over planted features
+of (feature * TRF) projected to the scalp through an MNE forward model on a
+spherical head (discrete dipoles, a standard montage; nothing is downloaded),
+optionally plus an auditory response to acoustic time series (e.g. the envelope)
+from a bilateral pair of auditory-cortex dipoles, plus 1/f background from random
+dipoles, alpha bursts, eye blinks on frontal channels, line noise, channel-specific
+noise and a few bad channels. Gains, latencies, SNR and clock drift vary per
+subject. Triggers mark each stimulus onset and end.
+
+:func:`simulate_recordings` returns the recordings in memory (studies of many
+datasets); :func:`simulate_dataset` writes the same recordings as BIDS with the
+ground truth beside them as JSON, and a manifest YAML that validates with
+:func:`sae_eeg.manifests.load_manifest`.
 """
 
 from __future__ import annotations
@@ -98,9 +104,14 @@ def random_features(duration, *, n_features=16, sfreq=50.0, rate=1.0, random_sta
     return FeatureTrajectory.from_dense(data, sfreq=sfreq)
 
 
-def _trf(times, latency_scale, shift):
+#: (latency s, width s, amplitude) of the P1, N1 and P2 of a planted feature response.
+FEATURE_COMPONENTS = ((0.05, 0.012, 0.5), (0.10, 0.02, -1.0), (0.18, 0.03, 0.7))
+#: The same for the auditory response to acoustic series: a dominant N1, as in envelope TRFs.
+ACOUSTIC_COMPONENTS = ((0.05, 0.012, 0.4), (0.10, 0.025, -1.0), (0.19, 0.035, 0.45))
+
+
+def _trf(times, latency_scale, shift, comps=FEATURE_COMPONENTS):
     """P1-N1-P2 shaped response (unit peak) on ``times`` s, scaled and shifted in latency."""
-    comps = ((0.05, 0.012, 0.5), (0.10, 0.02, -1.0), (0.18, 0.03, 0.7))
     t = times - shift
     return sum(a * np.exp(-((t - lat * latency_scale) ** 2) / (2 * w**2)) for lat, w, a in comps)
 
@@ -155,6 +166,8 @@ def _blinks(rng, n_times, sfreq):
 
 def _planted_columns(features, planted, sfreq, n_times):
     """Planted feature columns of one stimulus at the EEG rate, dense (n_times, P)."""
+    if not planted:
+        return np.zeros((n_times, 0))
     if isinstance(features, FeatureTrajectory):
         sub = features.select(planted).resample(sfreq, tmin=0.0, n_times=n_times)
         return sub.data.toarray().astype(np.float64)
@@ -165,6 +178,33 @@ def _planted_columns(features, planted, sfreq, n_times):
     raise InputError(
         f"features must be FeatureTrajectory or TimeSeries, got {type(features).__name__}."
     )
+
+
+def _unit_max_columns(columns):
+    """Each column divided by its largest absolute value over all stimuli, and those maxima."""
+    col_max = np.max([np.abs(c).max(axis=0, initial=0.0) for c in columns.values()], axis=0)
+    scaled = {n: c / np.where(col_max > 0, col_max, 1.0) for n, c in columns.items()}
+    return scaled, col_max
+
+
+def _acoustic_columns(acoustic, names, durations, sfreq):
+    """Acoustic time series of every stimulus at the EEG rate (n_times, K), unit maximum."""
+    _validate_type(acoustic, dict, "acoustic")
+    missing = [n for n in names if n not in acoustic]
+    if missing:
+        raise InputError(f"acoustic has no entry for stimuli {missing}; it has {sorted(acoustic)}.")
+    columns = {}
+    for name, dur in zip(names, durations):
+        series = acoustic[name]
+        _validate_type(series, TimeSeries, f"acoustic[{name!r}]")
+        columns[name] = resample_dense(series.data, sfreq=series.sfreq, new_sfreq=sfreq,
+                                       tmin=series.tmin, new_tmin=0.0,
+                                       n_times=int(np.floor(dur * sfreq)))
+    widths = {c.shape[1] for c in columns.values()}
+    if len(widths) != 1:
+        raise InputError(f"acoustic series must have the same columns for every stimulus; got "
+                         f"{sorted(widths)} columns.")
+    return columns
 
 
 def _check_stimuli(stimuli, features):
@@ -214,9 +254,15 @@ def _staging_dir(out_dir, overwrite):
 
 
 class _Head:
-    """Montage, channel info and forward topographies shared by all subjects."""
+    """Montage, channel info and forward topographies shared by all subjects.
 
-    def __init__(self, montage, sfreq, n_planted, line_freq, rng):
+    ``acoustic_rng`` (given when acoustic responses are simulated) places the two
+    auditory-cortex dipoles; the other draws come from ``rng`` in a fixed order, so
+    the feature responses and the noise do not change when acoustic responses are
+    added.
+    """
+
+    def __init__(self, montage, sfreq, n_planted, line_freq, rng, acoustic_rng=None):
         self.montage = mne.channels.make_standard_montage(montage)
         names = [ch for ch in self.montage.ch_names if ch not in ("A1", "A2", "M1", "M2")]
         self.info = mne.create_info(names, sfreq, "eeg")
@@ -225,17 +271,29 @@ class _Head:
         sphere = mne.make_sphere_model("auto", "auto", self.info, verbose=False)
         # planted sources alternate between the left and right auditory cortex (temporal)
         sides = np.array([[-1.0, 0.1, 0.25] if i % 2 == 0 else [1.0, 0.1, 0.25]
-                          for i in range(n_planted)]) + rng.normal(0, 0.1, (n_planted, 3))
+                          for i in range(n_planted)]).reshape(-1, 3) + rng.normal(0, 0.1, (n_planted, 3))
         planted_rr = _in_brain(sphere, sides, np.full(n_planted, 0.7))
         planted_nn = _unit(np.array([0.0, 0.0, 1.0]) + rng.normal(0, 0.3, (n_planted, 3)))
         bg_rr = _in_brain(sphere, rng.normal(size=(24, 3)) + [0, 0, 0.5], rng.uniform(0.3, 0.8, 24))
         bg_nn = _unit(rng.normal(size=(24, 3)))
         alpha_rr = _in_brain(sphere, [[0.0, -1.0, 0.3]], [0.7])
         alpha_nn = _unit(np.array([[0.0, -1.0, 0.5]]))
-        rr = np.vstack([planted_rr, bg_rr, alpha_rr])
-        nn = np.vstack([planted_nn, bg_nn, alpha_nn])
+        rr = [planted_rr, bg_rr, alpha_rr]
+        nn = [planted_nn, bg_nn, alpha_nn]
+        if acoustic_rng is not None:
+            # one dipole in each auditory cortex, both pointing up: a fronto-central N1
+            pair = np.array([[-1.0, 0.1, 0.2], [1.0, 0.1, 0.2]]) + acoustic_rng.normal(0, 0.05, (2, 3))
+            rr.append(_in_brain(sphere, pair, np.full(2, 0.7)))
+            nn.append(_unit(np.array([0.0, 0.0, 1.0]) + acoustic_rng.normal(0, 0.1, (2, 3))))
+        rr, nn = np.vstack(rr), np.vstack(nn)
         topo = _forward_topographies(self.info, sphere, rr, nn)
-        topo /= np.abs(topo).max(axis=1, keepdims=True)  # unit peak: amplitudes set below
+        n_main = n_planted + 25
+        self.acoustic_rr, self.acoustic_nn = rr[n_main:], nn[n_main:]
+        self.acoustic_topo = None
+        if len(topo) > n_main:
+            pair_topo = topo[n_main:].sum(axis=0)
+            self.acoustic_topo = pair_topo / np.abs(pair_topo).max()
+        topo = topo[:n_main] / np.abs(topo[:n_main]).max(axis=1, keepdims=True)  # unit peak
         self.planted_topo = topo[:n_planted]
         self.planted_rr, self.planted_nn = planted_rr, planted_nn
         self.bg_topo, self.alpha_topo = topo[n_planted:-1], topo[-1]
@@ -244,22 +302,41 @@ class _Head:
         self.blink_topo = np.exp(-np.linalg.norm(pos - frontal, axis=1) / 0.03)
 
 
+@dataclasses.dataclass(frozen=True)
+class SimulatedRecordings:
+    """Simulated recordings in memory (what :func:`simulate_dataset` writes as BIDS).
+
+    Attributes
+    ----------
+    raws : dict of str -> mne.io.RawArray
+        Per subject id (``"01"``, ...) its continuous recording, volts.
+    events : dict of str -> ndarray of int, shape (n_events, 3)
+        Per subject the triggers (MNE events): code ``i + 1`` at the onset of
+        stimulus ``i`` and ``END_CODE_OFFSET + i + 1`` at its end.
+    event_id : dict of str -> int
+        ``"onset/<stimulus>"`` and ``"end/<stimulus>"`` codes.
+    truth : dict
+        The ground truth (see :func:`simulate_dataset`).
+    """
+
+    raws: dict
+    events: dict
+    event_id: dict
+    truth: dict
+
+
 @fill_doc
-def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=None,
-                     sfreq=256.0, montage="biosemi64", format="BrainVision",
-                     snr_db=-5.0, snr_spread_db=3.0, latency_jitter=0.01, gain_spread=0.2,
-                     n_bad_channels=(1, 3), clock_drift_ppm=0.0, gap=(2.0, 4.0),
-                     line_freq=50.0, overwrite=False, random_state=None):
-    """Write a BIDS EEG dataset of subjects listening to ``stimuli``, with ground truth.
+def simulate_recordings(stimuli, *, n_subjects=4, features=None, planted=None, acoustic=None,
+                        acoustic_snr_db=0.0, sfreq=256.0, montage="biosemi64", snr_db=-5.0,
+                        snr_spread_db=3.0, latency_jitter=0.01, gain_spread=0.2, n_bad_channels=(1, 3),
+                        clock_drift_ppm=0.0, gap=(2.0, 4.0), line_freq=50.0, random_state=None):
+    """Simulate subjects listening to ``stimuli``, in memory, with the ground truth.
 
     Parameters
     ----------
-    out_dir : path-like
-        Folder of the BIDS dataset (written atomically: a temporary sibling is
-        renamed when everything succeeded; nothing is left on failure).
     stimuli : sequence of (str, Audio or float)
-        Stimulus names with their audio (written to ``stimuli/<name>.wav``) or
-        duration in s.
+        Stimulus names with their audio or duration in s, in the order they are played.
+        Every subject hears every stimulus.
     n_subjects : int
         Number of subjects. Default 4.
     features : dict of str -> FeatureTrajectory or TimeSeries | None
@@ -267,13 +344,22 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
         Default: :func:`random_features` (16 features at 50 Hz).
     planted : sequence of int | None
         Feature ids (FeatureTrajectory) or column names/indices (TimeSeries) given a
-        brain response. Default the first three features.
+        brain response. Default the first three features; ``[]`` plants none (a null
+        dataset; combine with ``acoustic`` for acoustic responses only).
+    acoustic : dict of str -> TimeSeries | None
+        Acoustic time series of each stimulus (e.g. :func:`sae_eeg.trajectories.envelope`),
+        any rate, time 0 = stimulus start. Each column, divided by its maximum over the
+        stimuli, drives the same auditory response (:data:`ACOUSTIC_COMPONENTS`: P1, N1
+        and P2 at 50, 100 and 190 ms, shifted by the subject's latency shift) from two auditory-cortex
+        dipoles, scaled per subject to ``acoustic_snr_db``. Default None (no acoustic
+        response).
+    acoustic_snr_db : float
+        Mean SNR of the acoustic response (acoustic signal variance over the same
+        background as ``snr_db``), dB; per subject within ``+- snr_spread_db``.
     sfreq : float
         EEG sampling rate, Hz. Default 256.
     montage : str
         MNE built-in montage (e.g. ``"standard_1020"``, ``"biosemi64"``).
-    format : "BrainVision" | "EDF" | "EEGLAB"
-        BIDS data format (mne-bids converts EEG to these only).
     snr_db : float
         Mean SNR: planted signal variance over 1/f + sensor background variance,
         averaged over good channels, in dB. Default -5.
@@ -292,6 +378,116 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
         Range of the silence before each stimulus, s.
     line_freq : float
         Line-noise frequency, Hz.
+    %(random_state)s
+
+    Returns
+    -------
+    recordings : SimulatedRecordings
+
+    Raises
+    ------
+    InputError
+        Bad stimuli, features, acoustic series or parameters.
+
+    Notes
+    -----
+    The draws of the feature responses and of the noise do not depend on
+    ``acoustic``: the acoustic response draws from a generator spawned from
+    ``random_state``, so adding it leaves everything else identical.
+    """
+    n_subjects = _ensure_int(n_subjects, "n_subjects")
+    _check_range("n_subjects", n_subjects, 1)
+    _check_option("montage", montage, mne.channels.get_builtin_montages())
+    sfreq = float(_check_range("sfreq", sfreq, 0, None, low_inclusive=False))
+    names, durations, _ = _check_stimuli(stimuli, features)
+    for name, pair, low in (("n_bad_channels", n_bad_channels, 0), ("gap", gap, 0.0)):
+        if len(pair) != 2 or not low <= pair[0] <= pair[1]:
+            raise InputError(f"{name} must be a range (low, high) with {low} <= low <= high, "
+                             f"got {pair!r}.")
+    rng = np.random.default_rng(random_state)
+    acoustic_rng = None if acoustic is None else rng.spawn(1)[0]   # leaves rng's stream as it is
+    if features is None:
+        features = {n: random_features(d, random_state=rng) for n, d in zip(names, durations)}
+    first = features[names[0]]
+    default_planted = list(first.feature_ids[:3]) if isinstance(first, FeatureTrajectory) \
+        else list(range(min(3, first.data.shape[1])))
+    planted = default_planted if planted is None else list(planted)
+    columns, col_max = _unit_max_columns(
+        {n: _planted_columns(features[n], planted, sfreq, int(np.floor(d * sfreq)))
+         for n, d in zip(names, durations)})
+    acoustic_columns, acoustic_max = (None, None) if acoustic is None else _unit_max_columns(
+        _acoustic_columns(acoustic, names, durations, sfreq))
+    head = _Head(montage, sfreq, len(planted), line_freq, rng, acoustic_rng)
+    trf_times = np.arange(int(0.5 * sfreq)) / sfreq
+    latency_scales = rng.uniform(0.8, 1.2, len(planted))
+    truth = {
+        "sfreq": sfreq, "montage": montage, "task": TASK,
+        "feature_max": col_max.tolist(),
+        "ch_names": list(head.info.ch_names), "stimuli": dict(zip(names, durations)),
+        "snr_definition": "planted signal variance / (1/f + sensor noise) variance, good "
+                          "channels, dB",
+        "model": "eeg[c, t] = sum_j topography[j][c] * (trfs[j] conv feature_j / feature_max[j])"
+                 "[t - onset] + acoustic topography[c] * sum_k (acoustic_trf conv acoustic_k / "
+                 "acoustic max_k)[t - onset] + noise; trf and trfs lags are trf_times (s)",
+        "planted": [
+            {"feature": p if isinstance(p, str) else int(p), "trf_times": trf_times.tolist(),
+             "trf": _trf(trf_times, s, 0.0).tolist(), "latency_scale": float(s),
+             "dipole_pos_m": rr.tolist(), "dipole_ori": nn.tolist(), "topography": topo.tolist()}
+            for p, s, rr, nn, topo in zip(planted, latency_scales, head.planted_rr,
+                                          head.planted_nn, head.planted_topo)
+        ],
+        "acoustic": None if acoustic is None else {
+            "names": list(acoustic[names[0]].names), "max": acoustic_max.tolist(),
+            "snr_db": float(acoustic_snr_db), "trf_times": trf_times.tolist(),
+            "trf": _trf(trf_times, 1.0, 0.0, ACOUSTIC_COMPONENTS).tolist(),
+            "topography": head.acoustic_topo.tolist(),
+            "dipole_pos_m": head.acoustic_rr.tolist(), "dipole_ori": head.acoustic_nn.tolist(),
+        },
+        "subjects": {},
+    }
+    acoustic_setup = None if acoustic is None else (acoustic_columns, acoustic_snr_db, acoustic_rng)
+    raws, all_events = {}, {}
+    event_id = {f"onset/{n}": i + 1 for i, n in enumerate(names)}
+    event_id.update({f"end/{n}": END_CODE_OFFSET + i + 1 for i, n in enumerate(names)})
+    for s in range(n_subjects):
+        sub = f"{s + 1:02d}"
+        data_CT, events, sub_truth = _simulate_subject(
+            head, names, durations, columns, trf_times, latency_scales, rng,
+            snr_db=snr_db, snr_spread_db=snr_spread_db, latency_jitter=latency_jitter,
+            gain_spread=gain_spread, n_bad_channels=n_bad_channels,
+            clock_drift_ppm=clock_drift_ppm, gap=gap, line_freq=line_freq, acoustic=acoustic_setup,
+        )
+        raw = mne.io.RawArray(data_CT, head.info.copy(), verbose=False)
+        raw.set_meas_date(None)
+        raws[sub], all_events[sub] = raw, events
+        truth["subjects"][sub] = sub_truth
+    return SimulatedRecordings(raws, all_events, event_id, truth)
+
+
+@fill_doc
+def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=None, acoustic=None,
+                     acoustic_snr_db=0.0, sfreq=256.0, montage="biosemi64", format="BrainVision",
+                     snr_db=-5.0, snr_spread_db=3.0, latency_jitter=0.01, gain_spread=0.2,
+                     n_bad_channels=(1, 3), clock_drift_ppm=0.0, gap=(2.0, 4.0),
+                     line_freq=50.0, overwrite=False, random_state=None):
+    """Write a BIDS EEG dataset of subjects listening to ``stimuli``, with ground truth.
+
+    The recordings are those of :func:`simulate_recordings` with the same arguments.
+
+    Parameters
+    ----------
+    out_dir : path-like
+        Folder of the BIDS dataset (written atomically: a temporary sibling is
+        renamed when everything succeeded; nothing is left on failure).
+    stimuli : sequence of (str, Audio or float)
+        Stimulus names with their audio (written to ``stimuli/<name>.wav``) or
+        duration in s.
+    n_subjects, features, planted, acoustic, acoustic_snr_db, sfreq, montage
+        See :func:`simulate_recordings`.
+    format : "BrainVision" | "EDF" | "EEGLAB"
+        BIDS data format (mne-bids converts EEG to these only).
+    snr_db, snr_spread_db, latency_jitter, gain_spread, n_bad_channels, clock_drift_ppm, gap, line_freq
+        See :func:`simulate_recordings`.
     overwrite : bool
         Replace an existing ``out_dir``.
     %(random_state)s
@@ -309,68 +505,28 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
     """
     mne_bids = _soft_import("mne_bids", "writing the simulated BIDS dataset", pip_name="mne-bids")
     _validate_type(out_dir, "path-like", "out_dir")
-    n_subjects = _ensure_int(n_subjects, "n_subjects")
-    _check_range("n_subjects", n_subjects, 1)
     _check_option("format", format, FORMATS)
-    _check_option("montage", montage, mne.channels.get_builtin_montages())
-    sfreq = float(_check_range("sfreq", sfreq, 0, None, low_inclusive=False))
     names, durations, audios = _check_stimuli(stimuli, features)
-    for name, pair, low in (("n_bad_channels", n_bad_channels, 0), ("gap", gap, 0.0)):
-        if len(pair) != 2 or not low <= pair[0] <= pair[1]:
-            raise InputError(f"{name} must be a range (low, high) with {low} <= low <= high, "
-                             f"got {pair!r}.")
-    rng = np.random.default_rng(random_state)
-    if features is None:
-        features = {n: random_features(d, random_state=rng) for n, d in zip(names, durations)}
-    first = features[names[0]]
-    default_planted = list(first.feature_ids[:3]) if isinstance(first, FeatureTrajectory) \
-        else list(range(min(3, first.data.shape[1])))
-    planted = default_planted if planted is None else list(planted)
-    columns = {n: _planted_columns(features[n], planted, sfreq, int(np.floor(d * sfreq)))
-               for n, d in zip(names, durations)}
-    col_max = np.max([np.abs(c).max(axis=0) for c in columns.values()], axis=0)
-    columns = {n: c / np.where(col_max > 0, col_max, 1.0) for n, c in columns.items()}
-    head = _Head(montage, sfreq, len(planted), line_freq, rng)
-    trf_times = np.arange(int(0.5 * sfreq)) / sfreq
-    latency_scales = rng.uniform(0.8, 1.2, len(planted))
-    truth = {
-        "sfreq": sfreq, "montage": montage, "format": format, "task": TASK,
-        "feature_max": col_max.tolist(),
-        "ch_names": list(head.info.ch_names), "stimuli": dict(zip(names, durations)),
-        "snr_definition": "planted signal variance / (1/f + sensor noise) variance, good "
-                          "channels, dB",
-        "model": "eeg[c, t] = sum_j topography[j][c] * (trfs[j] conv feature_j / feature_max[j])"
-                 "[t - onset] + noise; trf and trfs lags are trf_times (s)",
-        "planted": [
-            {"feature": p if isinstance(p, str) else int(p), "trf_times": trf_times.tolist(),
-             "trf": _trf(trf_times, s, 0.0).tolist(), "latency_scale": float(s),
-             "dipole_pos_m": rr.tolist(), "dipole_ori": nn.tolist(), "topography": topo.tolist()}
-            for p, s, rr, nn, topo in zip(planted, latency_scales, head.planted_rr,
-                                          head.planted_nn, head.planted_topo)
-        ],
-        "subjects": {},
-    }
+    if Path(out_dir).exists() and not overwrite:   # before the expensive simulation
+        raise OutputExistsError(
+            f"output folder {str(out_dir)!r} exists; pass overwrite=True to replace it."
+        )
+    rec = simulate_recordings(
+        stimuli, n_subjects=n_subjects, features=features, planted=planted, acoustic=acoustic,
+        acoustic_snr_db=acoustic_snr_db, sfreq=sfreq, montage=montage, snr_db=snr_db,
+        snr_spread_db=snr_spread_db, latency_jitter=latency_jitter, gain_spread=gain_spread,
+        n_bad_channels=n_bad_channels, clock_drift_ppm=clock_drift_ppm, gap=gap, line_freq=line_freq,
+        random_state=random_state)
+    truth = {**rec.truth, "format": format}
     ext = FORMATS[format]
     with _staging_dir(out_dir, overwrite) as tmp:
         subjects = []
-        for s in range(n_subjects):
-            sub = f"{s + 1:02d}"
-            data_CT, events, sub_truth = _simulate_subject(
-                head, names, durations, columns, trf_times, latency_scales, rng,
-                snr_db=snr_db, snr_spread_db=snr_spread_db, latency_jitter=latency_jitter,
-                gain_spread=gain_spread, n_bad_channels=n_bad_channels,
-                clock_drift_ppm=clock_drift_ppm, gap=gap, line_freq=line_freq,
-            )
-            raw = mne.io.RawArray(data_CT, head.info.copy(), verbose=False)
-            raw.set_meas_date(None)
-            event_id = {f"onset/{n}": i + 1 for i, n in enumerate(names)}
-            event_id.update({f"end/{n}": END_CODE_OFFSET + i + 1 for i, n in enumerate(names)})
+        for sub, raw in rec.raws.items():
             bids_path = mne_bids.BIDSPath(subject=sub, task=TASK, datatype="eeg", root=tmp,
                                           extension=ext, suffix="eeg")
-            mne_bids.write_raw_bids(raw, bids_path, events=events, event_id=event_id,
+            mne_bids.write_raw_bids(raw, bids_path, events=rec.events[sub], event_id=rec.event_id,
                                     format=format, allow_preload=True, overwrite=True,
                                     verbose=False)
-            truth["subjects"][sub] = sub_truth
             subjects.append((sub, bids_path.fpath.relative_to(tmp)))
         stim_entries = {}
         for name, dur in zip(names, durations):
@@ -381,10 +537,11 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
                 soundfile.write(tmp / rel, audios[name].waveform, int(round(audios[name].sfreq)))
                 entry.update(path=str(rel), sha256=file_hash(tmp / rel))
             stim_entries[name] = entry
-        manifest = _manifest(tmp, subjects, names, stim_entries, montage, sfreq)
+        manifest = _manifest(tmp, subjects, names, stim_entries, montage, truth["sfreq"])
         manifest.to_yaml(tmp / "manifest.yaml")
-        truth["provenance"] = provenance({"n_subjects": n_subjects, "sfreq": sfreq,
+        truth["provenance"] = provenance({"n_subjects": n_subjects, "sfreq": truth["sfreq"],
                                           "format": format, "snr_db": snr_db,
+                                          "acoustic_snr_db": None if acoustic is None else acoustic_snr_db,
                                           "clock_drift_ppm": clock_drift_ppm})
         write_json_atomic(tmp / "ground_truth.json", truth)
         (tmp / ".bidsignore").write_text("manifest.yaml\nground_truth.json\n")
@@ -410,45 +567,82 @@ def _manifest(root, subjects, names, stim_entries, montage, sfreq):
     })
 
 
+def _response(columns, trfs, topo_KC, gains):
+    """Scalp response (C, T + L - 1) to unit-maximum columns (T, K), each through its TRF and topography.
+
+    The response outlasts the stimulus by the TRF's length (the brain keeps responding
+    to the last sounds after the stimulus ends).
+    """
+    n_T = columns.shape[0] + trfs.shape[1] - 1
+    resp = np.zeros((topo_KC.shape[1], n_T))
+    for j, g in enumerate(gains):
+        resp += g * np.outer(topo_KC[j], fftconvolve(columns[:, j], trfs[j]))
+    return resp
+
+
+def _place(pieces, n_ch, n_times):
+    signal = np.zeros((n_ch, n_times))
+    for start, resp in pieces:
+        stop = min(n_times, start + resp.shape[1])
+        signal[:, start:stop] += resp[:, :stop - start]
+    return signal
+
+
+def _snr_scale(signal, p_bg, good, snr_db):
+    """Factor bringing the mean variance of ``signal`` on good channels to ``snr_db`` over ``p_bg``."""
+    p_sig = signal[good].var(axis=1).mean()
+    return np.sqrt(p_bg / p_sig * 10 ** (snr_db / 10.0)) if p_sig > 0 else 0.0
+
+
 def _simulate_subject(head, names, durations, columns, trf_times, latency_scales, rng, *,
                       snr_db, snr_spread_db, latency_jitter, gain_spread, n_bad_channels,
-                      clock_drift_ppm, gap, line_freq):
+                      clock_drift_ppm, gap, line_freq, acoustic=None):
     sfreq = head.info["sfreq"]
     n_ch = len(head.info.ch_names)
     drift = rng.uniform(-clock_drift_ppm, clock_drift_ppm) * 1e-6
     shift = rng.normal(0.0, latency_jitter)
     gains = np.exp(rng.normal(0.0, gain_spread, len(latency_scales)))
     snr = snr_db + rng.uniform(-snr_spread_db, snr_spread_db)
-    trfs = np.array([_trf(trf_times, s, shift) for s in latency_scales])  # (P, L)
+    trfs = np.array([_trf(trf_times, s, shift) for s in latency_scales]).reshape(-1, len(trf_times))
+    if acoustic is not None:
+        acoustic_columns, acoustic_snr_db, acoustic_rng = acoustic
+        acoustic_gain = float(np.exp(acoustic_rng.normal(0.0, gain_spread)))
+        acoustic_snr = acoustic_snr_db + acoustic_rng.uniform(-snr_spread_db, snr_spread_db)
+        acoustic_trf = _trf(trf_times, 1.0, shift, ACOUSTIC_COMPONENTS)
     # lay out the recording: gap, stimulus, gap, stimulus, ..., final gap
-    pieces, onsets, cursor = [], {}, 0
+    pieces, acoustic_pieces, onsets, cursor = [], [], {}, 0
     for name, dur in zip(names, durations):
         cursor += int(rng.uniform(*gap) * sfreq)
-        resp = sum(g * np.outer(head.planted_topo[j], fftconvolve(columns[name][:, j], trfs[j])
-                                [: len(columns[name])]) for j, g in enumerate(gains))
-        if drift != 0.0:  # the EEG clock runs at sfreq * (1 + drift) in real time
-            resp = resample_dense(resp.T, sfreq=sfreq, new_sfreq=sfreq * (1 + drift)).T
         n_stim = int(round(dur * sfreq * (1 + drift)))
-        resp = np.pad(resp, ((0, 0), (0, max(0, n_stim - resp.shape[1]))))[:, :n_stim]
-        pieces.append((cursor, resp))
+        responses = [(pieces, _response(columns[name], trfs, head.planted_topo, gains))]
+        if acoustic is not None:
+            n_k = acoustic_columns[name].shape[1]
+            responses.append((acoustic_pieces, _response(
+                acoustic_columns[name], np.tile(acoustic_trf, (n_k, 1)),
+                np.tile(head.acoustic_topo, (n_k, 1)), np.ones(n_k))))
+        for where, resp in responses:
+            if drift != 0.0:  # the EEG clock runs at sfreq * (1 + drift) in real time
+                resp = resample_dense(resp.T, sfreq=sfreq, new_sfreq=sfreq * (1 + drift)).T
+            where.append((cursor, resp))
         onsets[name] = {"sample": cursor, "end_sample": cursor + n_stim}
         cursor += n_stim
     n_times = cursor + int(rng.uniform(*gap) * sfreq)
     if float(sfreq).is_integer():  # whole seconds: EDF writes 1 s records without padding
         n_times = int(np.ceil(n_times / sfreq) * sfreq)
-    signal = np.zeros((n_ch, n_times))
-    for start, resp in pieces:
-        signal[:, start:start + resp.shape[1]] = resp
+    signal = _place(pieces, n_ch, n_times)
     background = head.bg_topo.T @ _pink(rng, len(head.bg_topo), n_times, sfreq)
     background *= 10 * _UV / background.std()
     background += rng.uniform(0.5, 1.5, (n_ch, 1)) * _UV * rng.standard_normal((n_ch, n_times))
     n_bad = int(rng.integers(n_bad_channels[0], n_bad_channels[1] + 1))
     bad_idx = rng.choice(n_ch, size=n_bad, replace=False)
     good = np.setdiff1d(np.arange(n_ch), bad_idx)
-    p_sig = signal[good].var(axis=1).mean()
     p_bg = background[good].var(axis=1).mean()
-    scale = np.sqrt(p_bg / p_sig * 10 ** (snr / 10.0)) if p_sig > 0 else 0.0
+    scale = _snr_scale(signal, p_bg, good, snr)
     data = scale * signal + background
+    if acoustic is not None:
+        acoustic_signal = _place(acoustic_pieces, n_ch, n_times)
+        acoustic_scale = _snr_scale(acoustic_signal, p_bg, good, acoustic_snr)
+        data += acoustic_scale * acoustic_gain * acoustic_signal
     data += np.outer(head.alpha_topo, _bursts(rng, n_times, sfreq, 10.0, 0.2, 1.5)) * 8 * _UV
     data += np.outer(head.blink_topo, _blinks(rng, n_times, sfreq))
     t = np.arange(n_times) / sfreq
@@ -476,4 +670,9 @@ def _simulate_subject(head, names, durations, columns, trf_times, latency_scales
                          for i, k in zip(bad_idx, kinds)],
         "onsets": onsets,
     }
+    if acoustic is not None:
+        # response to a unit acoustic column (after division by its maximum) at the
+        # peak channel of the acoustic topography, volts; (L,)
+        truth.update(acoustic_snr_db=float(acoustic_snr), acoustic_gain=acoustic_gain,
+                     acoustic_trf=(acoustic_scale * acoustic_gain * acoustic_trf).tolist())
     return data, np.array(events, dtype=int), truth
