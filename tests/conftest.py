@@ -15,3 +15,14 @@ import pytest  # noqa: E402
 def rng():
     """A seeded generator; tests never seed globally."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def demo_sae_features():
+    """The demo's story through Whisper tiny.en and one SAE per layer, built once per session (~1 min).
+
+    See ``_attribution_study.build_demo_features``; the planted-truth studies reuse it.
+    """
+    from _attribution_study import build_demo_features
+
+    return build_demo_features()
