@@ -105,6 +105,16 @@ def test_envelope_followers_are_not_reported(envelope_only_study):
     assert result.acoustic.pval.iloc[0] < 1e-3
 
 
+def test_no_response_no_candidate(tiny):
+    """EEG without any stimulus response: no candidate, and the tables keep their columns."""
+    runs, features, acoustic = tiny
+    rng = np.random.default_rng(9)
+    noise = {s: [(n, rng.standard_normal(eeg.shape)) for n, eeg in items] for s, items in runs.items()}
+    result = attribute_features(noise, features, acoustic, sfreq=SFREQ)
+    assert result.features.empty and list(result.tracked.columns) == list(ATTRIBUTION_COLUMNS)
+    assert list(result.members.columns) == list(MEMBER_COLUMNS) and result.summary.n_candidates.sum() == 0
+
+
 def test_identical_results_for_one_and_two_threads(tmp_path):
     """Every table equals bit for bit with OMP_NUM_THREADS (and the BLAS threads) 1 and 2."""
     script = tmp_path / "run.py"

@@ -13,9 +13,10 @@ sample splitting between selection and test (Wasserman & Roeder 2009, *Ann. Stat
 37:2178; Meinshausen, Meier & Bühlmann 2009, *JASA* 104:1671): the selection sees
 only the development stimuli, the test only the held-out responses to the others.
 
-1. **Spatial filters (development stimuli).** Denoising source separation with the
-   subject average as bias (de Cheveigné & Simon 2008, *J. Neurosci. Methods*
-   171:331; de Cheveigné & Parra 2014, *NeuroImage* 98:487): the components whose
+1. **Spatial filters (development stimuli).** Denoising source separation (Särelä &
+   Valpola 2005, *JMLR* 6:233) with the subject average as bias (de Cheveigné &
+   Simon 2008, *J. Neurosci. Methods* 171:331; de Cheveigné & Parra 2014,
+   *NeuroImage* 98:487; ``eelbrain.dss`` does the same over trials): the components whose
    subject-average power is largest relative to the single-subject power, i.e. the
    stimulus-locked activity that all subjects share. They concentrate the responses
    on a few outputs (blinks, alpha and bad channels drop out) for both later steps.
@@ -27,13 +28,17 @@ only the development stimuli, the test only the held-out responses to the others
    with groups of lags (boosting in Eelbrain, Brodbeck et al. 2023, *eLife*
    12:e85012, also adds one predictor's lags at a time), the feature whose
    single-feature TRF best predicts the *residual* in cross-validation over
-   development stimuli is added, all predictors are refitted, and so on, until no
-   feature improves the cross-validated fit (or ``max_candidates``). Conditioning at
+   development stimuli is added, all predictors are refitted, and so on, while the
+   best score beats zero and the best score any feature reaches on time-reversed
+   copies of the residual (a null that keeps the residual's spectrum), up to
+   ``max_candidates``. Conditioning at
    every step makes a feature that co-fires with a selected one, or encodes the same
    sounds in another layer, or follows the envelope, lose its score once the feature
    or baseline it borrows from is in the model. Features whose trajectories
    correlate at ``|r| >= group_threshold`` with a selected one are not told apart by
-   the data: they join its group and are not selected separately.
+   the data: they join its group and are not selected separately. Give all the
+   analysed layers together: a layer-2 feature that encodes the same sounds as a
+   tracked layer-3 feature is only explained away if that feature is a candidate.
 
 3. **Test (held-out stimuli): unique contribution, across subjects.** For every
    subject, a joint TRF of the acoustic baselines and all candidates is fitted on all
@@ -210,7 +215,7 @@ class AttributionResult:
     @property
     def tracked(self):
         """The significant groups (rows of :attr:`features`)."""
-        return self.features[self.features.significant].reset_index(drop=True)
+        return self.features.loc[self.features.significant.to_numpy(dtype=bool)].reset_index(drop=True)
 
 
 @fill_doc
