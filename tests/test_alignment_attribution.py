@@ -115,6 +115,13 @@ def test_no_response_no_candidate(tiny):
     assert list(result.members.columns) == list(MEMBER_COLUMNS) and result.summary.n_candidates.sum() == 0
 
 
+def test_without_acoustic_baseline(tiny):
+    runs, features, _ = tiny
+    result = attribute_features(runs, features, None, sfreq=SFREQ, band=None, max_candidates=2)
+    assert result.acoustic.empty and (result.features.baseline == "").all()
+    assert not result.trfs.predictor.str.startswith("envelope").any()
+
+
 def test_identical_results_for_one_and_two_threads(tmp_path):
     """Every table equals bit for bit with OMP_NUM_THREADS (and the BLAS threads) 1 and 2."""
     script = tmp_path / "run.py"

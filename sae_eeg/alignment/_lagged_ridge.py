@@ -24,7 +24,19 @@ import dataclasses
 import numpy as np
 import scipy.linalg
 
+from ..errors import InputError
 from ..trf import lagged_stats
+
+#: Per-sample ridge penalties compared by default (predictors scaled to unit root mean square).
+ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def check_alphas(alphas):
+    """``alphas`` as a 1-D float array of positive penalties."""
+    values = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
+    if values.ndim != 1 or values.size == 0 or not np.all(values > 0):
+        raise InputError(f"alphas must be a non-empty sequence of positive penalties, got {alphas!r}.")
+    return values
 
 
 @dataclasses.dataclass(frozen=True)

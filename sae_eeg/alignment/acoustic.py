@@ -26,11 +26,16 @@ from .._check import _check_option, _check_range, _ensure_int
 from .._docs import fill_doc
 from ..errors import InputError
 from ..trf import times_to_lags
-from ._lagged_ridge import TrainingSet, coef_from_weights, cv_alpha, heldout_pearson, stimulus_stats
+from ._lagged_ridge import (
+    ALPHAS,
+    TrainingSet,
+    check_alphas,
+    coef_from_weights,
+    cv_alpha,
+    heldout_pearson,
+    stimulus_stats,
+)
 from ._stimuli import band_filter, check_acoustic, check_band, check_runs, rms_scale
-
-#: Per-sample ridge penalties tried (predictors are scaled to unit RMS).
-ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 #: Columns of :attr:`AcousticTRFs.peaks`.
 PEAK_COLUMNS = {
@@ -135,9 +140,7 @@ def acoustic_trfs(runs, acoustic, *, sfreq, ch_names=None, spaces=None, channel=
     band = check_band(band, sfreq)
     n_boot = _check_range("n_boot", _ensure_int(n_boot, "n_boot"), 1)
     _check_range("ci", ci, 0, 1, low_inclusive=False, high_inclusive=False)
-    alphas = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
-    if alphas.ndim != 1 or alphas.size == 0 or not np.all(alphas > 0):
-        raise InputError(f"alphas must be a non-empty sequence of positive penalties, got {alphas!r}.")
+    alphas = check_alphas(alphas)
     data = check_runs(runs, ch_names=ch_names)
     design, columns = check_acoustic(acoustic, data, spaces=spaces)
     if channel is not None:

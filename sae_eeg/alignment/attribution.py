@@ -97,7 +97,9 @@ from .._docs import fill_doc
 from ..errors import InputError
 from ..trf import TRF, times_to_lags, univariate_trfs
 from ._lagged_ridge import (
+    ALPHAS,
     TrainingSet,
+    check_alphas,
     coef_from_weights,
     cv_alpha,
     heldout_pearson,
@@ -119,9 +121,6 @@ from ._stimuli import (
 )
 
 logger = logging.getLogger(__name__)
-
-#: Per-sample ridge penalties tried (predictors are standardised; see Notes).
-ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
 
 #: Columns of :attr:`AttributionResult.features` (one row per candidate group).
 ATTRIBUTION_COLUMNS = {
@@ -299,7 +298,7 @@ def attribute_features(runs, features, acoustic=None, *, sfreq, ch_names=None, f
     n_components = _check_range("n_components", _ensure_int(n_components, "n_components"), 1)
     max_candidates = _check_range("max_candidates", _ensure_int(max_candidates, "max_candidates"), 1)
     _validate_type(decimate, bool, "decimate")
-    alphas = _check_alphas(alphas)
+    alphas = check_alphas(alphas)
     sfreq = float(_check_range("sfreq", sfreq, 0, None, low_inclusive=False))
     band = check_band(band, sfreq)
     data = check_runs(runs, ch_names=ch_names)
@@ -342,13 +341,6 @@ def _attribute(data, feats, info, acoustic_design, acoustic_columns, dev, test, 
     return _tables(data, info, selection, held_out, fold_alphas, models, design, times_to_lags(tmin, tmax, sfreq),
                    alphas, sfreq, spaces, acoustic_columns, filters, power, dev, test, level=level,
                    correction=correction, model=model)
-
-
-def _check_alphas(alphas):
-    values = np.atleast_1d(np.asarray(alphas, dtype=np.float64))
-    if values.ndim != 1 or values.size == 0 or not np.all(values > 0):
-        raise InputError(f"alphas must be a non-empty sequence of positive penalties, got {alphas!r}.")
-    return values
 
 
 def _split_stimuli(data, dev_stimuli, n_dev_stimuli):
