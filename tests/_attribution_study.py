@@ -229,11 +229,14 @@ def simulate_study(demo, *, planted, seed, n_subjects=8, snr_db=5.0, acoustic_sn
         pre, _ = preprocess(raw)
         codes = {code: sample for sample, _, code in rec.events[sub]}
         runs[sub] = []
-        for i, (n, duration) in enumerate(zip(demo.names, demo.durations)):
+        for i, n in enumerate(demo.names):
             grid = TimeSeries(demo.acoustic[n]["envelope"], SFREQ, 0.0, ("envelope",))
-            aligned = align_run(pre, grid, onset=codes[i + 1] / sim_sfreq,
-                                end=codes[END_CODE_OFFSET + i + 1] / sim_sfreq, stimulus_duration=duration,
-                                subject=sub, run=n, stimulus=n)
+            onset, end = codes[i + 1] / sim_sfreq, codes[END_CODE_OFFSET + i + 1] / sim_sfreq
+            # the simulated EEG clock has no drift: the duration between the triggers is the
+            # stimulus' (the audio's duration rounded to a sample would read as a clock error
+            # of up to 1e-4, the same in every subject, and stretch every run alike)
+            aligned = align_run(pre, grid, onset=onset, end=end, stimulus_duration=end - onset, subject=sub,
+                                run=n, stimulus=n)
             runs[sub].append((n, aligned.eeg))
             ch_names = aligned.ch_names
     return Study(runs, ch_names, rec.truth, [int(p) for p in planted])
