@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from fractions import Fraction
 from typing import NamedTuple
@@ -64,7 +65,10 @@ def check_waveform(waveform, sfreq, *, name="waveform"):
 
 
 def load_audio(path, *, new_sfreq=None, mono=True):
-    """Read a WAV/FLAC/OGG file (anything libsndfile reads).
+    """Read a WAV/FLAC/OGG file (anything libsndfile reads), or a NumPy ``.npz[.gz]``.
+
+    A ``.npz`` (or gzipped ``.npz.gz``, as SparrKULee ships its stimuli) holds the
+    samples in ``audio`` and the rate in ``fs``.
 
     Parameters
     ----------
@@ -87,10 +91,13 @@ def load_audio(path, *, new_sfreq=None, mono=True):
         Missing, unreadable or corrupt file, empty audio, NaN/Inf samples.
     """
     path = _check_file(path, "audio file")
-    try:
-        data, sfreq = soundfile.read(str(path), dtype="float32", always_2d=True)
-    except Exception as err:  # libsndfile raises its own error type for corrupt files
-        raise InputError(f"audio file {str(path)!r} could not be read: {err}") from err
+    if path.name.lower().endswith((".npz", ".npz.gz")):
+        data, sfreq = _read_npz_audio(path)
+    else:
+        try:
+            data, sfreq = soundfile.read(str(path), dtype="float32", always_2d=True)
+        except Exception as err:  # libsndfile raises its own error type for corrupt files
+            raise InputError(f"audio file {str(path)!r} could not be read: {err}") from err
     if data.shape[1] > 1 and not mono:
         raise InputError(
             f"audio file {str(path)!r} has {data.shape[1]} channels; pass mono=True to average them."
@@ -100,6 +107,23 @@ def load_audio(path, *, new_sfreq=None, mono=True):
         waveform = resample(waveform, sfreq=sfreq, new_sfreq=new_sfreq)
         sfreq = float(new_sfreq)
     return Audio(waveform, sfreq)
+
+
+def _read_npz_audio(path):
+    """(samples (n, channels) float32, rate) of an ``.npz[.gz]`` with ``audio`` and ``fs``."""
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f, np.load(f, allow_pickle=False) as z:
+            missing = [k for k in ("audio", "fs") if k not in z.files]
+            if missing:
+                raise InputError(f"audio file {str(path)!r} lacks {missing}; it holds {z.files} "
+                                 "(expected 'audio' samples and their rate 'fs').")
+            audio, sfreq = np.asarray(z["audio"], dtype=np.float32), float(z["fs"])
+    except (OSError, EOFError, ValueError) as err:
+        raise InputError(f"audio file {str(path)!r} could not be read: {err}") from err
+    if audio.ndim == 1:
+        audio = audio[:, None]
+    return audio, sfreq
 
 
 @fill_doc

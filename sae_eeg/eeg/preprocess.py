@@ -239,6 +239,23 @@ def _scale(raw, config):
 _STEPS = (_pick, _notch, _bads, _bandpass, _resample, _interpolate, _reference, _scale)
 
 
+def _check_reference_channels(raw, config):
+    """Before anything is dropped: mastoid references must be there, else list what is."""
+    if config.reference != "mastoids":
+        return
+    missing = [ch for ch in config.reference_channels if ch not in raw.ch_names]
+    if config.reference_channels and not missing:
+        return
+    eeg = set(_eeg_idx(raw))
+    others = [ch for i, ch in enumerate(raw.ch_names) if i not in eeg]
+    raise InputError(
+        f"reference='mastoids' needs reference_channels present in the recording; given "
+        f"{config.reference_channels}, missing {missing}. Its non-EEG channels are {others}; "
+        f"its channels {raw.ch_names[:8]}{'...' if len(raw.ch_names) > 8 else ''} "
+        f"({len(raw.ch_names)} in all)."
+    )
+
+
 def preprocess(raw, config=None, *, copy=True):
     """Preprocess a Raw and record every step.
 
@@ -273,6 +290,7 @@ def preprocess(raw, config=None, *, copy=True):
         config = PreprocessConfig.from_dict(config)
     if not raw.preload:
         raise InputError("preprocess needs preloaded data: read with preload=True or call raw.load_data().")
+    _check_reference_channels(raw, config)
     if copy:
         raw = raw.copy()
     steps = [{"step": "input", "sfreq": raw.info["sfreq"], "n_channels": len(raw.ch_names),
