@@ -34,7 +34,7 @@ STOPBAND_DB = 60.0
 #: Pass band ends at this fraction of the lower Nyquist rate; the stop band starts at it.
 PASSBAND_FRACTION = 0.8
 #: Output samples resampled at a time by :func:`resample_dense`.
-_ROWS_PER_CHUNK = 1 << 16
+_ROWS_PER_CHUNK = 1 << 14
 #: Input samples per block of the streaming acoustic features (plus margins).
 BLOCK_SAMPLES = 1 << 20
 #: Audio on each side of a block for the analytic signal, s: the Hilbert kernel's tail
@@ -617,7 +617,8 @@ def mel_envelopes(waveform, sfreq, *, new_sfreq, n_mels=16, fmin=50.0, fmax=None
     fbank, centres = _mel_filterbank(n_mels, n_fft, sfreq, fmin, fmax)
     mel = _mel_power(waveform, sfreq, n_fft, hop, fbank)  # (frames, n_mels), frame k at k * hop
     floor = mel.max() * 10 ** (floor_db / 10.0) if mel.max() > 0 else 1e-12
-    log_mel = 10.0 * np.log10(np.maximum(mel, floor))
+    log_mel = np.log10(np.maximum(mel, floor, out=mel), out=mel)  # in place: no copies
+    log_mel *= 10.0
     n_times = _target_grid(len(waveform) / sfreq, new_sfreq)
     data = resample_dense(log_mel, sfreq=sfreq / hop, new_sfreq=new_sfreq, tmin=0.0,
                           new_tmin=0.0, n_times=n_times)
