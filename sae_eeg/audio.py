@@ -145,15 +145,19 @@ def resample(x, *, sfreq, new_sfreq, axis=0):
     y : ndarray
         The resampled signal, ``ceil(n * new_sfreq / sfreq)`` samples long.
     """
-    for name, value in (("sfreq", sfreq), ("new_sfreq", new_sfreq)):
-        _validate_type(value, "numeric", name)
-        if not value > 0:
-            raise InputError(f"{name} must be > 0 Hz, got {value!r}.")
+    _check_rates(sfreq, new_sfreq)
     up, down = _poly_ratio(sfreq, new_sfreq)
     if up == down:
         return np.asarray(x)
     y = resample_poly(np.asarray(x), up, down, axis=axis)
     return y.astype(np.result_type(x, np.float32), copy=False)
+
+
+def _check_rates(sfreq, new_sfreq):
+    for name, value in (("sfreq", sfreq), ("new_sfreq", new_sfreq)):
+        _validate_type(value, "numeric", name)
+        if not value > 0:
+            raise InputError(f"{name} must be > 0 Hz, got {value!r}.")
 
 
 def _poly_ratio(sfreq, new_sfreq):
@@ -191,10 +195,7 @@ def resample_blocks(read, n_samples, *, sfreq, new_sfreq, block_samples=2**20):
     y : ndarray, shape (ceil(n_samples * new_sfreq / sfreq),)
         float64 for float64 blocks, else float32.
     """
-    for name, value in (("sfreq", sfreq), ("new_sfreq", new_sfreq)):
-        _validate_type(value, "numeric", name)
-        if not value > 0:
-            raise InputError(f"{name} must be > 0 Hz, got {value!r}.")
+    _check_rates(sfreq, new_sfreq)
     up, down = _poly_ratio(sfreq, new_sfreq)
     if up == down:
         return np.concatenate([read(a, min(a + block_samples, n_samples))

@@ -56,7 +56,7 @@ def test_absent_manifest_channel_is_reported_with_the_channels_present(tmp_path,
 def test_preprocess_lists_the_channels_present_when_a_reference_is_missing(tmp_path, rng):
     build_broderick_cnd(tmp_path, rng, subjects=("1",), runs=("1",))
     raw = read_cnd(tmp_path / "dataCND" / "dataSub1.mat").raws[0]
-    with pytest.raises(InputError, match=r"missing \['M1'\]\. Its non-EEG channels are "
+    with pytest.raises(InputError, match=r"missing \['M1'\]; its non-EEG channels are "
                                          r"\['Mastoids1', 'Mastoids2'\]"):
         preprocess(raw, {"reference": "mastoids", "reference_channels": ["M1"]})
 
@@ -146,7 +146,8 @@ def test_cnd_bad_inputs(tmp_path, rng):
     savemat(tmp_path / "b.mat", {"eeg": eeg}, version="v7")
     with pytest.raises(InputError, match=r"paddingStartSample 100 is beyond trial 1 \(100 samples\)"):
         read_cnd(tmp_path / "b.mat")
-    savemat(tmp_path / "dataStim.mat", {"stim": {"data": 1.0, "fs": 1.0, "names": "x"}}, version="v7")
+    savemat(tmp_path / "dataStim.mat", {"stim": {"data": 1.0, "fs": 1.0, "names": "x"},
+                                        "unprocessedWord2Vec": {"name": "word2VecInfo"}}, version="v7")
     with pytest.raises(InputError, match=r"CND stimulus file \(dataStim.mat\)"):
         infer_format(tmp_path / "dataStim.mat")
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from .._check import _validate_type
 from .._io import provenance, write_json_atomic
 from ..errors import ConfigError, InputError
+from .readers import describe_channels
 
 logger = logging.getLogger(__name__)
 
@@ -246,13 +247,9 @@ def _check_reference_channels(raw, config):
     missing = [ch for ch in config.reference_channels if ch not in raw.ch_names]
     if config.reference_channels and not missing:
         return
-    eeg = set(_eeg_idx(raw))
-    others = [ch for i, ch in enumerate(raw.ch_names) if i not in eeg]
     raise InputError(
         f"reference='mastoids' needs reference_channels present in the recording; given "
-        f"{config.reference_channels}, missing {missing}. Its non-EEG channels are {others}; "
-        f"its channels {raw.ch_names[:8]}{'...' if len(raw.ch_names) > 8 else ''} "
-        f"({len(raw.ch_names)} in all)."
+        f"{config.reference_channels}, missing {missing}; {describe_channels(raw)}"
     )
 
 

@@ -81,10 +81,12 @@ def _whosmat(path):
 def _mat_flavour(path):
     variables = _whosmat(path)
     names = {name for name, _, _ in variables}
-    if "eeg" in names or _cnd_neural_name(variables) is not None:
+    if "eeg" in names:
         return "cnd"
     if "eegData" in names:
         return "lalor_mat"
+    if "stim" not in names and _cnd_neural_name(variables) is not None:
+        return "cnd"
     hint = (" It is a CND stimulus file (dataStim.mat): read it with read_cnd_stim or "
             "read_stimulus_feature.") if "stim" in names else ""
     raise InputError(
@@ -572,6 +574,15 @@ def apply_montage(raw, montage, *, name="EEG"):
     return raw
 
 
+def describe_channels(raw):
+    """One sentence naming a recording's non-EEG channels and its first channels (for errors)."""
+    eeg = set(mne.pick_types(raw.info, eeg=True, exclude=[]))
+    others = [ch for i, ch in enumerate(raw.ch_names) if i not in eeg]
+    more = "..." if len(raw.ch_names) > 8 else ""
+    return (f"its non-EEG channels are {others}; its channels {raw.ch_names[:8]}{more} "
+            f"({len(raw.ch_names)} in all).")
+
+
 def match_channel_names(raw, channels, *, name="EEG"):
     """Give the channels a manifest names (eog, misc, reference) the manifest's spelling.
 
@@ -608,13 +619,10 @@ def match_channel_names(raw, channels, *, name="EEG"):
         else:
             missing.append(ch)
     if missing:
-        eeg = set(mne.pick_types(raw.info, eeg=True, exclude=[]))
-        others = [ch for i, ch in enumerate(raw.ch_names) if i not in eeg]
         raise InputError(
             f"{name}: channel(s) {missing} named in the manifest's 'channels' (eog, misc, "
-            f"reference) are not in the recording; its non-EEG channels are {others}, its "
-            f"channels {raw.ch_names[:8]}{'...' if len(raw.ch_names) > 8 else ''} "
-            f"({len(raw.ch_names)} in all). Fix the names in the manifest."
+            f"reference) are not in the recording; {describe_channels(raw)} Fix the names in "
+            "the manifest."
         )
     if rename:
         raw.rename_channels(rename, verbose=False)
