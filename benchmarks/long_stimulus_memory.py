@@ -8,7 +8,8 @@ waveform through one FFT / STFT; the window plan as a (windows x frames) table) 
 ``--old-minutes`` of audio (default 30: its 2-hour peak is ~10 GB on a shared machine) and
 its increase over the input is scaled linearly to the full length (it is linear: the
 arrays are proportional to the length); ``--old-minutes 0`` skips it, ``--old-minutes
-120`` measures it in full.
+120`` measures it in full. The old window plan is quadratic in the length and is always
+measured in full (~2 GB for 2 hours).
 
 The activations use a random-weight Whisper with tiny.en's dimensions (4 blocks, d_model
 384), built offline with ``WhisperConfig`` and loaded through ``load_backbone``; their
@@ -156,6 +157,7 @@ def main():
     parser.add_argument("--old-minutes", type=float, default=30.0)
     parser.add_argument("--sfreq", type=int, default=SFREQ, help="audio rate of the stimulus (Hz)")
     parser.add_argument("--skip-activations", action="store_true")
+    parser.add_argument("--stages", nargs="*", help="run only these (envelope, mel, plan, activations)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
     parser.add_argument("--seconds", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
@@ -171,14 +173,17 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         folder = _whisper_folder(Path(tmp) / "whisper") if not args.skip_activations else tmp
         stages = ["envelope", "mel", "plan"] + ([] if args.skip_activations else ["activations"])
+        stages = [st for st in stages if not args.stages or st in args.stages]
         for stage in stages:
             new = _child(stage, seconds, args.sfreq, folder)
             line = (f"{stage:<12} {new['peak_mb']:>9.0f} {new['peak_mb'] - new['before_mb']:>9.0f} "
                     f"{new['seconds']:>7.1f}")
             old_stage = {"envelope": "envelope_old", "mel": "mel_old", "plan": "plan_old"}.get(stage)
             if old_stage and old_seconds > 0:
-                old = _child(old_stage, old_seconds, args.sfreq, folder)
-                scale = seconds / old_seconds
+                # the old plan is (windows x frames), quadratic in the length: measured in full
+                measured = seconds if stage == "plan" else old_seconds
+                old = _child(old_stage, measured, args.sfreq, folder)
+                scale = seconds / measured
                 call = (old["peak_mb"] - old["before_mb"]) * scale
                 base = new["before_mb"]
                 line += f"   {base + call:>12.0f} {call:>12.0f}"
