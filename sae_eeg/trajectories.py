@@ -645,6 +645,9 @@ def _mel_power(waveform, sfreq, n_fft, hop, fbank, frames_per_block=None):
     waveform (the same frames, window and scaling), without its (freqs, frames) array.
     """
     n_ext = n_fft // 2
+    if len(waveform) <= n_ext:  # scipy's even extension needs more samples than it adds
+        raise InputError(f"waveform of {len(waveform)} samples is too short for mel bands at "
+                         f"{sfreq} Hz: give more than {n_ext} samples ({n_fft}-sample frames).")
     n_extended = len(waveform) + 2 * n_ext
     n_total = n_extended + (-(n_extended - n_fft) % hop) % n_fft
     n_frames = (n_total - n_fft) // hop + 1

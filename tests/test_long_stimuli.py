@@ -83,6 +83,15 @@ def test_mel_envelopes_in_blocks_equal_one_pass(monkeypatch, rng, sfreq):
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-3)  # dB
 
 
+def test_mel_envelopes_of_too_short_audio(rng):
+    from sae_eeg.errors import InputError
+
+    with pytest.raises(InputError, match=r"waveform of 200 samples is too short for mel bands at "
+                                         r"16000.0 Hz: give more than 256 samples"):
+        mel_envelopes(rng.standard_normal(200).astype(np.float32), 16000, new_sfreq=128.0)
+    assert mel_envelopes(rng.standard_normal(257).astype(np.float32), 16000, new_sfreq=128.0).data.shape == (2, 16)
+
+
 def test_resample_dense_in_row_chunks_is_exact(monkeypatch, rng):
     x = rng.standard_normal((5000, 3))
     whole = resample_dense(x, sfreq=100.0, new_sfreq=128.0, tmin=0.013)
