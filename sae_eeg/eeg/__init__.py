@@ -4,7 +4,7 @@ from .align import AlignedRun, align_run, find_marker, find_run_markers, load_al
 from .preprocess import PreprocessConfig, detect_bad_channels, preprocess, save_preprocessed
 from .readers import (
     READERS, CNDRecording, apply_montage, check_finite, infer_format, read_cnd, read_cnd_stim,
-    read_lalor_mat, read_raw, read_run,
+    read_lalor_mat, read_raw, read_run, recording_files,
 )
 from .simulate import FORMATS, SimulatedDataset, random_features, simulate_dataset
 from .summary import ManifestSummary, check_manifest
@@ -13,6 +13,6 @@ __all__ = [
     "AlignedRun", "align_run", "find_marker", "find_run_markers", "load_aligned_run",
     "PreprocessConfig", "detect_bad_channels", "preprocess", "save_preprocessed", "READERS", "CNDRecording",
     "apply_montage", "check_finite", "infer_format", "read_cnd", "read_cnd_stim",
-    "read_lalor_mat", "read_raw", "read_run", "FORMATS", "SimulatedDataset",
+    "read_lalor_mat", "read_raw", "read_run", "recording_files", "FORMATS", "SimulatedDataset",
     "random_features", "simulate_dataset", "ManifestSummary", "check_manifest",
 ]
