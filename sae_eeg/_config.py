@@ -10,6 +10,7 @@ against the file's folder (:func:`resolve_path`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -198,7 +199,7 @@ def resolve_path(value, info):
         return None
     value = Path(value).expanduser()
     base = (info.context or {}).get("base_dir")
-    return value if value.is_absolute() or base is None else Path(base) / value
+    return value if value.is_absolute() or base is None else Path(os.path.abspath(Path(base) / value))
 
 
 def resolve_paths(values, info):

@@ -36,8 +36,11 @@ def write_saes(folder, *, seed=0, d_model=D_MODEL):
     return Path(folder)
 
 
-def make_study(root, *, n_subjects=3, n_stimuli=3, duration=8.0):
-    """Write the study under ``root``; return the pipeline config (a dict) that analyses it."""
+def make_study(root, *, n_subjects=3, n_stimuli=3, duration=8.0, seed=0):
+    """Write the study under ``root``; return the pipeline config (a dict) that analyses it.
+
+    ``seed`` draws the EEG; the stimuli are the same for every seed.
+    """
     root = Path(root)
     audio = {}
     for i in range(1, n_stimuli + 1):
@@ -47,7 +50,7 @@ def make_study(root, *, n_subjects=3, n_stimuli=3, duration=8.0):
         soundfile.write(path, clip.waveform, int(clip.sfreq))
         audio[f"story{i}"] = load_audio(path)
     dataset = simulate_dataset(root / "eeg", list(audio.items()), n_subjects=n_subjects, sfreq=128.0,
-                               snr_db=0.0, gap=(1.0, 1.5), random_state=0)
+                               snr_db=0.0, gap=(1.0, 1.5), random_state=seed)
     return {
         "name": "study", "output_dir": str(root / "out"), "manifest": str(dataset.manifest_path),
         "backbone": str(write_backbone(root / "whisper")), "layers": list(LAYERS),

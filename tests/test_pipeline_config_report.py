@@ -6,8 +6,8 @@ import pandas as pd
 import pydantic
 import pytest
 
+from sae_eeg._config import load_yaml_model, resolve_path
 from sae_eeg.errors import ConfigError
-from sae_eeg.pipeline.config import load_yaml_model, resolve_path
 from sae_eeg.viz import ReportSection, write_report
 
 
@@ -69,5 +69,7 @@ def test_report_embeds_figures_numbers_provenance(tmp_path):
 def test_shipped_analysis_configs_validate(path):
     from sae_eeg.pipeline.config import load_pipeline_config
 
-    cfg = load_pipeline_config(path)
+    cfg = load_pipeline_config(path, check_files=False)  # the datasets and demo outputs are not here
     assert cfg.layers and cfg.output_dir.is_absolute()
+    if cfg.sae.checkpoint is not None:  # a relative checkpoint is relative to the config file
+        assert Path(cfg.sae.checkpoint) == (path.parent / "../../demo_output/sae").resolve()

@@ -264,8 +264,21 @@ class PipelineConfig(StrictModel):
         return value
 
     def results_config(self):
-        """The settings that decide the results (everything but the scheduler), as JSON-able data."""
-        return self.model_dump(mode="json", exclude={"scheduler", "n_workers"})
+        """The settings that decide the results, as JSON-able data: all but the scheduler and the output folder.
+
+        This identifies the configuration that owns an output folder (moving the folder, or running it on
+        Dask, keeps its owner).
+        """
+        return self.model_dump(mode="json", exclude={"output_dir", "scheduler", "n_workers"})
+
+
+def model_name(cfg):
+    """The backbone's name in tables and task keys: a model folder is named by its folder name.
+
+    The folder's contents are fingerprinted, so moving it changes no key and no table.
+    """
+    path = Path(cfg.backbone)
+    return path.name if cfg.backbone != BUNDLED_WHISPER and path.is_absolute() else cfg.backbone
 
 
 def backbone_source(name):

@@ -18,7 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
-from .config import PipelineConfig, check_scheduler, load_pipeline_config
+from .config import PipelineConfig, check_scheduler, load_pipeline_config, model_name
 from .evaluate import evaluate_task
 from .fingerprints import Fingerprints
 from .graph import Task, TaskGraph, run_graph, task_key
@@ -106,7 +106,7 @@ class Planner:
 
 
 def _common(cfg):
-    return {"backbone": cfg.backbone, "device": cfg.device, "layers": list(cfg.layers)}
+    return {"backbone": model_name(cfg), "device": cfg.device, "layers": list(cfg.layers)}
 
 
 def plan_activations(p):
@@ -168,7 +168,7 @@ def plan_preprocess(p):
 
 
 def _alignment_config(cfg):
-    return {"backbone": cfg.backbone, "layers": list(cfg.layers), "alignment": cfg.alignment.model_dump(mode="json")}
+    return {"backbone": model_name(cfg), "layers": list(cfg.layers), "alignment": cfg.alignment.model_dump(mode="json")}
 
 
 def plan_subject(p):
@@ -198,7 +198,7 @@ def plan_evaluate(p):
     files, trained = _sae_source(p)
     clips = {f"{kind} {i}": path for kind in ("speech", "music", "noise") for i, path in enumerate(getattr(e, kind))}
     p.add("evaluate", evaluate_task, args=(cfg, list(p.stimuli)),
-          config={**_common(cfg), "evaluate": e.model_dump(mode="json"),
+          config={**_common(cfg), "evaluate": e.model_dump(mode="json", exclude={"speech", "music", "noise"}),
                   "training": cfg.sae.training.model_dump(mode="json"), "stimuli": list(p.stimuli)},
           files={**clips, **files, **backbone_files(cfg)},
           needs=[*(f"activations/{s}" for s in p.stimuli), *trained],
@@ -346,8 +346,11 @@ def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None,
     TaskFailedError
         Tasks failed (one line each); the others' results are kept.
     """
+    override = scheduler is not None
+    if override:  # checked first: a bad option is reported even when the config has problems too
+        scheduler = check_scheduler(None if scheduler == "serial" else scheduler)
     cfg = load_pipeline_config(config)
-    if scheduler is not None:
-        cfg = cfg.model_copy(update={"scheduler": check_scheduler(None if scheduler == "serial" else scheduler)})
+    if override:
+        cfg = cfg.model_copy(update={"scheduler": scheduler})
     with claim_output_dir(cfg.output_dir, cfg.results_config(), force=force):
         return run_stages(cfg, stages, subjects=subjects, verbose=verbose)

@@ -21,6 +21,7 @@ from ..errors import CheckpointError, InputError
 from ..sae import ArrayActivationStore, train_saes
 from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelopes
 from .analyses import SUBJECT_TABLES, check_runs, group_tables, subject_tables
+from .config import model_name
 from .graph import failing_in
 from .io import load_run, load_series, read_table, save_run, save_series, write_table
 from .resources import (
@@ -98,7 +99,7 @@ def subject_task(cfg, subject, inputs):
         with failing_in(file=subject_dir(cfg, layer, subject)):
             runs = [load_run(p) for p in paths]
             check_runs(runs, subject=subject, paths=paths)
-        tables = subject_tables(runs, cfg.alignment, subject=subject, model=cfg.backbone, layer=layer, memo=memo)
+        tables = subject_tables(runs, cfg.alignment, subject=subject, model=model_name(cfg), layer=layer, memo=memo)
         prov = {**provenance(cfg.results_config(), inputs=inputs), "subject": subject, "sfreq": runs[0].sfreq}
         folder = subject_dir(cfg, layer, subject)
         for name, table in tables.items():
@@ -126,6 +127,6 @@ def group_task(cfg, subjects, inputs, montage):
         record = subject_dir(cfg, layer, subjects[0]) / "provenance.json"
         sfreq = float(json.loads(record.read_text())["sfreq"])
         tables = group_tables(_subject_tables(cfg, layer, subjects), cfg.alignment, subjects=subjects, sfreq=sfreq,
-                              model=cfg.backbone, layer=layer, montage=montage)
+                              model=model_name(cfg), layer=layer, montage=montage)
         for name, table in tables.items():
             write_table(table, group_dir(cfg, layer) / name, prov)
