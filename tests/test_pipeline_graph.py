@@ -166,3 +166,19 @@ def test_killed_run_resumes_with_identical_results(tmp_path):
     subprocess.run([sys.executable, str(script), str(clean), "0"], env=env, check=True)
     for s in range(6):
         assert (killed / f"t{s}.json").read_text() == (clean / f"t{s}.json").read_text()
+
+
+def test_a_deleted_file_inside_an_output_folder_reruns_its_task(tmp_path):
+    def write_folder(folder):
+        for name in ("a.txt", "b.txt"):
+            (Path(folder) / name).parent.mkdir(parents=True, exist_ok=True)
+            (Path(folder) / name).write_text(name)
+
+    task = Task("subject/01", write_folder, (str(tmp_path / "folder"),), (tmp_path / "folder",),
+                task_key(write_folder))
+    assert list(run_graph(TaskGraph([task], tmp_path)).ran) == ["subject/01"]
+    assert run_graph(TaskGraph([task], tmp_path)).ran == {}
+    (tmp_path / "folder" / "b.txt").unlink()
+    assert list(run_graph(TaskGraph([task], tmp_path)).ran) == ["subject/01"]
+    (tmp_path / "folder" / "a.txt").write_text("truncated")          # another size: not what the task wrote
+    assert list(run_graph(TaskGraph([task], tmp_path)).ran) == ["subject/01"]

@@ -130,6 +130,18 @@ def test_error_in_a_task_is_one_line_exit_2_with_the_traceback_in_a_log(study, t
     assert set(run_pipeline(study).ran) == {"preprocess/02"}
 
 
+def test_one_subject_on_the_command_line(study, tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(study))
+    done = _cli("subject", config, "--subject", "99")
+    assert done.exit_code == 2 and "unknown subject(s) ['99']; the manifest's subjects are ['01', '02', '03']" \
+        in done.output
+    Path(study["output_dir"], "alignment", "layer_2", "subjects", "02", "encoding.parquet").unlink()
+    done = _cli("subject", config, "--subject", "02")
+    assert done.exit_code == 0 and "subjects/02" in done.output
+    assert Path(study["output_dir"], "alignment", "layer_2", "subjects", "02", "encoding.parquet").is_file()
+
+
 def test_every_typo_of_every_section_is_reported_before_any_work(study, tmp_path):
     bad = {**study, "output_dir": str(tmp_path / "fresh"), "layer": [1], "scheduler": "dask",
            "sae": {"checkpoint": study["sae"]["checkpoint"], "chekpoint": "x"},

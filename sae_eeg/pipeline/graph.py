@@ -181,10 +181,14 @@ class TaskGraph:
             return None
 
     def is_done(self, task):
-        """True when the task finished with its current key and its outputs exist."""
+        """True when the task finished with its current key and every file it wrote is still there."""
         stamp = self._stamp(task)
-        return (isinstance(stamp, dict) and stamp.get("key") == task.key and stamp.get("state") == "done"
-                and all(Path(p).exists() for p in task.outputs))
+        if not (isinstance(stamp, dict) and stamp.get("key") == task.key and stamp.get("state") == "done"):
+            return False
+        if not all(Path(p).exists() for p in task.outputs):
+            return False
+        files = stamp.get("files", {})
+        return all(_size(self.output_dir / rel) == size for rel, size in files.items())
 
     def select(self, names):
         """The subgraph of the tasks ``names`` and every task they need, in order."""
@@ -198,8 +202,24 @@ class TaskGraph:
         return TaskGraph([t for t in self.tasks if t.name in keep], self.output_dir)
 
 
-def _run_one(task, stamp_path):
-    """Run a task: clear stale outputs, stamp it running, call it, stamp it done."""
+def _size(path):
+    try:
+        return path.stat().st_size
+    except OSError:
+        return None
+
+
+def _written(outputs, root):
+    """Relative path -> size of every file under ``outputs`` (recorded in the stamp of a finished task)."""
+    files = {}
+    for out in map(Path, outputs):
+        for path in ([out] if out.is_file() else sorted(p for p in out.rglob("*") if p.is_file())):
+            files[os.path.relpath(path, root)] = path.stat().st_size
+    return files
+
+
+def _run_one(task, stamp_path, root):
+    """Run a task: clear stale outputs, stamp it running, call it, stamp it done with the files it wrote."""
     try:
         old = json.loads(Path(stamp_path).read_text()) if Path(stamp_path).is_file() else None
     except (OSError, ValueError):
@@ -217,7 +237,8 @@ def _run_one(task, stamp_path):
     except Exception as err:  # reported as one line; the traceback goes to the log file
         return _Outcome(False, summary=_summary(task, err), traceback=traceback.format_exc())
     finished = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    write_json_atomic(stamp_path, {**record, "state": "done", "finished": finished})
+    write_json_atomic(stamp_path, {**record, "state": "done", "finished": finished,
+                                   "files": _written(task.outputs, Path(root).resolve())})
     return _Outcome(True, result=result)
 
 
@@ -286,7 +307,7 @@ class _Dask:
         self.scheduler, self.n_workers = scheduler, n_workers
         self.distributed = self.cluster = self.client = None
 
-    def run(self, tasks, stamps):
+    def run(self, tasks, stamps, root):
         if self.client is None:
             self.distributed = _soft_import("distributed", "running tasks on Dask", pip_name="dask[distributed]")
             if self.scheduler == "local":
@@ -294,8 +315,8 @@ class _Dask:
                 self.client = self.distributed.Client(self.cluster)
             else:
                 self.client = self.distributed.Client(self.scheduler)
-        futures = {self.client.submit(_run_one, t, stamps[t.name], key=f"{t.name}-{t.key[:12]}", pure=False): t
-                   for t in tasks}
+        futures = {self.client.submit(_run_one, t, stamps[t.name], root, key=f"{t.name}-{t.key[:12]}",
+                                      pure=False): t for t in tasks}
         for future in self.distributed.as_completed(futures):
             task = futures[future]
             try:
@@ -360,9 +381,10 @@ def run_graph(graph, *, scheduler=None, n_workers=2, verbose=False, log_dir=None
                     todo.append(task)
             stamps = {t.name: graph.stamp_path(t) for t in todo}
             remote = [t for t in todo if dask is not None and not t.local]
-            here = ((t, _run_one(t, stamps[t.name])) for t in todo if t not in remote)
+            root = graph.output_dir.resolve()
+            here = ((t, _run_one(t, stamps[t.name], root)) for t in todo if t not in remote)
             with tqdm(total=len(todo), disable=not verbose or not todo, desc=stage) as bar:
-                for task, outcome in itertools.chain(here, dask.run(remote, stamps) if remote else ()):
+                for task, outcome in itertools.chain(here, dask.run(remote, stamps, root) if remote else ()):
                     if outcome.ok:
                         ran[task.name] = outcome.result
                     else:

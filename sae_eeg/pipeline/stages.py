@@ -18,6 +18,7 @@ import logging
 from dataclasses import dataclass
 from typing import Callable
 
+from ..errors import ConfigError
 from .config import PipelineConfig, check_scheduler, load_pipeline_config, model_name
 from .evaluate import evaluate_task
 from .fingerprints import Fingerprints
@@ -258,7 +259,7 @@ def build_graph(cfg, stages=tuple(STAGES), *, subjects=None):
     """
     unknown = [s for s in stages if s not in STAGES]
     if unknown:
-        raise ValueError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}.")
     wanted, todo = set(), list(stages)
     while todo:
         name = todo.pop()
@@ -267,15 +268,15 @@ def build_graph(cfg, stages=tuple(STAGES), *, subjects=None):
             todo.extend(STAGES[name].needs)
     fingerprints = Fingerprints(output_path(cfg.output_dir, STATE_DIR, "fingerprints.json"))
     planner = Planner(cfg, fingerprints)
+    if subjects is not None:
+        unknown = sorted(set(subjects) - set(planner.subjects))
+        if unknown:
+            raise ConfigError(f"unknown subject(s) {unknown}; the manifest's subjects are {planner.subjects}.")
     for name, stage in STAGES.items():
         if name in wanted:
             stage.plan(planner)
     fingerprints.save()
     graph = TaskGraph(planner.tasks.values(), cfg.output_dir)
-    if subjects is not None:
-        unknown = sorted(set(subjects) - set(planner.subjects))
-        if unknown:
-            raise ValueError(f"unknown subject(s) {unknown}; subjects are {planner.subjects}")
     targets = [t.name for t in graph.tasks if t.stage in stages and (
         subjects is None or not STAGES[t.stage].per_subject or t.name.split("/", 1)[1] in subjects)]
     return graph.select(targets)
