@@ -136,8 +136,17 @@ def validate_model(model, data, *, source, base_dir=None):
         raise ConfigError(format_validation_error(err, source)) from None
 
 
-def read_yaml_mapping(path, *, what="config file"):
+def read_yaml_mapping(path, *, what="config file", error=ConfigError):
     """Parse a YAML file that must hold a mapping.
+
+    Parameters
+    ----------
+    path : path-like
+        The file.
+    what : str
+        Names the file in messages.
+    error : type[Exception]
+        What to raise (:class:`~sae_eeg.errors.ConfigError`, or ``ManifestError`` for manifests).
 
     Returns
     -------
@@ -146,19 +155,19 @@ def read_yaml_mapping(path, *, what="config file"):
 
     Raises
     ------
-    ConfigError
+    error
         Missing file, invalid YAML, or not a mapping.
     """
     try:
         path = _check_file(path, what)
     except ValueError as err:
-        raise ConfigError(str(err)) from err
+        raise error(str(err)) from err
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"{what} {str(path)!r} is not valid YAML: {err}") from err
+        raise error(f"{what} {str(path)!r} is not valid YAML: {err}") from err
     if not isinstance(data, dict):
-        raise ConfigError(f"{what} {str(path)!r} must hold a mapping of settings, got {type(data).__name__}.")
+        raise error(f"{what} {str(path)!r} must hold a mapping at the top level, got {type(data).__name__}.")
     return data, path
 
 

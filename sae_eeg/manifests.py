@@ -43,8 +43,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from ._check import _check_file, _check_id, _validate_type
-from ._config import Id, validation_problems
+from ._check import _check_id, _validate_type
+from ._config import Id, read_yaml_mapping, validation_problems
 from ._io import write_text_atomic
 from .errors import ManifestError
 
@@ -502,19 +502,7 @@ def load_manifest(path, *, root=None, check_files=True):
         runs, missing files, checksum mismatches), one per line.
     """
     _validate_type(path, "path-like", "path")
-    try:
-        path = _check_file(path, "manifest")
-    except ValueError as err:
-        raise ManifestError(str(err)) from err
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ManifestError(f"manifest {str(path)!r} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ManifestError(
-            f"manifest {str(path)!r} must hold a mapping at the top level, got "
-            f"{type(data).__name__}."
-        )
+    data, path = read_yaml_mapping(path, what="manifest", error=ManifestError)
     manifest, problems = validate_manifest(data, source=path, root=root, check_files=check_files)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)

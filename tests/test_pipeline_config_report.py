@@ -38,7 +38,7 @@ def test_config_resolves_relative_paths(tmp_path):
     assert load_yaml_model(path, _Schema).manifest == tmp_path.resolve() / "sub" / "m.yaml"
 
 
-@pytest.mark.parametrize("text,match", [("a: [", "not valid YAML"), ("- 1\n- 2\n", "mapping of settings")])
+@pytest.mark.parametrize("text,match", [("a: [", "not valid YAML"), ("- 1\n- 2\n", "mapping at the top level")])
 def test_config_not_yaml_mapping(tmp_path, text, match):
     path = tmp_path / "c.yaml"
     path.write_text(text)

@@ -3,7 +3,10 @@
 A :class:`Task` writes its outputs (files or folders inside the output folder). Its
 ``key`` is the hash of everything that decides those outputs: the function, the
 slice of the config it reads, the content fingerprints of the files it reads and
-the keys of the tasks whose outputs it reads (:func:`task_key`). A stamp
+the keys of the tasks whose outputs it reads (:func:`task_key`) - the recipe of
+MNE-BIDS-Pipeline, which keys each step's ``joblib.Memory`` call on a step-specific
+slice of the config and the hashes of its input files, completed by the upstream keys
+so that a change propagates without rereading every intermediate file. A stamp
 ``.sae-eeg/tasks/<task>.json`` records the key of the last run and whether it
 finished. A task runs when its stamp does not hold its current key as finished or
 an output is missing; a change anywhere upstream changes the keys of everything
