@@ -39,22 +39,23 @@ class Planner:
     Attributes
     ----------
     cfg : PipelineConfig
+    fingerprints : Fingerprints
+    verbose : bool
+        Whether tasks that can show progress (SAE training) do.
     tasks : dict of str -> Task
         The tasks planned so far, in order.
     """
 
-    def __init__(self, cfg, fingerprints):
+    def __init__(self, cfg, fingerprints, *, verbose=False):
         self.cfg = cfg
         self.fingerprints = fingerprints
+        self.verbose = verbose
         self.tasks = {}
-        self._manifest = None
 
-    @property
+    @functools.cached_property
     def manifest(self):
         """The config's manifest (read once)."""
-        if self._manifest is None:
-            self._manifest = manifest_of(self.cfg)
-        return self._manifest
+        return manifest_of(self.cfg)
 
     @functools.cached_property
     def stimuli(self):
@@ -111,6 +112,7 @@ def _common(cfg):
 
 
 def plan_activations(p):
+    """Per stimulus: layer activations and acoustic baselines; reads the audio and the backbone's weights."""
     cfg = p.cfg
     weights = backbone_files(cfg)
     for name, audio in p.stimuli.items():
@@ -129,16 +131,18 @@ def _sae_source(p):
 
 
 def plan_train_sae(p):
+    """One task training every layer's SAE on all stimuli's activations (none with a checkpoint)."""
     cfg = p.cfg
     if cfg.sae.checkpoint is not None:
         return
     stimuli = list(p.stimuli)
-    p.add("train_sae", train_sae_task, args=(cfg, stimuli, True),
+    p.add("train_sae", train_sae_task, args=(cfg, stimuli, p.verbose),
           config={**_common(cfg), "training": cfg.sae.training.model_dump(mode="json"), "stimuli": stimuli},
           needs=[f"activations/{s}" for s in stimuli], outputs=[output_path(cfg.output_dir, "sae")], local=True)
 
 
 def plan_encode(p):
+    """Per stimulus: SAE feature trajectories; reads its activations and the SAEs (checkpoint files or training)."""
     cfg = p.cfg
     files, trained = _sae_source(p)
     for name in p.stimuli:
@@ -157,6 +161,7 @@ def _manifest_slice(manifest, subject):
 
 
 def plan_preprocess(p):
+    """Per subject: preprocessed, aligned runs; reads its EEG files and manifest entries, its stimuli's features."""
     cfg = p.cfg
     for s in p.subjects:
         stimuli = [run.stimulus for run in p.manifest.subject(s).runs]
@@ -173,6 +178,7 @@ def _alignment_config(cfg):
 
 
 def plan_subject(p):
+    """Per subject: the alignment analyses of every layer; reads its run files."""
     cfg = p.cfg
     for s in p.subjects:
         needs = [f"preprocess/{s}"]
@@ -182,6 +188,7 @@ def plan_subject(p):
 
 
 def plan_group(p):
+    """One task: the group statistics of every layer; reads every subject's tables."""
     cfg = p.cfg
     subjects = sorted(p.subjects)
     needs = [f"subject/{s}" for s in subjects]
@@ -192,6 +199,7 @@ def plan_group(p):
 
 
 def plan_evaluate(p):
+    """One task: the SAE evaluations; reads the clips, the SAEs, the backbone and the stimuli's activations."""
     cfg = p.cfg
     if cfg.evaluate is None:
         return
@@ -241,7 +249,7 @@ STAGES = {stage.name: stage for stage in (
 EXTRACT = ("activations", "train_sae", "encode")
 
 
-def build_graph(cfg, stages=tuple(STAGES), *, subjects=None):
+def build_graph(cfg, stages=tuple(STAGES), *, subjects=None, verbose=False):
     """The task graph of ``stages`` (with every task they need) for a config.
 
     Parameters
@@ -252,6 +260,8 @@ def build_graph(cfg, stages=tuple(STAGES), *, subjects=None):
         Names of :data:`STAGES` to bring up to date.
     subjects : sequence of str | None
         Only these subjects' tasks of per-subject stages (default all).
+    verbose : bool
+        Let tasks that can show progress (SAE training) do.
 
     Returns
     -------
@@ -267,7 +277,7 @@ def build_graph(cfg, stages=tuple(STAGES), *, subjects=None):
             wanted.add(name)
             todo.extend(STAGES[name].needs)
     fingerprints = Fingerprints(output_path(cfg.output_dir, STATE_DIR, "fingerprints.json"))
-    planner = Planner(cfg, fingerprints)
+    planner = Planner(cfg, fingerprints, verbose=verbose)
     if subjects is not None:
         unknown = sorted(set(subjects) - set(planner.subjects))
         if unknown:
@@ -308,7 +318,7 @@ def run_stages(config, stages=tuple(STAGES), *, subjects=None, verbose=False):
         One line per failed task, and the log file with the tracebacks.
     """
     cfg = config if isinstance(config, PipelineConfig) else load_pipeline_config(config)
-    graph = build_graph(cfg, stages, subjects=subjects)
+    graph = build_graph(cfg, stages, subjects=subjects, verbose=verbose)
     report = run_graph(graph, scheduler=cfg.scheduler, n_workers=cfg.n_workers, verbose=verbose,
                        log_dir=output_path(cfg.output_dir, "logs"))
     report.raise_for_failures()
