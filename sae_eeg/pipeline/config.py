@@ -343,7 +343,7 @@ def input_problems(cfg):
         try:
             manifest = load_manifest(cfg.manifest)
         except ManifestError as err:
-            problems.append(f"manifest: {err}")
+            problems.append("manifest: " + str(err).replace("\n", "\n    "))  # its own list, indented
         else:
             if cfg.alignment.clusters.enabled and cfg.alignment.clusters.montage is None and manifest.montage is None:
                 problems.append("alignment.clusters.montage: the cluster test needs a montage for the channel "
@@ -378,7 +378,7 @@ def load_pipeline_config(config, *, check_files=True):
     ----------
     config : path-like | dict | PipelineConfig
         The config (relative paths in a file are relative to the file's folder; in a
-        dict, to the current folder).
+        dict, to the current folder at load).
     check_files : bool
         Also check the inputs the config names (:func:`input_problems`): manifest
         and its files, stimuli, clips, backbone, SAE widths. Default True.
@@ -396,7 +396,8 @@ def load_pipeline_config(config, *, check_files=True):
     if isinstance(config, PipelineConfig):
         cfg, source = config, "the pipeline config"
     elif isinstance(config, dict):
-        cfg, source = validate_model(PipelineConfig, config, source="the pipeline config"), "the pipeline config"
+        source = "the pipeline config"
+        cfg = validate_model(PipelineConfig, config, source=source, base_dir=Path.cwd())
     else:
         cfg = load_yaml_model(config, PipelineConfig)
         source = f"config file {str(config)!r}"
