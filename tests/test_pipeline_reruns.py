@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from sae_eeg.audio import file_hash
 from sae_eeg.cli import app
-from sae_eeg.errors import ConfigError
+from sae_eeg.errors import ConfigError, TaskFailedError
 from sae_eeg.pipeline import EXTRACT, run_pipeline
 
 SUBJECTS = ("01", "02", "03")
@@ -130,6 +130,17 @@ def test_error_in_a_task_is_one_line_exit_2_with_the_traceback_in_a_log(study, t
         assert (Path(study["output_dir"]) / "alignment" / "layer_1" / "subjects" / s / "encoding.parquet").is_file()
     eeg.write_bytes(original)  # fixed: that task runs; what needs it finds its inputs as they were, and is current
     assert set(run_pipeline(study).ran) == {"preprocess/02"}
+
+
+def test_bad_audio_names_the_stimulus_and_its_file(study):
+    audio = Path(study["manifest"]).parent / "stimuli" / "story2.wav"
+    audio.write_bytes(b"RIFF not really a wav file")
+    _edit_manifest(study, lambda m: m["stimuli"]["story2"].pop("sha256"))
+    with pytest.raises(TaskFailedError, match=r"1 task\(s\) failed") as err:
+        run_pipeline(study)
+    line = str(err.value).splitlines()[1]
+    assert line.startswith(f"  activations/story2 (stimulus story2) [{audio}]: ") and "story2.wav" in line
+    assert "(8 task(s) that need them were not run.)" in str(err.value)  # encode, 3 x (preprocess, subject), group
 
 
 def test_one_subject_on_the_command_line(study, tmp_path):
