@@ -1,9 +1,12 @@
 """The ``sae-eeg`` command line.
 
 Every analysis command takes a pipeline config (YAML, see
-:class:`sae_eeg.pipeline.config.PipelineConfig` and ``analyses/configs/``) and says
-where its outputs went. Errors in configs, manifests or inputs are printed as one
-message (no traceback) and exit with status 2.
+:class:`sae_eeg.pipeline.config.PipelineConfig` and ``analyses/configs/``), checks it
+whole, brings the stages it names up to date (with every task they need: a task
+reruns exactly when what it reads changed) and says where its outputs went. Errors
+in configs, manifests or inputs are printed as one message, a failed task as one
+line naming its subject, run, stimulus and file (tracebacks go to a log file in the
+output folder, named in the message); the exit status is then 2.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ from .eeg import check_manifest
 from .errors import SaeEegError
 from .pipeline.config import load_pipeline_config
 from .pipeline.demo import run_demo
-from .pipeline.outputs import prepare_output_dir
 from .pipeline.reporting import make_figures, make_report
-from .pipeline.stages import EXTRACT, run_stages, subject_task
+from .pipeline.stages import EXTRACT, STAGES, run_pipeline
 from .sae import read_training_config, train_saes_from_config
 
 app = typer.Typer(no_args_is_help=True, help="SAE features of audio models vs EEG.")
@@ -28,7 +30,7 @@ manifest_app = typer.Typer(no_args_is_help=True, help="Dataset manifests.")
 app.add_typer(manifest_app, name="manifest")
 
 CONFIG = typer.Argument(..., help="Pipeline config (YAML).", exists=True, dir_okay=False)
-FORCE = typer.Option(False, "--force", help="Use an output folder written with another config.")
+FORCE = typer.Option(False, "--force", help="Take over an output folder written with another config.")
 SCHEDULER = typer.Option(None, help="Override the config's scheduler: 'serial', 'local' (a Dask LocalCluster) "
                                     "or tcp://HOST:PORT (an existing Dask cluster, e.g. dask-jobqueue on SLURM).")
 
@@ -52,14 +54,9 @@ def _scheduler(option):
     return None if option == "serial" else option
 
 
-def _stages(config, stages, force, scheduler=None):
-    cfg = load_pipeline_config(config)
-    if scheduler is not None:
-        cfg = load_pipeline_config({**cfg.model_dump(mode="json"),
-                                    "scheduler": _scheduler(scheduler)})
-    prepare_output_dir(cfg.output_dir, cfg.model_dump(mode="json"), force=force)
-    run_stages(cfg, stages, verbose=True)
-    return cfg
+def _stages(config, stages, force, scheduler=None, subjects=None):
+    run_pipeline(config, stages, subjects=subjects, scheduler=scheduler, force=force, verbose=True)
+    return load_pipeline_config(config, check_files=False)
 
 
 @app.command()
@@ -73,9 +70,10 @@ def version():
 def manifest_check(
     file: Path = typer.Argument(..., help="Manifest (YAML)."),
     root: Path = typer.Option(None, help="Dataset root (overrides the manifest's)."),
-    check_files: bool = typer.Option(True, help="Check that files exist (and checksums)."),
+    check_files: bool = typer.Option(True, help="Check files and checksums, and open every recording: "
+                                               "sampling rate, markers of every run, channels named."),
 ):
-    """Validate a dataset manifest and print a summary."""
+    """Validate a dataset manifest and its recordings (every problem at once) and print a summary."""
     typer.echo(check_manifest(file, root=root, check_files=check_files).to_text())
 
 
@@ -108,19 +106,17 @@ def preprocess(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHE
 @app.command()
 @_clean_errors
 def subject(config: Path = CONFIG, subject: str = typer.Option(..., help="Subject id."),
-            force: bool = FORCE):
-    """One subject's alignment analyses (every configured layer)."""
-    cfg = load_pipeline_config(config)
-    prepare_output_dir(cfg.output_dir, cfg.model_dump(mode="json"), force=force)
-    subject_task(cfg.model_dump(mode="json"), subject)
+            force: bool = FORCE, scheduler: str = SCHEDULER):
+    """One subject's alignment analyses (every configured layer), with every task they need."""
+    cfg = _stages(config, ("subject",), force, scheduler, subjects=[subject])
     typer.echo(f"Tables in {Path(cfg.output_dir) / 'alignment'}/layer_*/subjects/{subject}")
 
 
 @app.command()
 @_clean_errors
 def group(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
-    """Per-subject analyses of every subject not done yet, then group statistics."""
-    cfg = _stages(config, ("subject", "group"), force, scheduler)
+    """Per-subject analyses of every subject whose inputs changed, then group statistics."""
+    cfg = _stages(config, ("group",), force, scheduler)
     typer.echo(f"Group tables in {Path(cfg.output_dir) / 'alignment'}/layer_*/group")
 
 
@@ -128,8 +124,16 @@ def group(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER
 @_clean_errors
 def evaluate(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
     """SAE evaluations: reconstruction, seed consistency, concept erasure, steering."""
-    cfg = _stages(config, EXTRACT + ("evaluate",), force, scheduler)
+    cfg = _stages(config, ("evaluate",), force, scheduler)
     typer.echo(f"Evaluation tables in {Path(cfg.output_dir) / 'evals'}")
+
+
+@app.command()
+@_clean_errors
+def run(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
+    """Every stage: extraction, preprocessing, per-subject and group analyses, evaluations."""
+    cfg = _stages(config, tuple(STAGES), force, scheduler)
+    typer.echo(f"Results in {cfg.output_dir}")
 
 
 @app.command()

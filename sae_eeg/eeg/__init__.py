@@ -5,7 +5,7 @@ from .preprocess import PreprocessConfig, detect_bad_channels, preprocess, save_
 from .readers import (
     CND_ONSET_ANNOTATION, READERS, CNDRecording, apply_montage, check_finite, infer_format,
     match_channel_names, read_cnd, read_cnd_stim, read_lalor_mat, read_raw, read_run,
-    read_stimulus_feature,
+    read_stimulus_feature, recording_files,
 )
 from .simulate import FORMATS, SimulatedDataset, random_features, simulate_dataset
 from .summary import ManifestSummary, check_manifest
@@ -15,6 +15,6 @@ __all__ = [
     "PreprocessConfig", "detect_bad_channels", "preprocess", "save_preprocessed", "READERS", "CNDRecording",
     "apply_montage", "check_finite", "infer_format", "read_cnd", "read_cnd_stim",
     "read_lalor_mat", "read_raw", "read_run", "CND_ONSET_ANNOTATION", "match_channel_names",
-    "read_stimulus_feature", "FORMATS", "SimulatedDataset",
+    "read_stimulus_feature", "recording_files", "FORMATS", "SimulatedDataset",
     "random_features", "simulate_dataset", "ManifestSummary", "check_manifest",
 ]

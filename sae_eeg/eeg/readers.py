@@ -15,6 +15,7 @@ SparrKULee ships them) are decompressed to a temporary file for MNE.
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import dataclasses
 import functools
@@ -523,7 +524,49 @@ def read_raw(path, *, format="auto", trial=None, unit_scale=1e-6):
     path = _check_file(path, "EEG file")
     fmt = infer_format(path) if format == "auto" else format
     _check_option("format", fmt, READERS)
-    return READERS[fmt](path, trial=trial, unit_scale=unit_scale)
+    try:
+        return READERS[fmt](path, trial=trial, unit_scale=unit_scale)
+    except InputError:
+        raise
+    except _PARSE_ERRORS as err:  # MNE's readers fail on damaged files with many types
+        raise InputError(f"EEG file {str(path)!r} could not be read as {fmt!r} (damaged, truncated or "
+                         f"incomplete?): {type(err).__name__}: {err}") from err
+
+
+#: What MNE's readers raise on truncated or damaged files (numpy buffer errors, configparser
+#: errors of a BrainVision header, a missing data file, ...).
+_PARSE_ERRORS = (ValueError, OSError, RuntimeError, KeyError, IndexError, TypeError, EOFError,
+                 UnicodeDecodeError, configparser.Error)
+
+
+def recording_files(path, format="auto"):
+    """Every file a reader reads for one recording: the file and its companions.
+
+    Companions are the files of the same name with another extension (BrainVision
+    ``.eeg``/``.vmrk``, EEGLAB ``.fdt``) and, for BIDS, the sidecars of the
+    recording (``*_channels.tsv``, ``*_events.tsv``, ``*_eeg.json``, ...: the files
+    beside it that share its entities). A change to any of them changes what is read.
+
+    Parameters
+    ----------
+    path : path-like
+        The recording (as named in a manifest).
+    format : str
+        Its format (a key of :data:`READERS`, ``"auto"`` or ``"bids"``).
+
+    Returns
+    -------
+    files : list of pathlib.Path
+        Sorted, the recording first.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return [path]
+    prefix = path.name.rsplit("_", 1)[0] + "_" if format == "bids" and "_" in path.name else None
+    stem = path.name.split(".", 1)[0]
+    companions = sorted(p for p in path.parent.iterdir() if p.is_file() and p != path and (
+        p.name.split(".", 1)[0] == stem or (prefix is not None and p.name.startswith(prefix))))
+    return [path, *companions]
 
 
 def check_finite(raw, *, name="EEG"):

@@ -15,13 +15,10 @@ All tables go to ``output_dir/evals/`` (parquet + CSV with provenance):
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
 from .._io import atomic_path, provenance
-from ..alignment.io import write_table
 from ..audio import Audio, load_audio
 from ..evals import (
     classify_features,
@@ -36,9 +33,9 @@ from ..evals import (
 )
 from ..sae import ArrayActivationStore, BatchTopKSAE, reconstruction_metrics, train_saes
 from ..sae.splice import spliced_evaluation
-from ..errors import ConfigError
-from .config import load_pipeline_config
-from .resources import open_backbone, open_saes, training_config
+from .io import load_series, write_table
+from .outputs import output_path
+from .resources import evals_dir, feature_file, open_backbone, open_saes, training_config
 
 
 def _clips(paths):
@@ -72,14 +69,14 @@ def second_seed_sae(cfg, layer, seed, out_dir, acts):
                       device=cfg.device)[layer]
 
 
-def evaluate_task(config):
-    """Run every evaluation and write the tables under ``output_dir/evals``."""
-    cfg = load_pipeline_config(config)
+def evaluate_task(cfg, stimuli):
+    """Run every evaluation and write the tables under ``output_dir/evals``.
+
+    ``stimuli`` are the stimuli whose activations train the second-seed SAE.
+    """
     settings = cfg.evaluate
-    if settings is None:
-        raise ConfigError("The evaluations need an 'evaluate' section (speech clips and references) in the config.")
-    out = Path(cfg.output_dir) / "evals"
-    prov = provenance(cfg.model_dump(mode="json"))
+    out = evals_dir(cfg)
+    prov = provenance(cfg.results_config())
     backbone, saes = open_backbone(cfg), open_saes(cfg)
     layer = settings.layer or cfg.layers[-1]
     speech, music, noise = _clips(settings.speech), _clips(settings.music), _clips(settings.noise)
@@ -106,11 +103,10 @@ def evaluate_task(config):
     sae = saes[layer]
     compared = {"seed 0": sae}
     if settings.second_seed is not None:
-        train_acts = np.concatenate([
-            np.load(p)["data"] for p in sorted((Path(cfg.output_dir) / "features").glob(f"*/dense_layer_{layer}.npz"))
-        ])
+        train_acts = np.concatenate([load_series(feature_file(cfg, name, f"dense_layer_{layer}")).data
+                                     for name in stimuli])
         compared[f"seed {settings.second_seed}"] = second_seed_sae(
-            cfg, layer, settings.second_seed, Path(cfg.output_dir) / "sae_second_seed", train_acts)
+            cfg, layer, settings.second_seed, output_path(cfg.output_dir, "sae_second_seed"), train_acts)
     compared["untrained"] = BatchTopKSAE(sae.d_model, sae.n_features, int(sae.k), random_state=123).eval()
     consistency = compare_saes(compared, acts, clip_ids, reference="seed 0", k_per_frame=int(sae.k),
                                random_state=0).assign(layer=layer)

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from ..alignment.io import read_table
-from ..alignment.run import EncodingSettings
 from ..viz import (
     ReportSection,
     plot_consistency,
@@ -25,12 +21,14 @@ from ..viz import (
     write_report,
 )
 from .config import load_pipeline_config
-from .resources import manifest_of
+from .io import read_table
+from .outputs import PROVENANCE_FILE, output_path
+from .resources import evals_dir, group_dir, manifest_of, subjects_dir
 
 
 def _sae_space_text(cfg):
     """How the "sae" encoding space was formed, from the alignment config."""
-    enc = EncodingSettings.model_validate(cfg.alignment.get("encoding", {}))
+    enc = cfg.alignment.encoding
     if enc.max_sae_dims is None:
         return "The SAE space holds every selected feature."
     if enc.sae_reduce == "pca":
@@ -46,18 +44,16 @@ def _concat(paths):
 
 
 def _group_table(cfg, name):
-    root = Path(cfg.output_dir) / "alignment"
-    return _concat([root / f"layer_{n}" / "group" / f"{name}.parquet" for n in cfg.layers])
+    return _concat([group_dir(cfg, n) / f"{name}.parquet" for n in cfg.layers])
 
 
 def _subject_tables(cfg, name, layers=None):
-    root = Path(cfg.output_dir) / "alignment"
     return _concat(sorted(p for n in (layers or cfg.layers)
-                          for p in (root / f"layer_{n}" / "subjects").glob(f"*/{name}.parquet")))
+                          for p in subjects_dir(cfg, n).glob(f"*/{name}.parquet")))
 
 
 def _eval_table(cfg, name):
-    path = Path(cfg.output_dir) / "evals" / f"{name}.parquet"
+    path = evals_dir(cfg) / f"{name}.parquet"
     return read_table(path) if path.is_file() else None
 
 
@@ -74,8 +70,8 @@ def make_figures(config):
 
     Written to ``output_dir/figures/<name>.png`` and ``.svg``.
     """
-    cfg = load_pipeline_config(config)
-    out = Path(cfg.output_dir) / "figures"
+    cfg = load_pipeline_config(config, check_files=False)
+    out = output_path(cfg.output_dir, "figures")
     figures = {}
     summary = _group_table(cfg, "protocol_summary")
     if summary is not None:
@@ -105,7 +101,7 @@ def make_figures(config):
     if tsne is not None and classes is not None:
         labels = classes[classes.layer == tsne.layer.iloc[0]][["feature", "label"]]
         figures["tsne"] = plot_tsne_by_label(tsne, out / "tsne", labels=labels).png
-    fields_path = Path(cfg.output_dir) / "evals" / "receptive_fields.npz"
+    fields_path = evals_dir(cfg) / "receptive_fields.npz"
     if fields_path.is_file():
         with np.load(fields_path) as z:
             if len(z["features"]):
@@ -144,7 +140,7 @@ def make_report(config, *, extra_sections=()):
     -------
     path : pathlib.Path
     """
-    cfg = load_pipeline_config(config)
+    cfg = load_pipeline_config(config, check_files=False)
     figures = make_figures(cfg)
     fig = lambda *names: [figures[n] for n in names if n in figures]  # noqa: E731
     sections = list(extra_sections)
@@ -188,7 +184,7 @@ def make_report(config, *, extra_sections=()):
         figures=fig("reconstruction", "consistency", "erasure", "steering", "tsne", "receptive_fields"),
         numbers=numbers, table=_eval_table(cfg, "steering"),
     ))
-    record = Path(cfg.output_dir) / "provenance.json"
-    provenance = json.loads(record.read_text()) if record.is_file() else {"config": cfg.model_dump(mode="json")}
-    return write_report(Path(cfg.output_dir) / "report.html", title=f"sae-eeg report: {cfg.name}",
+    record = output_path(cfg.output_dir, PROVENANCE_FILE)
+    provenance = json.loads(record.read_text()) if record.is_file() else {"config": cfg.results_config()}
+    return write_report(output_path(cfg.output_dir, "report.html"), title=f"sae-eeg report: {cfg.name}",
                         sections=sections, provenance=provenance)

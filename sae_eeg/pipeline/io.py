@@ -1,4 +1,12 @@
-"""Run files (aligned EEG + features of one run) and result tables with provenance."""
+"""What the stages write and read: run files, time series and result tables with provenance.
+
+* run files (:func:`save_run` / :func:`load_run`): the aligned EEG of one run with
+  the SAE features of one layer and the other feature spaces on the same grid;
+* time series (:func:`save_series` / :func:`load_series`): dense activations and
+  acoustic baselines of a stimulus;
+* tables (:func:`write_table` / :func:`read_table`): parquet (+ CSV) with the
+  provenance record in the parquet metadata and beside the table.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +21,7 @@ from scipy import sparse
 from .._check import _check_file
 from .._io import atomic_path, write_json_atomic
 from ..errors import InputError
+from ..trajectories import TimeSeries
 
 _SPACE_PREFIX = "space__"
 
@@ -140,3 +149,17 @@ def read_table(path):
     raw = (arrow.schema.metadata or {}).get(b"sae_eeg_provenance")
     table.attrs["provenance"] = json.loads(raw) if raw else {}
     return table
+
+
+def save_series(series, path):
+    """Write a :class:`~sae_eeg.trajectories.TimeSeries` as ``.npz`` (float32 data, atomic)."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, data=series.data.astype(np.float32), sfreq=series.sfreq, tmin=series.tmin,
+                 names=np.asarray(series.names, dtype=str))
+
+
+def load_series(path):
+    """Read a time series written by :func:`save_series`."""
+    path = _check_file(path, "time-series file")
+    with np.load(path) as z:
+        return TimeSeries(z["data"], float(z["sfreq"]), float(z["tmin"]), tuple(str(n) for n in z["names"]))
