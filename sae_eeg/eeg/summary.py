@@ -7,7 +7,7 @@ import dataclasses
 from ..errors import AlignmentError, InputError, ManifestError
 from ..manifests import load_manifest
 from .align import find_run_markers
-from .readers import apply_montage, check_finite, read_raw
+from .readers import apply_montage, check_finite, describe_channels, match_channel_names, read_raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,15 +71,19 @@ def _recording_problems(manifest, raw, path, uses):
         check_finite(raw, name=where)
     except InputError as err:
         problems.append(str(err))
-    present = set(raw.ch_names)
     named = [(f"channels.{kind}", ch) for kind in ("reference", "misc", "eog")
              for ch in getattr(manifest.channels, kind)]
     named += [(f"bad_channels of subject {sub!r}", ch) for sub in dict.fromkeys(sub for sub, _ in uses)
               for ch in manifest.subject_bad_channels(sub)]
-    missing = [f"{field} {ch!r}" for field, ch in named if ch not in present]
+    # channels.* are matched case-insensitively, as read_run matches them; bad channels exactly
+    present = set(raw.ch_names) | {ch.lower() for ch in raw.ch_names}
+    missing = [f"{field} {ch!r}" for field, ch in named
+               if (ch.lower() if field.startswith("channels.") else ch) not in present]
     if missing:
-        problems.append(f"{where}: {', '.join(missing)} not in the recording (its channels: "
-                        f"{raw.ch_names[:12]}{' ...' if len(raw.ch_names) > 12 else ''})")
+        problems.append(f"{where}: {', '.join(missing)} not in the recording; {describe_channels(raw)}")
+    else:
+        match_channel_names(raw, manifest.channels, name=where)
+    present = set(raw.ch_names)
     if manifest.montage is not None:
         types = {ch: "eog" for ch in manifest.channels.eog if ch in present}
         types.update({ch: "misc" for ch in manifest.channels.misc if ch in present})
