@@ -308,16 +308,19 @@ def feature_activation_windows(codes, feature, clip_ids, times, log_mels, *, tmi
         raise InputError("log_mels is empty; give one LogMel per clip.")
     lag_idx = np.arange(int(np.round(tmin * any_mel.sfreq)), int(np.round(tmax * any_mel.sfreq)) + 1)
     windows = []
+    floor = {}  # each clip's minimum log-mel value (the padding), computed once per clip
     for frame in frames:
         clip = clip_ids[frame].item()  # a plain Python id, as the dict keys are
         if clip not in log_mels:
             raise InputError(f"log_mels has no entry for clip {clip!r}.")
         mel = log_mels[clip]
         _validate_type(mel, LogMel, f"log_mels[{clip!r}]")
+        if clip not in floor:
+            floor[clip] = mel.values.min()
         centre = int(np.round((times[frame] - mel.tmin) * mel.sfreq))
         idx = centre + lag_idx
         inside = (idx >= 0) & (idx < mel.values.shape[0])
-        win = np.full((lag_idx.size, mel.values.shape[1]), mel.values.min(), dtype=np.float32)
+        win = np.full((lag_idx.size, mel.values.shape[1]), floor[clip], dtype=np.float32)
         win[inside] = mel.values[idx[inside]]
         windows.append(win)
     events = pd.DataFrame(
