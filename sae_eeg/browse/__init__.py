@@ -8,6 +8,6 @@ JavaScript that opens from disk with no server and no network.
 
 from .outputs import build_browser
 from .site import BrowserSite, write_feature_browser
-from .tables import FeatureTable
+from .tables import FeatureTable, read_feature_table
 
-__all__ = ["BrowserSite", "FeatureTable", "build_browser", "write_feature_browser"]
+__all__ = ["BrowserSite", "FeatureTable", "build_browser", "read_feature_table", "write_feature_browser"]

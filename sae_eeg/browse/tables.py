@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .._check import _validate_type
+from .._check import _check_file, _check_option, _validate_type
 from ..errors import InputError
 from ._encode import plain
 
@@ -89,7 +89,7 @@ class FeatureTable:
         """Column -> header of the columns this table adds to the index."""
         if self.columns is not None:
             return dict(self.columns)
-        return {c: f"{self.name} {c}" for c in self.table.columns if c not in ("feature", "layer", "model")}
+        return {c: c if c == self.name else f"{self.name} {c}" for c in self.table.columns if c not in _NOT_ON_PAGE}
 
     def for_layer(self, layer):
         """The rows of ``layer`` (all rows when the table has no ``layer`` column or layer is None)."""
@@ -156,3 +156,25 @@ def page_rows(spec, layer):
         block = values[start:min(end, start + MAX_ROWS_PER_FEATURE)]
         rows[int(features[start])] = [[plain(v) for v in row] for row in block]
     return columns, rows
+
+
+def read_feature_table(name, path):
+    """A :class:`FeatureTable` from a parquet or CSV file (every column but feature/layer/model in the index).
+
+    Parameters
+    ----------
+    name : str
+        The table's name in the browser (a letter, then letters, digits or ``_``).
+    path : path-like
+        A ``.parquet`` or ``.csv`` file with a ``feature`` column (and ``layer``
+        when it holds several layers).
+
+    Returns
+    -------
+    table : FeatureTable
+    """
+    path = _check_file(path, f"table {name!r}")
+    suffix = path.suffix.lower()
+    _check_option(f"the suffix of table file {str(path)!r}", suffix, (".parquet", ".csv"))
+    table = pd.read_parquet(path) if suffix == ".parquet" else pd.read_csv(path)
+    return FeatureTable(name, table, title=name, description=f"From {path.name}.")
