@@ -72,9 +72,13 @@ def receptive_fields(stacked, audio, *, tmin=-0.1, tmax=0.1, n_windows=50, progr
     alive = np.flatnonzero(np.diff(codes.indptr) > 0)
     fields, lags, mel_freqs = {}, None, next(iter(log_mels.values())).mel_freqs
     for feature in (alive if progress is None else progress(alive)):
-        # one column at a time: the CSC slice costs that column only, not a pass over all codes
-        windows = feature_activation_windows(codes[:, [int(feature)]], 0, stacked.stimulus, stacked.times,
-                                             log_mels, tmin=tmin, tmax=tmax, n_windows=n_windows)
+        # only the frames where this feature fires: the windows depend on nothing else, and each call
+        # then costs that feature's activity instead of a pass over every frame
+        lo, hi = codes.indptr[feature], codes.indptr[feature + 1]
+        frames = codes.indices[lo:hi]
+        windows = feature_activation_windows(codes.data[lo:hi, None], 0, stacked.stimulus[frames],
+                                             stacked.times[frames], log_mels, tmin=tmin, tmax=tmax,
+                                             n_windows=n_windows)
         if windows.windows.shape[0]:
             fields[int(feature)] = windows.receptive_field()
             lags = windows.lags
