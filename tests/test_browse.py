@@ -234,9 +234,8 @@ def test_sizes_are_reported_and_the_site_is_self_contained(site):
 
 def test_failed_build_keeps_the_previous_site(site, inputs):
     before = (site.folder / "data" / "index.js").read_text()
-    bad = {**inputs, "trf": inputs["trf"].drop(columns="lag")}
-    with pytest.raises(InputError, match=r"trf lacks the column\(s\) \['lag'\]"):
-        write_feature_browser(site.folder, montage="biosemi64", clip_length=1.0, **bad)
+    with pytest.raises(InputError, match=r"Invalid value for 'montage': got 'biosemi46'.*Did you mean 'biosemi64'"):
+        write_feature_browser(site.folder, montage="biosemi46", clip_length=1.0, **inputs)  # fails half-way
     assert (site.folder / "data" / "index.js").read_text() == before
     assert [p.name for p in site.folder.parent.iterdir()] == [site.folder.name]  # no temporary folder left
 
@@ -249,6 +248,7 @@ def test_failed_build_keeps_the_previous_site(site, inputs):
      r"trajectories\['b'\] has sfreq 100.0 Hz, trajectories\['a'\] 50.0 Hz"),
     (lambda kw: kw.update(tables=[kw["tables"][0], kw["tables"][0]]), r"Two tables are named 'protocol'"),
     (lambda kw: kw.update(colour_by="label"), r"colour_by='label' is not an index column"),
+    (lambda kw: kw.update(trf=kw["trf"].drop(columns="lag")), r"trf lacks the column\(s\) \['lag'\]"),
 ])
 def test_input_errors_name_the_argument(inputs, tmp_path, change, match):
     kwargs = {**inputs, "audio": dict(inputs["audio"]), "trajectories": dict(inputs["trajectories"])}

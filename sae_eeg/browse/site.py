@@ -55,7 +55,7 @@ PAGES = ("index.html", "feature.html")
 ASSETS = ("browser.js", "browser.css", "uPlot.iife.min.js", "uPlot.min.css", "uPlot.LICENSE")
 
 #: What each top-level entry of a site holds, for the size report.
-SIZE_GROUPS = {"audio": "audio", "data": "data", "topo": "images", "assets": "pages"}
+SIZE_GROUPS = {"audio": "audio", "data": "data", "topo": "images", "screenshots": "images", "assets": "pages"}
 
 
 @dataclass(frozen=True)
@@ -98,15 +98,13 @@ def _block_name(block):
 
 
 def _folder_sizes(folder):
+    """Bytes per part of a site (``audio``, ``data``, ``images``, ``pages``) and its number of files."""
     sizes = dict.fromkeys(("audio", "data", "images", "pages"), 0)
-    n_files = 0
-    for path in folder.rglob("*"):
-        if path.is_file():
-            n_files += 1
-            top = path.relative_to(folder).parts[0]
-            sizes[SIZE_GROUPS.get(top, "pages" if len(path.relative_to(folder).parts) == 1 else "data")] += \
-                path.stat().st_size
-    return sizes, n_files
+    files = [p for p in folder.rglob("*") if p.is_file()]
+    for path in files:
+        parts = path.relative_to(folder).parts
+        sizes[SIZE_GROUPS.get(parts[0], "pages") if len(parts) > 1 else "pages"] += path.stat().st_size
+    return sizes, len(files)
 
 
 def _check_tables(tables):
@@ -137,7 +135,8 @@ def _tsne_xy(tsne, layer, n_features):
     return xy
 
 
-def _index_payload(firing, specs, layer, n_features, *, title, colour_by, xy, settings):
+def _index_payload(firing, specs, layer, n_features, *, title, colour_by, xy):
+    """What the index page shows: one row per feature, its columns, the map."""
     columns = [{"key": "feature", "header": "feature", "type": "number", "values": list(range(n_features))}]
     for key, header in (("rate", "firing rate (Hz)"), ("active", "active frames"),
                         ("max_activation", "max activation")):
@@ -149,13 +148,11 @@ def _index_payload(firing, specs, layer, n_features, *, title, colour_by, xy, se
         raise InputError(f"colour_by={colour_by!r} is not an index column; columns: {keys}.")
     if colour_by is None:
         colour_by = next((c["key"] for c in columns if c["key"].endswith(".label")), None)
-    rows = [list(r) for r in zip(*(c["values"] for c in columns))]
     return {
         "title": title, "layer": layer, "n_features": n_features,
         "columns": [{k: c[k] for k in ("key", "header", "type")} for c in columns],
-        "rows": rows, "tsne": xy, "colour": colour_by,
+        "rows": [list(r) for r in zip(*(c["values"] for c in columns))], "tsne": xy, "colour": colour_by,
         "tables": [{"name": s.name, "title": s.title or s.name, "description": s.description} for s in specs],
-        **settings,
     }
 
 
@@ -233,12 +230,12 @@ def write_feature_browser(folder, trajectories, audio, *, sae=None, tables=(), t
     _validate_type(folder, "path-like", "folder")
     folder = Path(folder)
     _check_range("clip_length", clip_length, 0.1, 30)
-    n_clips, n_neighbours, block_size = (_ensure_int(v, name) for v, name in (
-        (n_clips, "n_clips"), (n_neighbours, "n_neighbours"), (block_size, "block_size")))
+    _check_range("audio_sfreq", audio_sfreq, 8000, 48000)
     for value, name in ((n_clips, "n_clips"), (n_neighbours, "n_neighbours"), (block_size, "block_size")):
-        _check_range(name, value, 1)
+        _check_range(name, _ensure_int(value, name), 1)
     _validate_type(sae, (SparseAutoencoder, None), "sae")
     _validate_type(audio, dict, "audio")
+    _validate_type(channel, (str, None), "channel")
     specs = _check_tables(tables)
     stacked = stack_codes(trajectories)
     n_features = stacked.n_features
@@ -247,60 +244,55 @@ def write_feature_browser(folder, trajectories, audio, *, sae=None, tables=(), t
                          f"that encoded them.")
     durations = stimulus_durations(audio, stacked.names)
     clips_audio = [audio[name] for name in stacked.names]
-    title = title or ("SAE features" if layer is None else f"SAE features, layer {layer}")
     progress = (lambda it, **kw: tqdm(it, **kw)) if verbose else (lambda it, **kw: it)
+    # every check of the tables runs before the slow work (audio, receptive fields)
+    summaries = trf_summaries(trf, channel=channel) if trf is not None else {}
+    page_tables = {spec.name: page_rows(spec, layer) for spec in specs}
+    index = _index_payload(firing_table(stacked), specs, layer, n_features, colour_by=colour_by,
+                           xy=_tsne_xy(tsne, layer, n_features),
+                           title=title or ("SAE features" if layer is None else f"SAE features, layer {layer}"))
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
     try:
-        firing = firing_table(stacked)
+        topo = topographies(all_channel_trf, work / "topo", montage=montage) if all_channel_trf is not None else {}
         top = top_clip_table(stacked, clip_length=clip_length, n_clips=n_clips)
         excerpts, excerpt_of_row = plan_excerpts(top, stacked, durations, clip_length=clip_length)
         files = write_excerpt_audio(excerpts, clips_audio, work / "audio", audio_sfreq=audio_sfreq)
         records = excerpt_records(excerpts, files, clips_audio, stacked)
-        traces = activation_traces(stacked, top, excerpts, excerpt_of_row)
+        clips_of = {}
+        for feature, trace in zip(top["feature"].to_numpy(), activation_traces(stacked, top, excerpts,
+                                                                              excerpt_of_row)):
+            clips_of.setdefault(int(feature), []).append(trace)
         fields, lags, mel_freqs = receptive_fields(
             stacked, clips_audio, progress=lambda it: progress(it, desc="receptive fields"))
         neighbours = nearest_features(sae, n_neighbours) if sae is not None else None
-        summaries = trf_summaries(trf, channel=channel) if trf is not None else {}
-        topo = topographies(all_channel_trf, work / "topo", montage=montage) if all_channel_trf is not None else {}
-        page_tables = {spec.name: page_rows(spec, layer) for spec in specs}
-
-        clips_of = {}
-        for feature, trace in zip(top["feature"].to_numpy(), traces):
-            clips_of.setdefault(int(feature), []).append(trace)
         n_blocks = -(-n_features // block_size)
         for block in progress(range(n_blocks), desc="feature files"):
-            features, used = {}, set()
-            for f in range(block * block_size, min((block + 1) * block_size, n_features)):
-                clips = clips_of.get(f, [])
-                used.update(c["excerpt"] for c in clips)
-                features[str(f)] = {
-                    "clips": clips,
-                    "rf": quantized(fields[f]) if f in fields else None,
-                    "neighbours": (None if neighbours is None else
-                                   [[int(i), plain(c)] for i, c in zip(neighbours[0][f], neighbours[1][f])]),
-                    "trf": summaries.get(f),
-                    "topo": topo.get(f),
-                    "tables": {name: rows.get(f, []) for name, (_, rows) in page_tables.items()},
-                }
-            payload = {"features": features, "excerpts": {str(e): records[e] for e in sorted(used)},
+            ids = range(block * block_size, min((block + 1) * block_size, n_features))
+            features = {str(f): {
+                "clips": clips_of.get(f, []),
+                "rf": quantized(fields[f]) if f in fields else None,
+                "neighbours": (None if neighbours is None else
+                               [[int(i), plain(c)] for i, c in zip(neighbours[0][f], neighbours[1][f])]),
+                "trf": summaries.get(f),
+                "topo": topo.get(f),
+                "tables": {name: rows.get(f, []) for name, (_, rows) in page_tables.items()},
+            } for f in ids}
+            used = sorted({c["excerpt"] for f in ids for c in clips_of.get(f, [])})
+            payload = {"features": features, "excerpts": {str(e): records[e] for e in used},
                        "columns": {name: cols for name, (cols, _) in page_tables.items()}}
             write_text_atomic(work / "data" / _block_name(block), data_script("block", block, payload))
         _copy_static(work)
-        settings = {
-            "block_size": block_size, "n_blocks": n_blocks, "clip_length": clip_length, "n_clips": n_clips,
-            "stimuli": stacked.names, "frame_rate": stacked.sfreq,
-            "rf_axes": {"lags": plain(lags), "mel_freqs": plain(mel_freqs)},
-        }
-        index = _index_payload(firing, specs, layer, n_features, title=title, colour_by=colour_by,
-                               xy=_tsne_xy(tsne, layer, n_features), settings=settings)
+        settings = {"block_size": block_size, "n_blocks": n_blocks, "clip_length": clip_length, "n_clips": n_clips,
+                    "stimuli": stacked.names, "frame_rate": stacked.sfreq}
+        index.update(settings, rf_axes={"lags": plain(lags), "mel_freqs": plain(mel_freqs)})
         write_text_atomic(work / "data" / "index.js", data_script("index", index))
-        sizes, n_files = _folder_sizes(work)
-        record = {"provenance": provenance or make_provenance(), "layer": layer, "n_features": n_features,
-                  "n_excerpts": len(excerpts), "sizes": sizes, "seconds": round(time.perf_counter() - start, 2),
-                  "settings": {k: v for k, v in settings.items() if k != "rf_axes"}}
-        write_json_atomic(work / "site.json", record)
+        sizes, _ = _folder_sizes(work)
+        write_json_atomic(work / "site.json", {
+            "provenance": provenance or make_provenance(), "layer": layer, "n_features": n_features,
+            "n_excerpts": len(excerpts), "sizes": sizes, "seconds": round(time.perf_counter() - start, 2),
+            "settings": settings})
         _replace_folder(work, folder)
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
