@@ -36,7 +36,7 @@ def _install_chromium():
     if CHROMIUM.exists() and CHROMEDRIVER.exists():
         return None
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
-        return f"Chromium or chromedriver is missing and this test needs root and apt-get to install them: {INSTALL}"
+        return f"Chromium or chromedriver is missing; this test needs root and apt-get to install them: {INSTALL}"
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"]):
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
@@ -47,7 +47,8 @@ def _install_chromium():
 
 @pytest.fixture(scope="module")
 def driver():
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the test extra: pip install -e .[test]")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium comes with the test extra: "
+                                                                 "pip install -e .[test]")
     from selenium.webdriver.chrome.service import Service
 
     reason = _install_chromium()
@@ -147,6 +148,21 @@ def test_index_lists_sorts_and_filters_every_feature(driver, site, small_demo):
     driver.execute_script("window.scrollTo(0, 0)")
     (site / "screenshots").mkdir(exist_ok=True)
     driver.save_screenshot(str(site / "screenshots" / "index.png"))
+    assert _errors(driver) == []
+
+    # a point of the map is a link to its feature's page
+    from selenium.webdriver import ActionChains
+
+    canvas = driver.find_element("id", "map")
+    x, y = driver.execute_script(  # the first opaque pixel: inside a point
+        "const c = arguments[0], d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        "for (let i = 3; i < d.length; i += 4) {"
+        "  if (d[i] === 255) return [(i >> 2) % c.width, Math.floor((i >> 2) / c.width)]; }", canvas)
+    ActionChains(driver).move_to_element_with_offset(canvas, x - canvas.size["width"] // 2,
+                                                     y - canvas.size["height"] // 2).click().perform()
+    _wait(driver, "return location.hash.length > 1 && document.getElementById('title').textContent"
+                  ".startsWith('Feature ')", "the feature page of a map point")
+    assert driver.current_url.split("#")[0].endswith("/feature.html")
     assert _errors(driver) == []
 
 
