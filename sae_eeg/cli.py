@@ -160,6 +160,8 @@ def browse(
     table: list[str] = typer.Option(None, "--table", help="More per-feature results, NAME=FILE: a parquet or CSV "
                                                           "table with a 'feature' column (and 'layer'); repeatable."),
     channel: str = typer.Option(None, help="Channel the TRFs open on (default each feature's best protocol channel)."),
+    tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="Compute the t-SNE map of layers the evaluations did "
+                                                            "not map (minutes for thousands of features)."),
 ):
     """Static feature browser: every SAE feature with its clips, receptive field and EEG response (opens from disk)."""
     cfg = load_pipeline_config(config)
@@ -172,7 +174,7 @@ def browse(
         extra.append(read_feature_table(name, path))
     montage = (manifest_of(cfg).montage if cfg.manifest is not None else None) or "colin27_1005"
     sites = build_browser(cfg.output_dir, layers=layers, stimuli=stimulus_files(cfg), sae_dir=sae_dir(cfg),
-                          out_dir=out, tables=extra, montage=montage, channel=channel)
+                          out_dir=out, tables=extra, montage=montage, channel=channel, compute_tsne=tsne)
     for n, site in sites.items():
         parts = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in site.sizes.items())
         typer.echo(f"Layer {n}: {site.n_features} features, {site.n_files} files, {site.total_bytes / 1e6:.1f} MB "

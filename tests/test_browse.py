@@ -161,8 +161,9 @@ def test_trf_summaries_are_the_t_interval_of_the_subject_mean(inputs):
     trf = inputs["trf"]
     summaries = trf_summaries(trf)
     assert sorted(summaries) == [0, 1]
-    assert summaries[0]["default"] == "Pz" and summaries[1]["default"] == "Pz"  # the planted stronger channel
-    assert trf_summaries(trf, channel="Cz")[0]["default"] == "Cz"
+    assert summaries[0]["strongest"] == "Pz" and summaries[1]["strongest"] == "Pz"  # the planted stronger channel
+    assert summaries[0]["chosen"] is None and trf_summaries(trf, channel="Cz")[0]["chosen"] == "Cz"
+    assert trf_summaries(trf, channel="Oz")[0]["chosen"] is None  # a channel the feature lacks
     assert summaries[0]["lags"] == {"start": 0.0, "step": pytest.approx(0.05), "n": LAGS.size}
     for split in ("dev", "test"):
         got = summaries[0]["channels"]["Cz"][split]
@@ -211,7 +212,7 @@ def test_feature_pages_hold_every_element(site):
         assert data["columns"]["protocol"] == ["channel", "t", "pval", "significant"]
     assert sorted(map(int, features)) == list(range(N_FEATURES))
     zero = features["0"]
-    assert zero["trf"]["default"] == "Pz" and zero["topo"] == "topo/feature_0.png"
+    assert zero["trf"]["strongest"] == "Pz" and zero["topo"] == "topo/feature_0.png"
     assert (site.folder / zero["topo"]).stat().st_size > 5000
     assert zero["rf"] is not None and len(_unpack(zero["rf"])) > 0
     assert [row[0] for row in zero["tables"]["protocol"]] == ["Pz", "Cz"]  # best (smallest p) first

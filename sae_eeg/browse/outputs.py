@@ -74,7 +74,7 @@ def seed_table(sae, other):
                                     "(one-to-one, Hungarian on decoder cosine) and their cosine.")
 
 
-def layer_inputs(output_dir, layer, stimuli, *, sae_dir=None, compute_tsne=True):
+def layer_inputs(output_dir, layer, stimuli, *, audio=None, sae_dir=None, compute_tsne=True):
     """Everything the browser of one layer reads from a pipeline output folder.
 
     Parameters
@@ -85,6 +85,8 @@ def layer_inputs(output_dir, layer, stimuli, *, sae_dir=None, compute_tsne=True)
         Layer number (from 1).
     stimuli : dict of str -> path-like
         Stimulus name -> audio file (the config's or manifest's stimuli).
+    audio : dict of str -> Audio | None
+        The stimuli already loaded (read from ``stimuli`` when None).
     sae_dir : path-like | None
         Folder of the SAEs (``layer_<n>/``); default ``output_dir/sae``.
     compute_tsne : bool
@@ -105,7 +107,8 @@ def layer_inputs(output_dir, layer, stimuli, *, sae_dir=None, compute_tsne=True)
         raise InputError(f"No SAE trajectories of layer {layer} for {len(missing)} stimuli (e.g. {missing[0]}); "
                          "run `sae-eeg extract` first.")
     trajectories = {name: FeatureTrajectory.load(path) for name, path in paths.items()}
-    audio = {name: load_audio(path) for name, path in stimuli.items()}
+    if audio is None:
+        audio = {name: load_audio(path) for name, path in stimuli.items()}
     sae = load_sae(Path(sae_dir) if sae_dir is not None else out / "sae", layer=layer)
     alignment = out / "alignment" / f"layer_{layer}"
     tables = []
@@ -113,7 +116,7 @@ def layer_inputs(output_dir, layer, stimuli, *, sae_dir=None, compute_tsne=True)
     if protocol is not None:
         tables.append(protocol_table(protocol))
     classes = _concat([out / "evals" / "feature_classes.parquet"])
-    if classes is not None and (classes["layer"] == layer).any():
+    if classes is not None and ("layer" not in classes or (classes["layer"] == layer).any()):
         tables.append(class_table(classes))
     second = out / "sae_second_seed" / f"layer_{layer}"
     if second.is_dir():
@@ -174,9 +177,10 @@ def build_browser(output_dir, *, layers, stimuli, sae_dir=None, out_dir=None, ta
     target = Path(out_dir) if out_dir is not None else out / "browser"
     record = out / "provenance.json"
     prov = json.loads(record.read_text()) if record.is_file() else None
+    audio = {name: load_audio(path) for name, path in stimuli.items()}  # once for every layer
     sites = {}
     for layer in layers:
-        inputs = layer_inputs(out, layer, stimuli, sae_dir=sae_dir, compute_tsne=compute_tsne)
+        inputs = layer_inputs(out, layer, stimuli, audio=audio, sae_dir=sae_dir, compute_tsne=compute_tsne)
         inputs["tables"] = inputs["tables"] + list(tables)
         sites[layer] = write_feature_browser(target / f"layer_{layer}", montage=montage, channel=channel,
                                              provenance=prov, verbose=verbose, **inputs, **options)

@@ -42,17 +42,19 @@ def trf_summaries(trf, *, confidence=0.95, channel=None):
     confidence : float
         Level of the t-based interval of the mean across subjects. Default 0.95.
     channel : str | None
-        Channel a page opens on when the feature has it; None (default): the
-        channel where the TRF departs most from zero (largest |mean| / s.e.m.).
+        Channel every page opens on when the feature has it (``chosen``). Default
+        None: the page opens on the channel of the feature's best row in its
+        tables, else on its ``strongest`` channel.
 
     Returns
     -------
     summaries : dict of int -> dict
-        Feature id -> ``lags`` (s, see :func:`lag_axis`), ``channels`` (channel -> split -> ``n``
-        subjects and ``values``: mean, lower and upper bound over the lags,
-        concatenated and quantised on one scale, see
-        :func:`~sae_eeg.browse._encode.quantized`) and ``default`` (the channel
-        shown first).
+        Feature id -> ``lags`` (s, see :func:`lag_axis`), ``channels`` (channel ->
+        split -> ``n`` subjects and ``values``: mean, lower and upper bound over
+        the lags, concatenated and quantised on one scale, see
+        :func:`~sae_eeg.browse._encode.quantized`), ``chosen`` (``channel`` when
+        the feature has it, else None) and ``strongest`` (the channel where the
+        TRF departs most from zero: largest |mean| / s.e.m.).
     """
     check_table(trf, "trf", TRF_COLUMNS, numeric=["lag", "weight"])
     _check_range("confidence", confidence, 0, 1, low_inclusive=False, high_inclusive=False)
@@ -86,8 +88,8 @@ def trf_summaries(trf, *, confidence=0.95, channel=None):
         best = strength.setdefault(feature, {})
         best[chan] = max(best.get(chan, 0.0), float(z_R[start:end].max()))
     for feature, entry in summaries.items():
-        entry["default"] = (channel if channel in entry["channels"]
-                            else max(strength[feature], key=strength[feature].get))
+        entry["chosen"] = channel if channel in entry["channels"] else None
+        entry["strongest"] = max(strength[feature], key=strength[feature].get)
     return summaries
 
 

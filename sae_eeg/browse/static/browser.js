@@ -322,7 +322,7 @@ const SAE_BROWSER = (() => {
     } else {
       select.disabled = false;
       Object.keys(trf.channels).forEach((ch) => select.appendChild(el("option", {value: ch}, ch)));
-      select.value = tableChannel(id, trf.channels) || trf.default;
+      select.value = trf.chosen || tableChannel(id, trf.channels) || trf.strongest;
       const draw = () => drawTrf(trfBox, lagValues(trf.lags), trf.channels[select.value], select.value);
       select.onchange = draw;
       draw();
