@@ -323,7 +323,9 @@ def feature_activation_windows(codes, feature, clip_ids, times, log_mels, *, tmi
         idx = centre[:, None] + lag_idx[None, :]
         n_times = mel.values.shape[0]
         block = mel.values[np.clip(idx, 0, n_times - 1)].astype(np.float32, copy=False)
-        block[(idx < 0) | (idx >= n_times)] = mel.values.min()
+        outside = (idx < 0) | (idx >= n_times)
+        if outside.any():  # a window past the clip's edge: pad with its minimum (a pass over the clip)
+            block[outside] = mel.values.min()
         windows[rows] = block
     events = pd.DataFrame(
         {"feature": feature, "clip": clip_ids[frames], "frame": frames.astype(np.int64),
