@@ -63,6 +63,7 @@ class StackedCodes:
 
     @property
     def n_features(self):
+        """Number F of features."""
         return self.codes.shape[1]
 
 
