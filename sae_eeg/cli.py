@@ -17,11 +17,14 @@ from pathlib import Path
 import typer
 
 from . import __version__
+from ._check import _check_option
+from .browse import build_browser, read_feature_table
 from .eeg import check_manifest
-from .errors import SaeEegError
+from .errors import InputError, SaeEegError
 from .pipeline.config import load_pipeline_config
 from .pipeline.demo import run_demo
 from .pipeline.reporting import make_figures, make_report
+from .pipeline.resources import manifest_of, sae_dir, stimulus_files
 from .pipeline.stages import EXTRACT, STAGES, run_pipeline
 from .sae import read_training_config, train_saes_from_config
 
@@ -149,6 +152,38 @@ def figures(config: Path = CONFIG):
 def report(config: Path = CONFIG):
     """The HTML report: figures, key numbers and provenance."""
     typer.echo(f"Report: {make_report(config)}")
+
+
+@app.command()
+@_clean_errors
+def browse(
+    config: Path = CONFIG,
+    layer: list[int] = typer.Option(None, "--layer", help="Layer to browse (repeat for several); default every "
+                                                          "layer of the config."),
+    out: Path = typer.Option(None, help="Folder of the sites (default <output_dir>/browser)."),
+    table: list[str] = typer.Option(None, "--table", help="More per-feature results, NAME=FILE: a parquet or CSV "
+                                                          "table with a 'feature' column (and 'layer'); repeatable."),
+    channel: str = typer.Option(None, help="Channel the TRFs open on (default each feature's best protocol channel)."),
+    tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="Compute the t-SNE map of layers the evaluations did "
+                                                            "not map (minutes for thousands of features)."),
+):
+    """Static feature browser: every SAE feature with its clips, receptive field and EEG response (opens from disk)."""
+    cfg = load_pipeline_config(config)
+    layers = [_check_option("--layer", n, cfg.layers) for n in layer] if layer else list(cfg.layers)
+    extra = []
+    for spec in table or ():
+        name, sep, path = spec.partition("=")
+        if not sep:
+            raise InputError(f"--table takes NAME=FILE (e.g. attribution=attribution.parquet), got {spec!r}.")
+        extra.append(read_feature_table(name, path))
+    montage = (manifest_of(cfg).montage if cfg.manifest is not None else None) or "colin27_1005"
+    sites = build_browser(cfg.output_dir, layers=layers, stimuli=stimulus_files(cfg), sae_dir=sae_dir(cfg),
+                          out_dir=out, tables=extra, montage=montage, channel=channel, compute_tsne=tsne)
+    for n, site in sites.items():
+        parts = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in site.sizes.items())
+        typer.echo(f"Layer {n}: {site.n_features} features, {site.n_files} files, {site.total_bytes / 1e6:.1f} MB "
+                   f"({parts}), built in {site.seconds:.0f} s")
+    typer.echo(f"Feature browser: {(Path(out) if out else Path(cfg.output_dir) / 'browser') / 'index.html'}")
 
 
 @app.command()

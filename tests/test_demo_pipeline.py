@@ -16,9 +16,8 @@ from sae_eeg.pipeline.demo import run_demo
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    return run_demo(out, size="small", scheduler="local", echo=lambda line: None)
+def demo(small_demo):
+    return small_demo  # conftest.py: one run per session, shared with the feature browser's test
 
 
 def test_demo_finds_planted_features(demo):

@@ -116,6 +116,26 @@ def test_log_mel_and_activation_windows(rng):
         feature_activation_windows(codes, 1, np.zeros(150, int), frame_times, {7: mel})
 
 
+def test_activation_windows_across_clips_are_padded_with_each_clips_minimum(rng):
+    """Windows past a clip's edges hold that clip's minimum; the rest are its own log-mel rows."""
+    mels = {c: log_mel_spectrogram(rng.standard_normal(8000) * (k + 1), 16000) for k, c in enumerate("ab")}
+    clip_ids = np.repeat(["a", "b"], 25)
+    times = np.tile(np.arange(25) * 0.02 + 0.01, 2)
+    codes = np.zeros((50, 1))
+    codes[[24, 25, 10, 37], 0] = [4.0, 3.0, 2.0, 1.0]  # end of a, start of b, inside a, inside b
+    wins = feature_activation_windows(codes, 0, clip_ids, times, mels, tmin=-0.1, tmax=0.1)
+    assert list(wins.events["clip"]) == ["a", "b", "a", "b"] and list(wins.events["activation"]) == [4, 3, 2, 1]
+    lag_idx = np.arange(-10, 11)
+    for window, frame in zip(wins.windows, [24, 25, 10, 37]):
+        mel = mels[clip_ids[frame]]
+        idx = int(np.round((times[frame] - mel.tmin) * mel.sfreq)) + lag_idx
+        inside = (idx >= 0) & (idx < mel.values.shape[0])
+        expected = np.where(inside[:, None], mel.values[np.clip(idx, 0, mel.values.shape[0] - 1)],
+                            mel.values.min())
+        np.testing.assert_array_equal(window, expected)
+    assert wins.windows[1, 0, 0] == mels["b"].values.min() != mels["a"].values.min()
+
+
 def test_acoustic_descriptors(rng):
     sfreq = 16000
     t = np.arange(sfreq) / sfreq

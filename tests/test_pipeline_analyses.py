@@ -9,7 +9,8 @@ from sae_eeg._config import validate_model
 from sae_eeg.errors import ConfigError, InputError
 from sae_eeg.pipeline.analyses import check_lags, check_runs, group_tables, sae_space, subject_tables
 from sae_eeg.pipeline.config import AlignmentSettings
-from sae_eeg.pipeline.io import load_run, read_table, save_run, write_table
+from sae_eeg._io import read_table, write_table
+from sae_eeg.pipeline.io import load_run, save_run
 
 CH_NAMES = ["Fz", "Cz", "Pz", "Oz", "C3", "C4"]
 

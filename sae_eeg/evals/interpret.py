@@ -307,26 +307,32 @@ def feature_activation_windows(codes, feature, clip_ids, times, log_mels, *, tmi
     if any_mel is None:
         raise InputError("log_mels is empty; give one LogMel per clip.")
     lag_idx = np.arange(int(np.round(tmin * any_mel.sfreq)), int(np.round(tmax * any_mel.sfreq)) + 1)
-    windows = []
-    for frame in frames:
-        clip = clip_ids[frame].item()  # a plain Python id, as the dict keys are
+    n_mels = any_mel.values.shape[1]
+    windows = np.empty((frames.size, lag_idx.size, n_mels), np.float32)
+    frame_clips = clip_ids[frames]
+    # one clip at a time, in order of first appearance (the first unknown clip is the one reported)
+    _, first = np.unique(frame_clips, return_index=True)
+    for clip in frame_clips[np.sort(first)]:
+        clip = clip.item()  # a plain Python id, as the dict keys are
         if clip not in log_mels:
             raise InputError(f"log_mels has no entry for clip {clip!r}.")
         mel = log_mels[clip]
         _validate_type(mel, LogMel, f"log_mels[{clip!r}]")
-        centre = int(np.round((times[frame] - mel.tmin) * mel.sfreq))
-        idx = centre + lag_idx
-        inside = (idx >= 0) & (idx < mel.values.shape[0])
-        win = np.full((lag_idx.size, mel.values.shape[1]), mel.values.min(), dtype=np.float32)
-        win[inside] = mel.values[idx[inside]]
-        windows.append(win)
+        rows = np.flatnonzero(frame_clips == clip)
+        centre = np.round((times[frames[rows]] - mel.tmin) * mel.sfreq).astype(np.int64)
+        idx = centre[:, None] + lag_idx[None, :]
+        n_times = mel.values.shape[0]
+        block = mel.values[np.clip(idx, 0, n_times - 1)].astype(np.float32, copy=False)
+        outside = (idx < 0) | (idx >= n_times)
+        if outside.any():  # a window past the clip's edge: pad with its minimum (a pass over the clip)
+            block[outside] = mel.values.min()
+        windows[rows] = block
     events = pd.DataFrame(
         {"feature": feature, "clip": clip_ids[frames], "frame": frames.astype(np.int64),
          "time": times[frames], "activation": values.astype(np.float64)}
     )
-    n_mels = any_mel.values.shape[1]
     return ActivationWindows(
-        windows=np.stack(windows) if windows else np.zeros((0, lag_idx.size, n_mels), np.float32),
+        windows=windows,
         lags=lag_idx / any_mel.sfreq,
         events=events,
         mel_freqs=any_mel.mel_freqs,

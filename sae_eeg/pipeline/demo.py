@@ -25,7 +25,7 @@ from ..eeg import simulate_dataset
 from ..speech import speak, synth_music_like, synth_noise_like
 from ..trajectories import FeatureTrajectory
 from ..viz import ReportSection
-from .io import read_table
+from .._io import read_table
 from .outputs import claim_output_dir, output_path
 from .reporting import make_report
 from .stages import EXTRACT, run_stages

@@ -33,7 +33,8 @@ from ..evals import (
 )
 from ..sae import ArrayActivationStore, BatchTopKSAE, reconstruction_metrics, train_saes
 from ..sae.splice import spliced_evaluation
-from .io import load_series, write_table
+from .._io import write_table
+from .io import load_series
 from .outputs import output_path
 from .resources import evals_dir, feature_file, open_backbone, open_saes, training_config
 

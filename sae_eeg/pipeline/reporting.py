@@ -21,7 +21,7 @@ from ..viz import (
     write_report,
 )
 from .config import load_pipeline_config
-from .io import read_table
+from .._io import read_table
 from .outputs import PROVENANCE_FILE, output_path
 from .resources import evals_dir, group_dir, manifest_of, subjects_dir
 

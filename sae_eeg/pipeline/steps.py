@@ -23,7 +23,8 @@ from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelope
 from .analyses import SUBJECT_TABLES, check_runs, group_tables, subject_tables
 from .config import model_name
 from .graph import failing_in
-from .io import load_run, load_series, read_table, save_run, save_series, write_table
+from .._io import read_table, write_table
+from .io import load_run, load_series, save_run, save_series
 from .resources import (
     BASELINES, analysis_sfreq, feature_file, group_dir, manifest_of, open_backbone, open_saes, run_file, sae_dir,
     subject_dir, training_config,
