@@ -1,4 +1,4 @@
-"""The feature browser of the reduced demo, driven in headless Chromium from disk (no server, no network).
+"""The feature browser the reduced demo builds, driven in headless Chromium from disk (no server, no network).
 
 Chromium and its driver come from Debian's packages (``chromium``, ``chromium-driver``);
 the test installs them when they are absent and it runs as root with apt-get (as CI
@@ -14,10 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from sae_eeg.cli import app
 from sae_eeg.sae import load_sae
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -67,15 +64,11 @@ def driver():
 
 
 @pytest.fixture(scope="module")
-def site(small_demo, tmp_path_factory):
-    """``sae-eeg browse CONFIG --layer 3 --out ...`` on the reduced demo's outputs."""
-    folder = tmp_path_factory.mktemp("browser")
-    config = folder / "config.yaml"
-    config.write_text(yaml.safe_dump(small_demo["config"]))
-    done = CliRunner().invoke(app, ["browse", str(config), "--layer", str(LAYER), "--out", str(folder / "site")])
-    assert done.exit_code == 0, done.output
-    assert f"Layer {LAYER}: " in done.output and "MB (audio" in done.output
-    return folder / "site" / f"layer_{LAYER}"
+def site(small_demo):
+    """The reduced demo's own feature browser (its ``browse`` stage), the site of the planted layer."""
+    folder = Path(small_demo["browser"]).parent / f"layer_{LAYER}"
+    assert (folder / "index.html").is_file() and (folder / "feature.html").is_file()
+    return folder
 
 
 def _wait(driver, script, what, *args):
@@ -119,8 +112,10 @@ def _filter(driver, key, text, n_before):
 def test_index_lists_sorts_and_filters_every_feature(driver, site, small_demo):
     n_features = load_sae(Path(small_demo["output_dir"]) / "sae", layer=LAYER).n_features
     driver.get_log("browser")  # start from a clean log
-    driver.get((site / "index.html").as_uri())
+    driver.get(Path(small_demo["report"]).as_uri())  # the report links to the browser of each layer
+    driver.find_element("link text", f"Layer {LAYER}").click()
     _wait(driver, "return document.querySelectorAll('#features tbody tr').length", "the index table")
+    assert driver.current_url == (site / "index.html").as_uri()
     assert _column(driver, "feature") == list(range(n_features))  # every feature, in id order
     assert driver.find_element("id", "count").text == f"{n_features} of {n_features} features shown"
 

@@ -37,6 +37,10 @@ def test_demo_writes_every_figure_and_the_report(demo):
     report = demo["report"].read_text()
     assert report.count("data:image/png;base64,") >= len(expected)
     assert "config_hash" in report and "Ground truth of the simulation" in report
+    assert "href='browser/index.html'" in report and demo["browser"].is_file()  # the demo's browse stage
+    for layer in demo["config"]["layers"]:
+        assert f"href='browser/layer_{layer}/index.html'" in report
+        assert (demo["browser"].parent / f"layer_{layer}" / "feature.html").is_file()
 
 
 def test_rerun_reuses_everything(demo):

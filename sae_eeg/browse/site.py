@@ -17,6 +17,7 @@ a page opened from ``file://`` may load scripts but not fetch JSON.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -91,6 +92,25 @@ class BrowserSite:
     def index(self):
         """The index page."""
         return self.folder / "index.html"
+
+    @classmethod
+    def read(cls, folder):
+        """The site written in ``folder`` (from its ``site.json`` and the files present).
+
+        Raises
+        ------
+        InputError
+            If ``folder`` holds no site (no readable ``site.json``).
+        """
+        folder = Path(folder)
+        try:
+            record = json.loads((folder / "site.json").read_text())
+        except (OSError, ValueError) as err:
+            raise InputError(f"{str(folder)!r} holds no feature browser ({type(err).__name__}: {err}); "
+                             "write one with sae_eeg.browse.write_feature_browser.") from None
+        sizes, n_files = _folder_sizes(folder)
+        return cls(folder=folder, n_features=int(record["n_features"]), n_excerpts=int(record["n_excerpts"]),
+                   n_files=n_files, sizes=sizes, total_bytes=sum(sizes.values()), seconds=float(record["seconds"]))
 
 
 def _block_name(block):
@@ -305,6 +325,33 @@ def write_feature_browser(folder, trajectories, audio, *, sae=None, tables=(), t
     return site
 
 
+def write_layer_list(folder, sites):
+    """Write ``folder/index.html``: a link to the site of each layer, with its size.
+
+    Parameters
+    ----------
+    folder : path-like
+        The folder holding the sites as ``layer_<n>/``.
+    sites : dict of int -> BrowserSite
+        Layer -> its site.
+
+    Returns
+    -------
+    path : pathlib.Path
+        The page written.
+    """
+    items = "".join(
+        f"<li><a href='layer_{layer}/index.html'>Layer {layer}</a>: {site.n_features} features, "
+        f"{site.n_excerpts} audio excerpts, {site.total_bytes / 1e6:.1f} MB</li>"
+        for layer, site in sorted(sites.items()))
+    path = Path(folder) / "index.html"
+    write_text_atomic(path, "<!doctype html><html lang='en'><head><meta charset='utf-8'><link rel='icon' "
+                            "href='data:,'><title>SAE feature browser</title></head><body>"
+                            f"<h1>SAE feature browser</h1><ul>{items}</ul>"
+                            "<p>Each layer is a self-contained site; open its index.html.</p></body></html>\n")
+    return path
+
+
 def _copy_static(site):
     static = resources.files(__package__) / "static"
     (site / "assets").mkdir(parents=True, exist_ok=True)
@@ -326,5 +373,5 @@ def _replace_folder(new, folder):
         new.rename(folder)
 
 
-__all__ = ["BrowserSite", "write_feature_browser"]
+__all__ = ["BrowserSite", "write_feature_browser", "write_layer_list"]
 

@@ -20,13 +20,14 @@ from typing import Callable
 
 from ..errors import ConfigError
 from .config import PipelineConfig, check_scheduler, load_pipeline_config, model_name
+from .browser import browse_task, browser_montage
 from .evaluate import evaluate_task
 from .fingerprints import Fingerprints
 from .graph import Task, TaskGraph, run_graph, task_key
 from .outputs import STATE_DIR, claim_output_dir, output_path
 from .resources import (
-    BASELINES, analysis_sfreq, backbone_files, checkpoint_files, eeg_files, evals_dir, feature_file, group_dir,
-    manifest_of, runs_dir, stimulus_files, subject_dir,
+    BASELINES, analysis_sfreq, backbone_files, browser_dir, checkpoint_files, eeg_files, evals_dir, feature_file,
+    group_dir, manifest_of, runs_dir, stimulus_files, subject_dir,
 )
 from .steps import activations_task, encode_task, group_task, preprocess_task, subject_task, train_sae_task
 
@@ -214,6 +215,24 @@ def plan_evaluate(p):
           outputs=[evals_dir(cfg), output_path(cfg.output_dir, "sae_second_seed")], local=True)
 
 
+def plan_browse(p):
+    """One task: the feature browser of every layer; reads the trajectories, SAEs, EEG and evaluation results.
+
+    With a manifest, the EEG results join the pages: their stages are planned here when not asked for.
+    """
+    cfg = p.cfg
+    if cfg.manifest is not None:
+        for stage in ("preprocess", "subject", "group"):
+            if not any(task.stage == stage for task in p.tasks.values()):
+                STAGES[stage].plan(p)
+    files, trained = _sae_source(p)
+    needs = [name for name, task in p.tasks.items() if task.stage in ("encode", "subject", "group", "evaluate")]
+    needs += trained
+    p.add("browse", browse_task, args=(cfg, p.keys(needs)),
+          config={**_common(cfg), "stimuli": list(p.stimuli), "montage": browser_montage(cfg)}, files=files,
+          needs=needs, outputs=[browser_dir(cfg)], local=True)
+
+
 @dataclass(frozen=True)
 class Stage:
     """A stage of the analysis.
@@ -244,12 +263,15 @@ STAGES = {stage.name: stage for stage in (
     Stage("subject", plan_subject, needs=("preprocess",), per_subject=True),
     Stage("group", plan_group, needs=("subject",)),
     Stage("evaluate", plan_evaluate, needs=("activations", "train_sae")),
+    Stage("browse", plan_browse, needs=("encode", "evaluate")),
 )}
 #: The stages that need no EEG.
 EXTRACT = ("activations", "train_sae", "encode")
+#: The stages a run brings up to date unless told which: all but ``browse``, a view asked for by name.
+ANALYSES = tuple(name for name in STAGES if name != "browse")
 
 
-def build_graph(cfg, stages=tuple(STAGES), *, subjects=None, verbose=False):
+def build_graph(cfg, stages=ANALYSES, *, subjects=None, verbose=False):
     """The task graph of ``stages`` (with every task they need) for a config.
 
     Parameters
@@ -292,7 +314,7 @@ def build_graph(cfg, stages=tuple(STAGES), *, subjects=None, verbose=False):
     return graph.select(targets)
 
 
-def run_stages(config, stages=tuple(STAGES), *, subjects=None, verbose=False):
+def run_stages(config, stages=ANALYSES, *, subjects=None, verbose=False):
     """Bring ``stages`` up to date in a folder the caller has claimed (see :func:`run_pipeline`).
 
     Every task whose key changed, or whose outputs are missing, runs; the others
@@ -325,7 +347,7 @@ def run_stages(config, stages=tuple(STAGES), *, subjects=None, verbose=False):
     return report
 
 
-def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None, force=False, verbose=False):
+def run_pipeline(config, stages=ANALYSES, *, subjects=None, scheduler=None, force=False, verbose=False):
     """Check a config whole, claim its output folder and bring ``stages`` up to date.
 
     Parameters
@@ -334,7 +356,7 @@ def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None,
         The pipeline config; every problem of every section and of the inputs is
         reported before any task runs.
     stages : sequence of str
-        Names of :data:`STAGES` (default all; upstream tasks are included).
+        Names of :data:`STAGES` (default :data:`ANALYSES`, all but ``browse``; upstream tasks are included).
     subjects : sequence of str | None
         Only these subjects in per-subject stages.
     scheduler : str | None
