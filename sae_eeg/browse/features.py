@@ -3,9 +3,8 @@
 Each piece is computed by the package's own evaluation functions
 (:func:`~sae_eeg.alignment.features.firing_rates`,
 :func:`~sae_eeg.evals.feature_frequencies`,
-:func:`~sae_eeg.evals.feature_activation_windows`,
-:func:`~sae_eeg.evals.decoder_directions`), one feature at a time where they
-work per feature, so memory stays that of one feature.
+:func:`~sae_eeg.evals.mel_receptive_fields`,
+:func:`~sae_eeg.evals.decoder_directions`).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import pandas as pd
 
 from .._check import _check_range, _ensure_int
 from ..alignment.features import firing_rates
-from ..evals import decoder_directions, feature_activation_windows, feature_frequencies, log_mel_spectrogram
+from ..evals import decoder_directions, feature_frequencies, log_mel_spectrogram, mel_receptive_fields
 
 #: Rows of the decoder cosine matrix computed at once (memory: this many x F floats).
 _COSINE_BLOCK = 1024
@@ -43,7 +42,7 @@ def firing_table(stacked):
                          "max_activation": np.maximum(peak, 0.0)})
 
 
-def receptive_fields(stacked, audio, *, tmin=-0.1, tmax=0.1, n_windows=50, progress=None):
+def receptive_fields(stacked, audio, *, tmin=-0.1, tmax=0.1, n_windows=50):
     """Mean log-mel window around the strongest activations of every feature that fires.
 
     Parameters
@@ -55,8 +54,6 @@ def receptive_fields(stacked, audio, *, tmin=-0.1, tmax=0.1, n_windows=50, progr
         Window around each activation, s. Defaults -0.1 and 0.1.
     n_windows : int
         Activations averaged per feature (the largest). Default 50.
-    progress : callable | None
-        Wraps the iterable of features (e.g. tqdm) when given.
 
     Returns
     -------
@@ -68,24 +65,9 @@ def receptive_fields(stacked, audio, *, tmin=-0.1, tmax=0.1, n_windows=50, progr
         Centre frequency of each band, Hz.
     """
     log_mels = {i: log_mel_spectrogram(clip.waveform, clip.sfreq) for i, clip in enumerate(audio)}
-    codes = stacked.codes
-    alive = np.flatnonzero(np.diff(codes.indptr) > 0)
-    fields, lags, mel_freqs = {}, None, next(iter(log_mels.values())).mel_freqs
-    for feature in (alive if progress is None else progress(alive)):
-        # only the frames where this feature fires: the windows depend on nothing else, and each call
-        # then costs that feature's activity instead of a pass over every frame
-        lo, hi = codes.indptr[feature], codes.indptr[feature + 1]
-        frames = codes.indices[lo:hi]
-        windows = feature_activation_windows(codes.data[lo:hi, None], 0, stacked.stimulus[frames],
-                                             stacked.times[frames], log_mels, tmin=tmin, tmax=tmax,
-                                             n_windows=n_windows)
-        if windows.windows.shape[0]:
-            fields[int(feature)] = windows.receptive_field()
-            lags = windows.lags
-    if lags is None:
-        sfreq = next(iter(log_mels.values())).sfreq
-        lags = np.arange(int(np.round(tmin * sfreq)), int(np.round(tmax * sfreq)) + 1) / sfreq
-    return fields, lags, mel_freqs
+    result = mel_receptive_fields(stacked.codes, stacked.stimulus, stacked.times, log_mels, tmin=tmin, tmax=tmax,
+                                  n_windows=n_windows)
+    return dict(zip(result.features.tolist(), result.fields)), result.lags, result.mel_freqs
 
 
 def nearest_features(sae, n_neighbours):

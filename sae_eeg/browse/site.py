@@ -284,8 +284,7 @@ def write_feature_browser(folder, trajectories, audio, *, sae=None, tables=(), t
         for feature, trace in zip(top["feature"].to_numpy(), activation_traces(stacked, top, excerpts,
                                                                               excerpt_of_row)):
             clips_of.setdefault(int(feature), []).append(trace)
-        fields, lags, mel_freqs = receptive_fields(
-            stacked, clips_audio, progress=lambda it: progress(it, desc="receptive fields"))
+        fields, lags, mel_freqs = receptive_fields(stacked, clips_audio)
         neighbours = nearest_features(sae, n_neighbours) if sae is not None else None
         n_blocks = -(-n_features // block_size)
         for block in progress(range(n_blocks), desc="feature files"):

@@ -32,9 +32,9 @@ from ..evals import (
     decoder_consistency,
     decoder_directions,
     false_speech_experiment,
-    feature_activation_windows,
     feature_tsne,
     log_mel_spectrogram,
+    mel_receptive_fields,
 )
 from ..sae import ArrayActivationStore, BatchTopKSAE, reconstruction_metrics, train_saes
 from ..sae.splice import spliced_evaluation
@@ -176,16 +176,11 @@ def _receptive_fields(codes, clip_ids, times, clips, classes, n_features, path):
     counts = np.asarray((codes != 0).sum(axis=0)).ravel()
     speech_ids = classes.loc[classes["label"] == "speech", "feature"].to_numpy()
     top = speech_ids[np.argsort(-counts[speech_ids])][:n_features]
-    fields, used = [], []
-    for f in top:
-        windows = feature_activation_windows(codes, int(f), clip_ids, times, log_mels)
-        if windows.windows.shape[0]:
-            fields.append(windows.receptive_field().T)
-            used.append(int(f))
-            lags, mel_freqs = windows.lags, windows.mel_freqs
+    found = mel_receptive_fields(codes, clip_ids, times, log_mels, features=top)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        if fields:
-            np.savez(fh, fields=np.stack(fields), features=np.array(used), lags=lags, mel_freqs=mel_freqs)
+        if found.features.size:
+            np.savez(fh, fields=found.fields.transpose(0, 2, 1), features=found.features, lags=found.lags,
+                     mel_freqs=found.mel_freqs)
         else:
             np.savez(fh, fields=np.zeros((0, 0, 0)), features=np.array([], int), lags=np.array([]),
                      mel_freqs=np.array([]))
