@@ -135,7 +135,8 @@ def evaluate(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDU
 @app.command()
 @_clean_errors
 def run(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
-    """Every stage: extraction, preprocessing, per-subject and group analyses, evaluations."""
+    """Every analysis stage: extraction, preprocessing, per-subject and group analyses, evaluations (the feature
+    browser is `sae-eeg browse`)."""
     cfg = _stages(config, ANALYSES, force, scheduler)
     typer.echo(f"Results in {cfg.output_dir}")
 

@@ -37,8 +37,9 @@ from ..sae import load_sae
 from ..trajectories import FeatureTrajectory
 from .config import load_pipeline_config
 from .outputs import PROVENANCE_FILE, output_path
-from .resources import browser_dir, evals_dir, feature_file, group_dir, manifest_of, sae_dir, stimulus_files, \
-    subjects_dir
+from .resources import (
+    browser_dir, evals_dir, feature_file, group_dir, manifest_of, sae_dir, stimulus_files, subjects_dir,
+)
 
 logger = logging.getLogger(__name__)
 
