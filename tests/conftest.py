@@ -26,3 +26,12 @@ def demo_sae_features():
     from _attribution_study import build_demo_features
 
     return build_demo_features()
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """The reduced demo (``run_demo(size="small")``), run once per session for every test that reads it."""
+    from sae_eeg.pipeline.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return run_demo(out, size="small", scheduler="local", echo=lambda line: None)
