@@ -126,6 +126,15 @@ def group(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER
 
 @app.command()
 @_clean_errors
+def attribution(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
+    """Acoustic TRFs per subject and group, and which SAE features the EEG tracks beyond them and each other."""
+    cfg = _stages(config, ("acoustic_group", "attribution"), force, scheduler)
+    typer.echo(f"Acoustic TRFs in {Path(cfg.output_dir) / 'alignment' / 'acoustic'}; attribution in "
+               f"{Path(cfg.output_dir) / 'alignment' / 'attribution'}")
+
+
+@app.command()
+@_clean_errors
 def evaluate(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
     """SAE evaluations: reconstruction, seed consistency, concept erasure, steering."""
     cfg = _stages(config, ("evaluate",), force, scheduler)

@@ -61,5 +61,7 @@ def make_study(root, *, n_subjects=3, n_stimuli=3, duration=8.0, seed=0):
             "clusters": {"enabled": False},
             "encoding": {"spaces": ["sae", "envelope"], "max_sae_dims": 4, "n_null": 5, "tmax": 0.3,
                          "alphas": [1.0, 100.0]},
+            "acoustic": {"tmax": 0.3, "n_boot": 50},
+            "attribution": {"n_features": 16, "min_rate": 0.0, "tmax": 0.3, "max_candidates": 4},
         },
     }

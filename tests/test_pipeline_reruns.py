@@ -25,8 +25,12 @@ from sae_eeg.pipeline import EXTRACT, run_pipeline
 SUBJECTS = ("01", "02", "03")
 
 
+#: The group-level tasks, which read every subject's results.
+GROUP_TASKS = {"group", "acoustic_group", "attribution", "attribution_features"}
+
+
 def _tasks_of(subject):
-    return {f"preprocess/{subject}", f"subject/{subject}", "group"}
+    return {f"preprocess/{subject}", f"subject/{subject}", f"acoustic/{subject}"} | GROUP_TASKS
 
 
 def _group_table(cfg, layer=1):
@@ -46,7 +50,7 @@ def base(tmp_path_factory):
     root = tmp_path_factory.mktemp("base") / "study"
     cfg = make_study(root)
     first = run_pipeline(cfg)
-    assert not first.skipped and len(first.ran) == 3 * 2 + 3 * 2 + 1   # stimuli x 2 + subjects x 2 + group
+    assert not first.skipped and len(first.ran) == 3 * 2 + 3 * 3 + len(GROUP_TASKS)   # stimuli x 2 + subjects x 3
     return root, cfg
 
 
@@ -91,7 +95,7 @@ def test_manifest_bad_channels_edit_reruns_that_subject_and_the_group(study):
     _edit_manifest(study, lambda m: m.update(bad_channels={"03": ["Pz", "CPz", "POz"]}))
     # that subject by hand first (`sae-eeg subject --subject 03`), then the group follows
     assert set(run_pipeline(study, ("subject",), subjects=["03"]).ran) == {"preprocess/03", "subject/03"}
-    assert set(run_pipeline(study).ran) == {"group"}
+    assert set(run_pipeline(study).ran) == {"acoustic/03"} | GROUP_TASKS
     after = _group_table(study)
     assert not np.allclose(before.select_dtypes("number").to_numpy(), after.select_dtypes("number").to_numpy(),
                            equal_nan=True)

@@ -7,7 +7,7 @@ interpretability tables by feature id.
 """
 
 from ._data import data_from_aligned
-from .acoustic import PEAK_COLUMNS, AcousticTRFs, acoustic_trfs
+from .acoustic import PEAK_COLUMNS, AcousticTRFs, acoustic_group, acoustic_trfs
 from .attribution import ATTRIBUTION_COLUMNS, MEMBER_COLUMNS, AttributionResult, attribute_features
 from .channels import CLUSTER_COLUMNS, ClusterTable, feature_cluster_test
 from .encoding import (
@@ -26,7 +26,7 @@ from .protocol import FEATURE_COLUMNS, ProtocolResult, paper_protocol, summarize
 
 __all__ = [
     "ATTRIBUTION_COLUMNS", "MEMBER_COLUMNS", "PEAK_COLUMNS", "AcousticTRFs", "AttributionResult",
-    "acoustic_trfs", "attribute_features",
+    "acoustic_group", "acoustic_trfs", "attribute_features",
     "CLUSTER_COLUMNS", "FEATURE_COLUMNS", "SCORE_COLUMNS", "SPLIT_COLUMNS", "ClusterTable",
     "GroupEncodingStats", "ProtocolResult", "data_from_aligned", "encoding_scores", "feature_cluster_test", "feature_max",
     "feature_pca",

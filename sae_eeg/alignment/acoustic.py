@@ -138,7 +138,7 @@ def acoustic_trfs(runs, acoustic, *, sfreq, ch_names=None, spaces=None, channel=
     """
     sfreq = float(_check_range("sfreq", sfreq, 0, None, low_inclusive=False))
     band = check_band(band, sfreq)
-    n_boot = _check_range("n_boot", _ensure_int(n_boot, "n_boot"), 1)
+    _check_range("n_boot", _ensure_int(n_boot, "n_boot"), 1)    # checked before the fits (acoustic_group again)
     _check_range("ci", ci, 0, 1, low_inclusive=False, high_inclusive=False)
     alphas = check_alphas(alphas)
     data = check_runs(runs, ch_names=ch_names)
@@ -146,26 +146,82 @@ def acoustic_trfs(runs, acoustic, *, sfreq, ch_names=None, spaces=None, channel=
     if channel is not None:
         _check_option("channel", channel, data.ch_names)
     lags = times_to_lags(tmin, tmax, sfreq)
-    times = lags / sfreq
-    in_window = (times >= peak_window[0]) & (times <= peak_window[1])
-    if not in_window.any():
-        raise InputError(f"peak_window {peak_window!r} s holds no lag of the window {tmin}..{tmax} s.")
-    rng = np.random.default_rng(random_state)
-    out = {"trfs": [], "peaks": [], "topographies": [], "scores": []}
-    coefs, chosen = {}, {}
+    _window_mask(lags / sfreq, peak_window, tmin, tmax)
+    coefs, chosen, scores = {}, {}, {}
     for space in dict.fromkeys(sp for sp, _ in columns):
         idx = [k for k, (sp, _) in enumerate(columns) if sp == space]
         scaled = rms_scale({s: d[:, idx] for s, d in design.items()})
         with threadpool_limits(limits=1, user_api="blas"):   # identical results for any thread count
-            coef, alpha, scores = _fit_space(data, {s: band_filter(d, sfreq, band) for s, d in scaled.items()},
-                                             lags, alphas)
-        coefs[space], chosen[space] = coef, alpha
-        _space_tables(out, space, coef, scores, data, times, in_window, channel, n_boot, ci, rng)
+            coefs[space], chosen[space], scores[space] = _fit_space(
+                data, {s: band_filter(d, sfreq, band) for s, d in scaled.items()}, lags, alphas)
+    return acoustic_group(coefs, scores, subjects=data.subjects, ch_names=data.ch_names, times=lags / sfreq,
+                          alphas=chosen, channel=channel, peak_window=peak_window, n_boot=n_boot, ci=ci,
+                          random_state=random_state)
+
+
+def _window_mask(times, peak_window, tmin, tmax):
+    in_window = (times >= peak_window[0]) & (times <= peak_window[1])
+    if not in_window.any():
+        raise InputError(f"peak_window {tuple(peak_window)!r} s holds no lag of the window {tmin}..{tmax} s.")
+    return in_window
+
+
+@fill_doc
+def acoustic_group(coef, scores, *, subjects, ch_names, times, alphas, channel=None, peak_window=(0.03, 0.3),
+                   n_boot=1000, ci=0.95, random_state=0):
+    """Group TRFs, peaks with bootstrap intervals and topographies from the subjects' acoustic TRFs.
+
+    The second half of :func:`acoustic_trfs`, for TRFs fitted apart (e.g. one subject
+    per task in the pipeline).
+
+    Parameters
+    ----------
+    coef : dict of str -> ndarray, shape (n_subjects, n_channels, n_columns, n_lags)
+        Weights of each space, subjects in the order of ``subjects``.
+    scores : dict of str -> dict of str -> float
+        Per space, each subject's held-out r.
+    subjects : list of str
+    ch_names : list of str
+    times : ndarray, shape (n_lags,)
+        Lags, s.
+    alphas : dict of str -> float | ndarray
+        Ridge penalty of each space (one, or one per subject), kept in the result.
+    channel : str | None
+        Channel of the peaks; None: per space, the channel of the largest absolute
+        group weight within ``peak_window``.
+    peak_window : (float, float)
+        Lags searched for the peak, s.
+    n_boot : int
+        Bootstrap resamples of subjects.
+    ci : float
+        Confidence level.
+    %(random_state)s
+
+    Returns
+    -------
+    result : AcousticTRFs
+
+    Raises
+    ------
+    InputError
+        An unknown channel, a peak window outside the lags, bad ``n_boot`` or ``ci``.
+    """
+    n_boot = _check_range("n_boot", _ensure_int(n_boot, "n_boot"), 1)
+    _check_range("ci", ci, 0, 1, low_inclusive=False, high_inclusive=False)
+    if channel is not None:
+        _check_option("channel", channel, list(ch_names))
+    times = np.asarray(times, dtype=float)
+    in_window = _window_mask(times, peak_window, times[0], times[-1])
+    rng = np.random.default_rng(random_state)
+    out = {"trfs": [], "peaks": [], "topographies": [], "scores": []}
+    for space, c in coef.items():
+        _space_tables(out, space, c, scores[space], list(subjects), list(ch_names), times, in_window, channel,
+                      n_boot, ci, rng)
     return AcousticTRFs(
         trfs=pd.concat(out["trfs"], ignore_index=True), peaks=pd.DataFrame(out["peaks"], columns=list(PEAK_COLUMNS)),
         topographies=pd.concat(out["topographies"], ignore_index=True),
         scores=pd.DataFrame(out["scores"], columns=["space", "subject", "r"]),
-        coef=coefs, alphas=chosen, subjects=data.subjects, ch_names=data.ch_names, times=times,
+        coef=dict(coef), alphas=dict(alphas), subjects=list(subjects), ch_names=list(ch_names), times=times,
     )
 
 
@@ -204,12 +260,12 @@ def _peak(trf_L, in_window):
     return window[np.argmax(np.abs(trf_L[window]))]
 
 
-def _space_tables(out, space, coef, scores, data, times, in_window, channel, n_boot, ci, rng):
+def _space_tables(out, space, coef, scores, subjects, ch_names, times, in_window, channel, n_boot, ci, rng):
     """Append the rows of one space to the tables in ``out``."""
     n_sub, n_ch, n_col, n_lags = coef.shape
     level = coef.mean(axis=2)                                     # (S, C, L): mean over the space's columns
     group = level.mean(axis=0)                                    # (C, L)
-    ch = (data.ch_names.index(channel) if channel is not None
+    ch = (ch_names.index(channel) if channel is not None
           else int(np.argmax(np.abs(group[:, in_window]).max(axis=1))))
     peak = _peak(group[ch], in_window)
     boot = level[:, ch][rng.integers(0, n_sub, size=(n_boot, n_sub))].mean(axis=1)     # (n_boot, L)
@@ -217,24 +273,24 @@ def _space_tables(out, space, coef, scores, data, times, in_window, channel, n_b
     tails = [50 * (1 - ci), 100 - 50 * (1 - ci)]
     lat_low, lat_high = np.percentile(times[boot_peaks], tails)
     amp_low, amp_high = np.percentile(boot[np.arange(n_boot), boot_peaks], tails)
-    out["peaks"].append({"space": space, "subject": "group", "channel": data.ch_names[ch],
+    out["peaks"].append({"space": space, "subject": "group", "channel": ch_names[ch],
                          "latency": float(times[peak]), "latency_low": float(lat_low),
                          "latency_high": float(lat_high), "amplitude": float(group[ch, peak]),
                          "amplitude_low": float(amp_low), "amplitude_high": float(amp_high),
                          "n_boot": n_boot, "ci": ci})
-    for i, s in enumerate(data.subjects):
+    for i, s in enumerate(subjects):
         p = _peak(level[i, ch], in_window)
-        out["peaks"].append({"space": space, "subject": s, "channel": data.ch_names[ch],
+        out["peaks"].append({"space": space, "subject": s, "channel": ch_names[ch],
                              "latency": float(times[p]), "latency_low": np.nan, "latency_high": np.nan,
                              "amplitude": float(level[i, ch, p]), "amplitude_low": np.nan,
                              "amplitude_high": np.nan, "n_boot": 0, "ci": ci})
         out["scores"].append({"space": space, "subject": s, "r": float(scores[s])})
-    out["topographies"].append(pd.DataFrame({"space": space, "channel": data.ch_names,
+    out["topographies"].append(pd.DataFrame({"space": space, "channel": ch_names,
                                              "weight": group[:, peak]}))
     everyone = np.concatenate([coef, coef.mean(axis=0, keepdims=True)])           # (S + 1, C, K, L)
     s_, c_, k_, l_ = np.meshgrid(np.arange(n_sub + 1), np.arange(n_ch), np.arange(n_col), np.arange(n_lags),
                                  indexing="ij")
     out["trfs"].append(pd.DataFrame({
-        "space": space, "column": k_.ravel(), "subject": np.asarray(data.subjects + ["group"])[s_.ravel()],
-        "channel": np.asarray(data.ch_names)[c_.ravel()], "lag": times[l_.ravel()], "weight": everyone.ravel(),
+        "space": space, "column": k_.ravel(), "subject": np.asarray(subjects + ["group"])[s_.ravel()],
+        "channel": np.asarray(ch_names)[c_.ravel()], "lag": times[l_.ravel()], "weight": everyone.ravel(),
     }))

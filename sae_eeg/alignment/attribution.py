@@ -142,6 +142,9 @@ ATTRIBUTION_COLUMNS = {
     "peak_lag": "lag of the largest absolute group-mean TRF weight (all stimuli, all channels), s",
     "peak_channel": "channel of that weight",
     "peak_weight": "that weight (EEG units per unit RMS of the feature)",
+    "peak_channels": "channel cluster: channels whose weight at the peak lag has the peak's sign and at least "
+                     "half its size, joined with ','",
+    "members": "the other features of the group ('L<layer>:<feature>', joined with ','; empty: none)",
     "baseline": "acoustic spaces in every model, joined with '+'",
     "n_subjects": "subjects with held-out stimuli",
 }
@@ -592,6 +595,9 @@ def _tables(data, info, selection, held_out, fold_alphas, models, design, lags, 
         w = coef[:, n_ac + g][:, positive]
         c_idx, l_idx = np.unravel_index(np.argmax(np.abs(w)), w.shape)
         sd = float(deltas[g].std(ddof=1))
+        at_peak = w[:, l_idx] * np.sign(w[c_idx, l_idx])
+        cluster = [data.ch_names[k] for k in np.flatnonzero(at_peak >= 0.5 * abs(w[c_idx, l_idx]))]
+        group_cols = selection.members[g][0]
         rows.append({
             "model": model, "layer": layer, "feature": feature, "group": g,
             "n_members": len(selection.members[g][0]), "dev_score": selection.scores[g],
@@ -600,14 +606,16 @@ def _tables(data, info, selection, held_out, fold_alphas, models, design, lags, 
             "t": float(tt.t[g]), "df": int(tt.df), "pval": float(tt.pvals[g]),
             "pval_corrected": float(pcorr[g]), "significant": bool(pcorr[g] < level),
             "peak_lag": float(times[positive][l_idx]), "peak_channel": data.ch_names[c_idx],
-            "peak_weight": float(w[c_idx, l_idx]), "baseline": baseline, "n_subjects": len(subjects),
+            "peak_weight": float(w[c_idx, l_idx]),
+            "peak_channels": ",".join(cluster),
+            "members": ",".join(f"L{int(info.layer[c])}:{int(info.feature[c])}" for c in group_cols[1:]),
+            "baseline": baseline, "n_subjects": len(subjects),
         })
         for i, s in enumerate(subjects):
             subject_rows.append({"subject": s, "model": model, "group": g, "layer": layer, "feature": feature,
                                  "delta_r": float(deltas[g][i]), "r_full": float(mean_r[("full",)][i]),
                                  "r_reduced": float(mean_r[("group", g)][i])})
-        group_cols, group_r = selection.members[g]
-        for k, (col, r) in enumerate(zip(group_cols, group_r)):
+        for k, (col, r) in enumerate(zip(*selection.members[g])):
             member_rows.append({"model": model, "group": g, "layer": int(info.layer[col]),
                                 "feature": int(info.feature[col]), "representative": k == 0, "r": float(r)})
     acoustic_rows = []

@@ -14,6 +14,10 @@ circular-shift p-value), ``variance_partition`` (split r^2 of each band).
 Group tables: ``protocol_features``, ``protocol_subjects``, ``protocol_summary``,
 ``clusters``, ``encoding_tests``, ``encoding_mixed``, ``layer_curves``,
 ``variance_partition_group``.
+
+The acoustic TRFs (:func:`acoustic_subject_tables`, :func:`acoustic_group_tables`)
+and the feature attribution (:func:`attribution_tables`) do not depend on a layer's
+per-subject tables: the attribution analyses every subject and the chosen layers at once.
 """
 
 from __future__ import annotations
@@ -24,10 +28,13 @@ import logging
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .. import stats
 from ..alignment._data import resolve_channels
 from ..alignment._univariate import fit_univariate_many
+from ..alignment.acoustic import acoustic_group, acoustic_trfs
+from ..alignment.attribution import attribute_features
 from ..alignment.channels import clusters_from_coef
 from ..alignment.encoding import (
     encoding_scores,
@@ -37,6 +44,7 @@ from ..alignment.encoding import (
     pca_reduce,
     variance_partition,
 )
+from ..alignment.features import select_features
 from ..alignment.protocol import prepare_features, protocol_group, univariate_dev_test
 from ..errors import InputError
 from ..trf import times_to_lags
@@ -309,3 +317,181 @@ def _split_group(vp):
     table = pd.DataFrame(rows)
     table["pval_holm"] = stats.correct_pvalues(table.pval.to_numpy(), method="holm").pvals
     return table
+
+
+#: Tables of the acoustic TRFs of one subject (``alignment/acoustic/subjects/<subject>/``).
+ACOUSTIC_SUBJECT_TABLES = ("acoustic_trfs", "acoustic_scores")
+
+
+def acoustic_series(run, spaces):
+    """The acoustic baselines of a run, zero in silence: the envelope as it is, log-mel bands minus their floor.
+
+    Parameters
+    ----------
+    run : RunData
+    spaces : sequence of str
+        Spaces of the run file (``"envelope"``, ``"mel"``).
+
+    Returns
+    -------
+    acoustic : dict of str -> ndarray, each (n_times, n_columns)
+    """
+    missing = [name for name in spaces if name not in run.spaces]
+    if missing:
+        raise InputError(f"The run file has no acoustic space {missing}; it has {sorted(run.spaces)}.")
+    out = {}
+    for name in spaces:
+        x = np.asarray(run.spaces[name], dtype=np.float64)
+        out[name] = x - x.min() if name == "mel" else x       # log-mel: its floor (-80 dB) is the silence
+    return out
+
+
+def acoustic_subject_tables(runs, stimuli, settings, *, subject, band):
+    """One subject's acoustic TRFs over all channels (its own cross-validated penalty per space).
+
+    Parameters
+    ----------
+    runs : list of RunData
+        The subject's aligned runs (any layer: the EEG and acoustic spaces are the same).
+    stimuli : list of str
+        The stimulus of each run.
+    settings : AcousticSettings
+    subject : str
+    band : (float | None, float | None)
+        The preprocessing's band-pass (given to the predictors).
+
+    Returns
+    -------
+    tables : dict of str -> pandas.DataFrame
+        ``acoustic_trfs`` (``space``, ``column``, ``subject``, ``channel``, ``lag``,
+        ``weight``) and ``acoustic_scores`` (``space``, ``subject``, ``r``, ``alpha``).
+    """
+    res = acoustic_trfs({subject: [(stim, run.eeg) for stim, run in zip(stimuli, runs)]},
+                        {stim: acoustic_series(run, settings.spaces) for stim, run in zip(stimuli, runs)},
+                        sfreq=runs[0].sfreq, ch_names=runs[0].ch_names, channel=settings.channel, band=band,
+                        tmin=settings.tmin, tmax=settings.tmax, peak_window=settings.peak_window,
+                        alphas=settings.alphas, n_boot=1, random_state=settings.seed)
+    scores = res.scores.assign(alpha=[float(res.alphas[space]) for space in res.scores.space])
+    return {"acoustic_trfs": res.trfs[res.trfs.subject == subject].reset_index(drop=True),
+            "acoustic_scores": scores}
+
+
+def acoustic_group_tables(tables, settings, *, subjects):
+    """Group TRFs, peaks with bootstrap intervals and topographies from every subject's acoustic tables.
+
+    Parameters
+    ----------
+    tables : dict of str -> pandas.DataFrame
+        :data:`ACOUSTIC_SUBJECT_TABLES` of all subjects, concatenated.
+    settings : AcousticSettings
+    subjects : list of str
+        Sorted.
+
+    Returns
+    -------
+    tables : dict of str -> pandas.DataFrame
+        ``acoustic_trfs`` (the group rows), ``acoustic_peaks``, ``acoustic_topographies``,
+        ``acoustic_scores`` (see :class:`~sae_eeg.alignment.AcousticTRFs`).
+    """
+    trfs, scores = tables["acoustic_trfs"], tables["acoustic_scores"]
+    chans = list(dict.fromkeys(trfs.channel))
+    times = np.sort(trfs.lag.unique())
+    coef, r, alphas = {}, {}, {}
+    for space in dict.fromkeys(trfs.space):
+        t = trfs[trfs.space == space]
+        columns = np.sort(t.column.unique())
+        idx = pd.MultiIndex.from_product([subjects, chans, columns, times], names=["subject", "channel", "column",
+                                                                                    "lag"])
+        w = t.set_index(["subject", "channel", "column", "lag"])["weight"].reindex(idx)
+        if w.isna().any():
+            raise InputError(f"The subjects' acoustic TRFs disagree: no weight for {w[w.isna()].index[0]} "
+                             "(did every subject use the same channels and lags?).")
+        coef[space] = w.to_numpy().reshape(len(subjects), len(chans), len(columns), len(times))
+        rows = scores[scores.space == space].set_index("subject")
+        r[space] = {s: float(rows.r[s]) for s in subjects}
+        alphas[space] = rows.alpha.reindex(subjects).to_numpy()
+    res = acoustic_group(coef, r, subjects=subjects, ch_names=chans, times=times, alphas=alphas,
+                         channel=settings.channel, peak_window=settings.peak_window, n_boot=settings.n_boot,
+                         ci=settings.ci, random_state=settings.seed)
+    return {"acoustic_trfs": res.trfs[res.trfs.subject == "group"].reset_index(drop=True),
+            "acoustic_peaks": res.peaks, "acoustic_topographies": res.topographies,
+            "acoustic_scores": scores.sort_values(["space", "subject"], ignore_index=True)}
+
+
+def attribution_pool(features, settings, *, sfreq):
+    """The candidate features of every layer, side by side per stimulus.
+
+    Parameters
+    ----------
+    features : dict of int -> dict of str -> (scipy.sparse array, ndarray)
+        Per layer, per stimulus the layer's features (n_times, n_features) and their ids.
+    settings : AttributionSettings
+    sfreq : float
+
+    Returns
+    -------
+    pool : dict of str -> scipy.sparse.csr_array, each (n_times, n_pool)
+    info : pandas.DataFrame
+        ``layer`` and ``feature`` of each pool column.
+    """
+    blocks, info = {}, []
+    for layer, by_stimulus in features.items():
+        matrices = [x for x, _ in by_stimulus.values()]
+        cols = select_features(matrices, sfreq=sfreq, min_rate=settings.min_rate, n_features=settings.n_features,
+                               random_state=settings.seed)
+        if cols.size == 0:
+            raise InputError(f"No feature of layer {layer} fires at least {settings.min_rate} times per second; "
+                             "lower alignment.attribution.min_rate.")
+        info.append(pd.DataFrame({"layer": layer, "feature": next(iter(by_stimulus.values()))[1][cols]}))
+        for stim, (x, _) in by_stimulus.items():
+            blocks.setdefault(stim, []).append(sparse.csr_array(x)[:, cols])
+    pool = {stim: sparse.csr_array(sparse.hstack(b, format="csr")) for stim, b in blocks.items()}
+    return pool, pd.concat(info, ignore_index=True)
+
+
+#: Tables of the attribution (``alignment/attribution/``); see :class:`~sae_eeg.alignment.AttributionResult`.
+ATTRIBUTION_TABLES = ("attribution_features", "attribution_members", "attribution_subjects",
+                      "attribution_acoustic", "attribution_trfs", "attribution_summary", "attribution_filters")
+
+
+def attribution_tables(runs, features, settings, *, spaces, band, model):
+    """The feature attribution over every subject and the chosen layers at once.
+
+    Parameters
+    ----------
+    runs : dict of str -> list of (str, RunData)
+        Per subject its runs in playing order: (stimulus, aligned run of any layer).
+    features : dict of int -> dict of str -> (scipy.sparse array, ndarray)
+        Per layer, per stimulus the layer's features and their ids (:func:`attribution_pool`).
+    settings : AttributionSettings
+    spaces : list of str
+        The acoustic baseline (spaces of the run files).
+    band : (float | None, float | None)
+        The preprocessing's band-pass.
+    model : str
+
+    Returns
+    -------
+    tables : dict of str -> pandas.DataFrame
+        Keys :data:`ATTRIBUTION_TABLES`.
+    """
+    first = next(iter(runs.values()))[0][1]
+    pool, info = attribution_pool(features, settings, sfreq=first.sfreq)
+    acoustic = {}
+    for subject_runs in runs.values():
+        for stim, run in subject_runs:
+            if stim not in acoustic:
+                acoustic[stim] = acoustic_series(run, spaces)
+    res = attribute_features({s: [(stim, run.eeg) for stim, run in rs] for s, rs in runs.items()}, pool, acoustic,
+                             sfreq=first.sfreq, ch_names=first.ch_names, feature_info=info,
+                             n_dev_stimuli=settings.n_dev_runs, band=band, tmin=settings.tmin, tmax=settings.tmax,
+                             n_components=settings.n_components, max_candidates=settings.max_candidates,
+                             group_threshold=settings.group_threshold, alphas=settings.alphas, level=settings.level,
+                             correction=settings.correction, model=model)
+    n_comp = res.spatial_filters.shape[1]
+    filters = pd.DataFrame({"channel": np.repeat(first.ch_names, n_comp), "component": np.tile(np.arange(n_comp),
+                            len(first.ch_names)), "weight": res.spatial_filters.ravel(),
+                            "power": np.tile(res.component_power, len(first.ch_names))})
+    return {"attribution_features": res.features, "attribution_members": res.members,
+            "attribution_subjects": res.subjects, "attribution_acoustic": res.acoustic,
+            "attribution_trfs": res.trfs, "attribution_summary": res.summary, "attribution_filters": filters}

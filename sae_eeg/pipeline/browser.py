@@ -96,6 +96,14 @@ FEATURE_TABLES = (
                 best="pval", title="Paper protocol",
                 description="Per channel and sign: the extremum of the development TRF, its test-run value across "
                             "subjects (t, one-sided p, corrected over features, channels and signs)."),
+    JoinedTable("attribution", "group", "attribution_features",
+                columns={"effect_size": "attribution effect (d_z)", "pval_corrected": "attribution p (Holm)",
+                         "significant": "tracked beyond acoustics", "peak_lag": "attribution lag (s)",
+                         "peak_channels": "attribution channels"},
+                best="pval_corrected", title="Tracked beyond the acoustics and the other features",
+                description="Candidate features (or groups of features that the data cannot tell apart) screened "
+                            "on development runs, then the drop in held-out prediction r when each is left out of "
+                            "a joint TRF with the acoustic baseline, tested across subjects (corrected)."),
     JoinedTable("class", "evals", "feature_classes", columns={"label": "label", "purity": "label purity"},
                 title="Speech, sounds or music",
                 description="Firing rate of the feature in each category of clips; the label is the category "

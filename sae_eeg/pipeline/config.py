@@ -35,6 +35,7 @@ from typing import Literal, Optional
 import pydantic
 from pydantic import Field
 
+from ..alignment.attribution import ALPHAS as ATTRIBUTION_ALPHAS
 from ..alignment.encoding import DEFAULT_ALPHAS
 from .._config import (
     Id, Int, Number, PositiveInt, StrictModel, format_validation_error, load_yaml_model, resolve_path,
@@ -121,19 +122,81 @@ class EncodingSettings(StrictModel):
     sae_reduce: Literal["pca", "top"] = "pca"
 
 
+#: Acoustic spaces of the run files that the acoustic TRFs and the attribution's baseline can use.
+ACOUSTIC_SPACES = ("envelope", "mel")
+
+
+class AcousticSettings(StrictModel):
+    """Acoustic TRFs per subject and group (:func:`~sae_eeg.alignment.acoustic_trfs`).
+
+    Each subject's TRFs over all channels, its ridge penalty chosen by
+    leave-one-run-out cross-validation among ``alphas`` (per sample); the group
+    TRF with the latency and amplitude of its peak within ``peak_window`` at
+    ``channel`` (default: the channel of the largest group weight), bootstrap
+    intervals over subjects (``n_boot`` resamples seeded by ``seed``) and the
+    topography at the peak. The predictors get the preprocessing's band-pass.
+    """
+
+    enabled: bool = True
+    spaces: list[Literal[ACOUSTIC_SPACES]] = Field(list(ACOUSTIC_SPACES), min_length=1)
+    channel: Optional[str] = None
+    tmin: Number = -0.1
+    tmax: Number = 0.5
+    peak_window: tuple[Number, Number] = (0.03, 0.3)
+    alphas: list[Number] = Field(list(ATTRIBUTION_ALPHAS), min_length=1)
+    n_boot: PositiveInt = 1000
+    ci: Number = Field(0.95, gt=0, lt=1)
+    seed: Int = 0
+
+
+class AttributionSettings(StrictModel):
+    """Which features the EEG tracks beyond the acoustics and each other (:func:`~sae_eeg.alignment.attribute_features`).
+
+    One analysis over the features of every layer in ``layers`` (default all the
+    pipeline's layers) and every subject: each layer's pool is the protocol's rule
+    (features firing at least ``min_rate`` times per second, a sample of
+    ``n_features`` seeded by ``seed``); the baseline is the ``acoustic.spaces``
+    (mel bands relative to their floor, so silence is zero); the first
+    ``n_dev_runs`` runs of the manifest's playing order select, the others test.
+    The predictors get the preprocessing's band-pass.
+    """
+
+    enabled: bool = True
+    layers: Optional[list[PositiveInt]] = None
+    min_rate: Number = Field(1.0, ge=0)
+    n_features: Optional[PositiveInt] = 1000
+    n_dev_runs: int = Field(2, ge=2)
+    tmin: Number = -0.1
+    tmax: Number = 0.5
+    n_components: PositiveInt = 4
+    max_candidates: PositiveInt = 20
+    group_threshold: Number = Field(0.8, gt=0, le=1)
+    alphas: list[Number] = Field(list(ATTRIBUTION_ALPHAS), min_length=1)
+    level: Number = Field(0.05, gt=0, lt=1)
+    correction: Literal["holm", "fdr_bh", "bonferroni", "none"] = "holm"
+    seed: Int = 0
+
+
 class AlignmentSettings(StrictModel):
     """The ``alignment`` section: the analyses run per subject and over the group."""
 
     protocol: ProtocolSettings = ProtocolSettings()
     clusters: ClusterSettings = ClusterSettings()
     encoding: EncodingSettings = EncodingSettings()
+    acoustic: AcousticSettings = AcousticSettings()
+    attribution: AttributionSettings = AttributionSettings()
 
     @pydantic.model_validator(mode="after")
     def _windows(self):
-        windows = {"protocol": self.protocol, "clusters": self.clusters, "encoding": self.encoding}
+        windows = {"protocol": self.protocol, "clusters": self.clusters, "encoding": self.encoding,
+                   "acoustic": self.acoustic, "attribution": self.attribution}
         bad = [f"{name}: tmin {w.tmin} >= tmax {w.tmax}" for name, w in windows.items() if w.tmin >= w.tmax]
+        low, high = self.acoustic.peak_window
+        if not (self.acoustic.tmin <= low <= high <= self.acoustic.tmax):
+            bad.append(f"acoustic: peak_window {[low, high]} is not an interval inside tmin..tmax "
+                       f"{self.acoustic.tmin}..{self.acoustic.tmax}")
         if bad:
-            raise ValueError("lag windows must have tmin < tmax; " + "; ".join(bad))
+            raise ValueError("lag windows must have tmin < tmax (and peak windows inside them); " + "; ".join(bad))
         return self
 
 
@@ -248,6 +311,13 @@ class PipelineConfig(StrictModel):
         if len(set(value)) != len(value):
             raise ValueError(f"layers must be distinct, got {value}")
         return value
+
+    @pydantic.model_validator(mode="after")
+    def _attribution_layers(self):
+        chosen = self.alignment.attribution.layers
+        if chosen is not None and not set(chosen) <= set(self.layers):
+            raise ValueError(f"alignment.attribution.layers {chosen} must be among the pipeline's layers {self.layers}")
+        return self
 
     @pydantic.field_validator("device")
     @classmethod

@@ -27,9 +27,10 @@ from ..trajectories import FeatureTrajectory
 from ..viz import ReportSection
 from .._io import read_table
 from .config import load_pipeline_config
+from .io import load_run
 from .outputs import claim_output_dir, output_path
 from .reporting import make_report
-from .resources import browser_dir
+from .resources import browser_dir, manifest_of, run_file
 from .stages import EXTRACT, run_stages
 
 logger = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
     outputs : dict
         ``output_dir``, ``manifest``, ``report``, ``browser`` (paths; the browser's
         ``index.html`` lists a site per layer), ``recovery`` (see
-        :func:`planted_recovery`), ``config`` (the analysis config) and ``reports``
+        :func:`planted_recovery`; its ``attribution`` entry is :func:`attribution_recovery`), ``config`` (the analysis config) and ``reports``
         (the :class:`~sae_eeg.pipeline.TaskReport` of each call of the pipeline).
     """
     demo_size = SIZES[size]
@@ -306,10 +307,17 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
         planted = [int(p["feature"]) for p in truth["planted"]]
         config = demo_config(out, demo_size, manifest=eeg_manifest, scheduler=scheduler, planted=planted,
                              channels=sorted(set(best_channels(truth)) | {"Pz"}), clips=clips)
-        step("5/6 Preprocessing, per-subject analyses, group statistics, SAE evaluations, feature browser...")
-        reports.append(run_stages(config, ("preprocess", "subject", "group", "evaluate", "browse"), verbose=True))
+        step("5/6 Preprocessing, per-subject analyses, group statistics, acoustic TRFs, attribution, SAE "
+             "evaluations, feature browser...")
+        reports.append(run_stages(config, ("preprocess", "subject", "group", "acoustic_group", "attribution_features",
+                                           "evaluate", "browse"), verbose=True))
         check = planted_recovery(config, truth)
+        tracked = attribution_recovery(config, truth)
+        echo(f"    planted features found by the attribution: {len(tracked['found'])} of {check['n_planted']} "
+             f"(recall {tracked['recall']:.2f}); precision {tracked['precision']:.2f} "
+             f"({tracked['n_correct']} of {tracked['n_reported']} reported features correct)")
         echo(f"    planted features found by the paper protocol: {check['n_found']} of {check['n_planted']}")
+        check = {**check, "attribution": tracked}
         step("6/6 Figures and report...")
         report = make_report(config, extra_sections=[_truth_section(check)])
         echo(f"    report: {report}")
@@ -357,15 +365,98 @@ def planted_recovery(config, truth):
     return {"n_planted": len(planted), "n_found": len(found), "found": found, "table": rows}
 
 
+#: The scoring rule of the planted-truth checks: a reported feature is correct when it is planted or its
+#: trajectory at the EEG rate correlates with a planted one at least this much (|r|, over all stimuli).
+CORRECT_R = 0.8
+
+
+def score_reports(reported, planted, abs_r, *, planted_layer=None, threshold=CORRECT_R):
+    """Correct and false reports under the scoring rule, and which planted features they found.
+
+    Parameters
+    ----------
+    reported : pandas.DataFrame
+        ``layer`` and ``feature`` of each reported feature.
+    planted : list of int
+        Planted feature ids (of ``planted_layer``).
+    abs_r : ndarray, shape (n_planted, n_reported)
+        |r| of each planted feature's trajectory with each reported one's.
+    planted_layer : int
+        Layer of the planted features. Default :data:`PLANTED_LAYER`.
+    threshold : float
+        |r| from which a report counts as the planted feature. Default :data:`CORRECT_R`.
+
+    Returns
+    -------
+    score : dict
+        ``n_reported``, ``n_correct``, ``found`` (set of planted ids matched by a
+        correct report), ``false_by_layer`` ({layer: count}), ``recall`` and
+        ``precision`` (1.0 with nothing reported).
+    """
+    planted_layer = PLANTED_LAYER if planted_layer is None else planted_layer
+    found, correct, false_by_layer = set(), 0, {}
+    for j, (layer, feature) in enumerate(zip(reported.layer, reported.feature)):
+        match = [planted[i] for i in np.flatnonzero(np.asarray(abs_r)[:, j] >= threshold)] if planted else []
+        if int(layer) == planted_layer and int(feature) in planted:
+            match.append(int(feature))
+        if match:
+            correct += 1
+            found.update(match)
+        else:
+            false_by_layer[int(layer)] = false_by_layer.get(int(layer), 0) + 1
+    return {"n_reported": len(reported), "n_correct": correct, "found": found, "false_by_layer": false_by_layer,
+            "recall": len(found) / len(planted) if planted else 1.0,
+            "precision": correct / len(reported) if len(reported) else 1.0}
+
+
+def _trajectory(cfg, layer, feature, subject, run_ids):
+    """A feature's trajectory at the EEG rate over a subject's runs (as the analyses see it)."""
+    parts = []
+    for run in run_ids:
+        data = load_run(run_file(cfg, layer, subject, run))
+        parts.append(data.features[:, [int(np.flatnonzero(data.feature_ids == feature)[0])]].toarray().ravel())
+    return np.concatenate(parts)
+
+
+def attribution_recovery(config, truth):
+    """The features the attribution reports (significant groups), scored against the planted ones.
+
+    A reported feature is correct when it is planted or its EEG-rate trajectory
+    correlates with a planted one at |r| >= :data:`CORRECT_R` over all stimuli.
+
+    Returns
+    -------
+    score : dict
+        :func:`score_reports` of the reports, with ``table`` (the reported rows).
+    """
+    cfg = load_pipeline_config(config, check_files=False)
+    table = read_table(output_path(config["output_dir"], "alignment", "attribution", "attribution_features.parquet"))
+    reported = table[table.significant.to_numpy(dtype=bool)].reset_index(drop=True)
+    planted = [int(p["feature"]) for p in truth["planted"]]
+    subject = manifest_of(cfg).all_subjects()[0]
+    run_ids = [run.id for run in subject.runs]
+    planted_x = [_trajectory(cfg, PLANTED_LAYER, f, subject.id, run_ids) for f in planted]
+    abs_r = np.array([[abs(np.corrcoef(p, _trajectory(cfg, int(layer), int(f), subject.id, run_ids))[0, 1])
+                       for layer, f in zip(reported.layer, reported.feature)] for p in planted_x])
+    return {**score_reports(reported, planted, abs_r.reshape(len(planted), len(reported))), "table": reported}
+
+
 def _truth_section(check):
+    tracked = check["attribution"]
     return ReportSection(
         "Ground truth of the simulation",
         f"The simulated EEG responds to {check['n_planted']} SAE features of layer {PLANTED_LAYER} "
         f"(TRF through a spherical-head forward model, plus 1/f noise, alpha bursts, blinks, line noise "
-        f"and bad channels). The paper protocol should find them; SAE features that fire together with "
-        f"them (most features of a layer follow the speech) are found too, at every layer.",
-        numbers={"planted features": check["n_planted"], "found significant": check["n_found"],
-                 "found ids": ", ".join(map(str, check["found"])) or "none"},
+        f"and bad channels). The attribution should report them and nothing else (a report counts as "
+        f"correct when it is planted or its trajectory correlates with a planted one at |r| >= {CORRECT_R}). "
+        f"The paper protocol finds them too, with SAE features that fire together with them (most features "
+        f"of a layer follow the speech), at every layer.",
+        numbers={"planted features": check["n_planted"],
+                 "found by the attribution": f"{len(tracked['found'])} (recall {tracked['recall']:.2f})",
+                 "attribution precision": f"{tracked['precision']:.2f} ({tracked['n_correct']} of "
+                                          f"{tracked['n_reported']} reports)",
+                 "found significant by the protocol": check["n_found"],
+                 "protocol ids": ", ".join(map(str, check["found"])) or "none"},
         table=check["table"],
     )
 

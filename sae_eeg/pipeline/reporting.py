@@ -26,7 +26,7 @@ from .config import load_pipeline_config
 from .evaluate import evaluation_layer
 from .._io import read_table
 from .outputs import PROVENANCE_FILE, output_path
-from .resources import browser_dir, evals_dir, group_dir, manifest_of, subjects_dir
+from .resources import acoustic_dir, attribution_dir, browser_dir, evals_dir, group_dir, manifest_of, subjects_dir
 
 
 def _sae_space_text(cfg):
@@ -60,6 +60,29 @@ def _eval_table(cfg, name):
     return read_table(path) if path.is_file() else None
 
 
+def _table_in(folder, name):
+    path = folder / f"{name}.parquet"
+    return read_table(path) if path.is_file() else None
+
+
+def _acoustic_figures(cfg, out):
+    """Per acoustic space: the subjects' TRFs with the peak channel highlighted, and the topography at the peak."""
+    peaks = _table_in(acoustic_dir(cfg), "acoustic_peaks")
+    trfs = _concat(sorted(acoustic_dir(cfg).parent.glob("subjects/*/acoustic_trfs.parquet")))
+    if peaks is None or trfs is None:
+        return {}
+    level = trfs.groupby(["space", "subject", "channel", "lag"], as_index=False, sort=False).weight.mean()
+    montage = manifest_of(cfg).montage or "colin27_1005"
+    figures = {}
+    for row in peaks[peaks.subject == "group"].itertuples():
+        figures[f"acoustic_trf_{row.space}"] = plot_trf_weights(
+            level, out / f"acoustic_trf_{row.space}", channel=row.channel, feature=row.space, feature_col="space").png
+        figures[f"acoustic_topomap_{row.space}"] = plot_topomaps(
+            level, out / f"acoustic_topomap_{row.space}", feature=row.space, feature_col="space",
+            times=[row.latency], montage=montage).png
+    return figures
+
+
 def figure_layer(cfg):
     """The layer whose TRFs are drawn: the one with the largest fraction of significant features."""
     summary = _group_table(cfg, "protocol_summary")
@@ -88,6 +111,7 @@ def make_figures(config):
         figures["trf_weights"] = plot_trf_weights(trf, out / "trf_weights", channel=channel, feature=feature).png
         montage = manifest_of(cfg).montage or "colin27_1005"
         figures["topomaps"] = plot_topomaps(trf, out / "topomaps", feature=feature, montage=montage).png
+    figures.update(_acoustic_figures(cfg, out))
     scores = _subject_tables(cfg, "encoding")
     if scores is not None:
         figures["layer_r"] = plot_layer_r(scores, out / "layer_r").png
@@ -148,6 +172,70 @@ def _browser_section(cfg):
         "result. It opens from disk, with no server and no network.", links=links)
 
 
+#: Columns of the report's table of tracked features.
+TRACKED_COLUMNS = ("layer", "feature", "members", "effect_size", "delta_r", "peak_lag", "peak_channels",
+                   "pval_corrected", "baseline", "protocol_pval_corrected", "protocol_significant")
+
+
+def tracked_table(cfg):
+    """The tracked features (significant attribution groups) with their paper-protocol row, or None.
+
+    ``protocol_pval_corrected`` is the smallest corrected p of the feature in the
+    protocol's table (over channels and signs), ``protocol_significant`` whether it
+    passed there.
+    """
+    features = _table_in(attribution_dir(cfg), "attribution_features")
+    if features is None:
+        return None
+    tracked = features[features.significant.to_numpy(dtype=bool)]
+    protocol = _group_table(cfg, "protocol_features")
+    if protocol is not None and len(protocol):
+        best = protocol.groupby(["layer", "feature"], as_index=False).agg(
+            protocol_pval_corrected=("pval_corrected", "min"), protocol_significant=("significant", "any"))
+        tracked = tracked.merge(best, on=["layer", "feature"], how="left")
+    return tracked[[c for c in TRACKED_COLUMNS if c in tracked]].reset_index(drop=True)
+
+
+def _attribution_section(cfg):
+    summary = _table_in(attribution_dir(cfg), "attribution_summary")
+    tracked = tracked_table(cfg)
+    if summary is None or tracked is None:
+        return None
+    a = cfg.alignment.attribution
+    numbers = {f"layer {int(r.layer)}": f"{int(r.n_tracked)} tracked of {int(r.n_candidates)} candidate groups "
+               f"({int(r.n_features)} features in the pool)" for r in summary.itertuples()}
+    links = {"every candidate (CSV)": "alignment/attribution/attribution_features.csv",
+             "their members (CSV)": "alignment/attribution/attribution_members.csv"}
+    links.update({f"paper protocol rows, layer {n} (CSV)": f"alignment/layer_{n}/group/protocol_features.csv"
+                  for n in cfg.layers if (group_dir(cfg, n) / "protocol_features.csv").is_file()})
+    return ReportSection(
+        "Which SAE features does the EEG track beyond the acoustics?",
+        f"Features of layers {list(summary.layer)} screened together on the first {a.n_dev_runs} runs (greedy "
+        "conditional selection after the acoustic baseline, in spatial components shared by the subjects); "
+        "each candidate's unique contribution is the drop in held-out prediction r when it is left out of a "
+        "joint TRF with the acoustic baseline and the other candidates, tested across subjects on the other "
+        f"runs ({a.correction}-corrected over candidates, level {a.level}). A row is a feature, or a group of "
+        f"features whose trajectories correlate at |r| >= {a.group_threshold} and that the data cannot tell "
+        "apart (members). The protocol columns give the same feature's row of the paper protocol below.",
+        numbers=numbers, table=tracked, links=links)
+
+
+def _acoustic_section(cfg, fig):
+    peaks = _table_in(acoustic_dir(cfg), "acoustic_peaks")
+    if peaks is None:
+        return None
+    beyond = _table_in(attribution_dir(cfg), "attribution_acoustic")
+    numbers = {} if beyond is None else {
+        f"{r.space}: held-out r lost without it": f"{r.delta_r:.4f} (t = {r.t:.2f})" for r in beyond.itertuples()}
+    return ReportSection(
+        "Acoustic TRFs: what the envelope and the mel bands alone evoke",
+        "Per subject a TRF over all channels (penalty by leave-one-run-out cross-validation), the group mean "
+        "with the latency and amplitude of its peak at the peak channel and bootstrap intervals over subjects, "
+        "and the topography at the peak (mel: the mean over bands).",
+        figures=[fig for name, fig in sorted(fig.items()) if name.startswith("acoustic_")],
+        numbers=numbers, table=peaks[peaks.subject == "group"].drop(columns=["subject"]))
+
+
 def make_report(config, *, extra_sections=()):
     """Write ``output_dir/report.html`` with every figure, the key numbers and the provenance.
 
@@ -165,16 +253,19 @@ def make_report(config, *, extra_sections=()):
     cfg = load_pipeline_config(config, check_files=False)
     figures = make_figures(cfg)
     fig = lambda *names: [figures[n] for n in names if n in figures]  # noqa: E731
-    sections = list(extra_sections)
-    browser = _browser_section(cfg)
-    if browser is not None:
-        sections.append(browser)
+    sections = [s for s in (_attribution_section(cfg),) if s is not None]
+    sections += list(extra_sections)
+    sections += [s for s in (_acoustic_section(cfg, figures), _browser_section(cfg)) if s is not None]
     summary = _group_table(cfg, "protocol_summary")
     sections.append(ReportSection(
-        "Which SAE features does the EEG track? (AudioSAE protocol)",
+        "The AudioSAE paper protocol: counts of features that predict the EEG on their own",
         "Per feature, a forward TRF on the protocol channels; lags of the TRF minimum and maximum chosen "
         "on development runs, one-sided t-tests across subjects on test runs, Holm-corrected over "
-        "features and both signs.",
+        "features and both signs. What the counts mean: features whose own TRF, fitted alone, predicts "
+        "every subject's test runs. What they do not mean: the number of features the brain tracks; a "
+        "feature that fires with a tracked one, encodes the same sounds in another layer or follows the "
+        "envelope passes too (every subject heard the same stimuli), so most of a layer can pass. The "
+        "first section answers which features carry information of their own.",
         figures=fig("significant_fraction", "trf_weights", "topomaps"),
         table=None if summary is None else summary[[c for c in ("model", "layer", "n_features", "n_significant",
                                                               "fraction_significant", "median_lag_significant")

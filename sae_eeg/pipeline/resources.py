@@ -9,6 +9,9 @@ the output folder):
 * ``sae/layer_n/ae.pt``: the SAEs trained by the pipeline;
 * ``runs/layer_n/<subject>/<run>.npz``: aligned EEG and features (:func:`~sae_eeg.pipeline.io.save_run`);
 * ``alignment/layer_n/subjects/<subject>/`` and ``alignment/layer_n/group/``: tables;
+* ``alignment/acoustic/subjects/<subject>/`` and ``alignment/acoustic/group/``: the acoustic TRFs;
+* ``alignment/attribution/``: the feature attribution of all layers (its per-feature table
+  also as ``alignment/layer_n/group/attribution_features``, for the browser);
 * ``evals/``: the SAE evaluations;
 * ``browser/``: the feature browser (``layer_n/`` sites and an ``index.html``).
 """
@@ -62,6 +65,22 @@ def subject_dir(cfg, layer, subject):
 def group_dir(cfg, layer):
     """``alignment/layer_n/group/``: the group tables of one layer."""
     return output_path(cfg.output_dir, "alignment", f"layer_{layer}", "group")
+
+
+def acoustic_dir(cfg, subject=None):
+    """``alignment/acoustic/group/``, or ``alignment/acoustic/subjects/<subject>/``: the acoustic TRFs."""
+    folder = output_path(cfg.output_dir, "alignment", "acoustic")
+    return output_path(folder, "group") if subject is None else output_path(folder, "subjects", subject)
+
+
+def attribution_dir(cfg):
+    """``alignment/attribution/``: the feature attribution's tables (all layers)."""
+    return output_path(cfg.output_dir, "alignment", "attribution")
+
+
+def attribution_layers(cfg):
+    """The layers analysed together by the attribution (``alignment.attribution.layers``, default all)."""
+    return list(cfg.alignment.attribution.layers or cfg.layers)
 
 
 def evals_dir(cfg):

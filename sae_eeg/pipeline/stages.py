@@ -1,7 +1,9 @@
 """The stages of the analysis, declared once, and the one task graph they make.
 
 ``activations`` (per stimulus) -> ``train_sae`` -> ``encode`` (per stimulus) ->
-``preprocess`` (per subject) -> ``subject`` (per subject) -> ``group``, and
+``preprocess`` (per subject) -> ``subject`` (per subject) -> ``group``;
+``preprocess`` -> ``acoustic`` (per subject) -> ``acoustic_group``; ``preprocess`` ->
+``attribution`` (every subject and layer at once) -> ``attribution_features``; and
 ``evaluate``. Each :class:`Stage` names the stages it reads from and a planner that
 declares its tasks: for each task the function and its arguments, the slice of
 the config it reads, the files it reads, the tasks it needs and the outputs it
@@ -26,10 +28,15 @@ from .fingerprints import Fingerprints
 from .graph import Task, TaskGraph, run_graph, task_key
 from .outputs import STATE_DIR, claim_output_dir, output_path
 from .resources import (
-    BASELINES, analysis_sfreq, backbone_files, browser_dir, checkpoint_files, eeg_files, evals_dir, feature_file,
-    group_dir, manifest_of, runs_dir, stimulus_files, subject_dir,
+    BASELINES, acoustic_dir, analysis_sfreq, attribution_dir, attribution_layers, backbone_files, browser_dir,
+    checkpoint_files, eeg_files, evals_dir, feature_file, group_dir, manifest_of, runs_dir, stimulus_files,
+    subject_dir,
 )
-from .steps import activations_task, encode_task, group_task, preprocess_task, subject_task, train_sae_task
+from .steps import (
+    acoustic_group_task, acoustic_task, activations_task, attribution_features_task, attribution_task, encode_task,
+    group_task,
+    preprocess_task, subject_task, train_sae_task,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +206,68 @@ def plan_group(p):
           outputs=[group_dir(cfg, n) for n in cfg.layers], local=True)
 
 
+def _band_config(cfg):
+    return {"band": [cfg.preprocess.l_freq, cfg.preprocess.h_freq]}
+
+
+def plan_acoustic(p):
+    """Per subject: the acoustic TRFs; reads its run files (of the first layer)."""
+    cfg = p.cfg
+    if not cfg.alignment.acoustic.enabled:
+        return
+    for s in p.subjects:
+        needs = [f"preprocess/{s}"]
+        p.add(f"acoustic/{s}", acoustic_task, args=(cfg, s, p.keys(needs)),
+              config={"acoustic": cfg.alignment.acoustic.model_dump(mode="json"), **_band_config(cfg),
+                      "layer": cfg.layers[0], "runs": [run.id for run in p.manifest.subject(s).runs]},
+              needs=needs, outputs=[acoustic_dir(cfg, s)], where={"subject": s})
+
+
+def plan_acoustic_group(p):
+    """One task: the group acoustic TRFs and their peaks; reads every subject's acoustic tables."""
+    cfg = p.cfg
+    if not cfg.alignment.acoustic.enabled:
+        return
+    subjects = sorted(p.subjects)
+    needs = [f"acoustic/{s}" for s in subjects]
+    p.add("acoustic_group", acoustic_group_task, args=(cfg, subjects, p.keys(needs)),
+          config={"acoustic": cfg.alignment.acoustic.model_dump(mode="json"), "subjects": subjects}, needs=needs,
+          outputs=[acoustic_dir(cfg)], local=True)
+
+
+def plan_attribution(p):
+    """One task: the feature attribution of every subject and its layers; reads their run files."""
+    cfg = p.cfg
+    if not cfg.alignment.attribution.enabled:
+        return
+    subjects = sorted(p.subjects)
+    layers = attribution_layers(cfg)
+    needs = [f"preprocess/{s}" for s in subjects]
+    p.add("attribution", attribution_task, args=(cfg, subjects, p.keys(needs)),
+          config={"backbone": model_name(cfg), "layers": layers, "subjects": subjects, **_band_config(cfg),
+                  "attribution": cfg.alignment.attribution.model_dump(mode="json"),
+                  "spaces": list(cfg.alignment.acoustic.spaces),
+                  "runs": {s: [(run.id, run.stimulus) for run in p.manifest.subject(s).runs] for s in subjects}},
+          needs=needs, outputs=[attribution_dir(cfg)], local=True)
+
+
+def plan_attribution_features(p):
+    """One task: each layer's rows of the attribution as ``alignment/layer_n/group/attribution_features``.
+
+    A copy for the browser, which joins the ``*_features`` tables of the group folders. It comes
+    after the ``group`` task, which clears that folder when it reruns: then only this copy is redone.
+    """
+    cfg = p.cfg
+    if not cfg.alignment.attribution.enabled:
+        return
+    layers = attribution_layers(cfg)
+    needs = ["attribution", "group"]
+    p.add("attribution_features", attribution_features_task, args=(cfg, p.keys(needs)),
+          config={"layers": layers}, needs=needs, local=True,
+          outputs=[group_dir(cfg, n) / f"attribution_features.{ext}" for n in layers
+                   for ext in ("parquet", "csv", "provenance.json")])
+
+
 def plan_evaluate(p):
     """One task: the SAE evaluations; reads the clips, the SAEs, the backbone and the stimuli's activations."""
     cfg = p.cfg
@@ -222,11 +291,12 @@ def plan_browse(p):
     """
     cfg = p.cfg
     if cfg.manifest is not None:
-        for stage in ("preprocess", "subject", "group"):
+        for stage in ("preprocess", "subject", "group", "attribution", "attribution_features"):
             if not any(task.stage == stage for task in p.tasks.values()):
                 STAGES[stage].plan(p)
     files, trained = _sae_source(p)
-    needs = [name for name, task in p.tasks.items() if task.stage in ("encode", "subject", "group", "evaluate")]
+    needs = [name for name, task in p.tasks.items()
+             if task.stage in ("encode", "subject", "group", "attribution_features", "evaluate")]
     needs += trained
     p.add("browse", browse_task, args=(cfg, p.keys(needs)),
           config={**_common(cfg), "stimuli": list(p.stimuli), "montage": browser_montage(cfg)}, files=files,
@@ -262,6 +332,10 @@ STAGES = {stage.name: stage for stage in (
     Stage("preprocess", plan_preprocess, needs=("activations", "encode"), per_subject=True),
     Stage("subject", plan_subject, needs=("preprocess",), per_subject=True),
     Stage("group", plan_group, needs=("subject",)),
+    Stage("acoustic", plan_acoustic, needs=("preprocess",), per_subject=True),
+    Stage("acoustic_group", plan_acoustic_group, needs=("acoustic",)),
+    Stage("attribution", plan_attribution, needs=("preprocess",)),
+    Stage("attribution_features", plan_attribution_features, needs=("attribution", "group")),
     Stage("evaluate", plan_evaluate, needs=("activations", "train_sae")),
     Stage("browse", plan_browse, needs=("encode", "evaluate")),
 )}

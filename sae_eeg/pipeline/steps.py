@@ -20,14 +20,17 @@ from ..eeg import load_aligned_run
 from ..errors import CheckpointError, InputError
 from ..sae import ArrayActivationStore, train_saes
 from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelopes
-from .analyses import SUBJECT_TABLES, check_runs, group_tables, subject_tables
+from .analyses import (
+    ACOUSTIC_SUBJECT_TABLES, SUBJECT_TABLES, acoustic_group_tables, acoustic_subject_tables, attribution_tables,
+    check_runs, group_tables, subject_tables,
+)
 from .config import model_name
 from .graph import failing_in
 from .._io import read_table, write_table
 from .io import load_run, load_series, save_run, save_series
 from .resources import (
-    BASELINES, analysis_sfreq, feature_file, group_dir, manifest_of, open_backbone, open_saes, run_file, sae_dir,
-    subject_dir, training_config,
+    BASELINES, acoustic_dir, analysis_sfreq, attribution_dir, attribution_layers, feature_file, group_dir,
+    manifest_of, open_backbone, open_saes, run_file, sae_dir, subject_dir, training_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -131,3 +134,68 @@ def group_task(cfg, subjects, inputs, montage):
                               model=model_name(cfg), layer=layer, montage=montage)
         for name, table in tables.items():
             write_table(table, group_dir(cfg, layer) / name, prov)
+
+
+def preprocess_band(cfg):
+    """The band-pass (l_freq, h_freq) the EEG went through, given to the predictors of the TRFs."""
+    return (cfg.preprocess.l_freq, cfg.preprocess.h_freq)
+
+
+def _subject_runs(cfg, layer, subject):
+    """A subject's aligned runs of one layer, their stimuli and run ids, in playing order."""
+    runs = manifest_of(cfg).subject(subject).runs
+    paths = [run_file(cfg, layer, subject, run.id) for run in runs]
+    with failing_in(file=paths[0].parent):
+        loaded = [load_run(p) for p in paths]
+        check_runs(loaded, subject=subject, paths=paths)
+    return loaded, [run.stimulus for run in runs], [run.id for run in runs]
+
+
+def acoustic_task(cfg, subject, inputs):
+    """The acoustic TRFs of one subject (from the run files of the first layer: the acoustics are the same)."""
+    runs, stimuli, _ = _subject_runs(cfg, cfg.layers[0], subject)
+    tables = acoustic_subject_tables(runs, stimuli, cfg.alignment.acoustic, subject=subject,
+                                     band=preprocess_band(cfg))
+    prov = {**provenance(cfg.results_config(), inputs=inputs), "subject": subject, "sfreq": runs[0].sfreq}
+    for name, table in tables.items():
+        write_table(table, acoustic_dir(cfg, subject) / name, prov, csv=name != "acoustic_trfs")
+
+
+def acoustic_group_task(cfg, subjects, inputs):
+    """Group acoustic TRFs, peaks with bootstrap intervals and topographies over ``subjects`` (sorted)."""
+    tables = {name: pd.concat([read_table(acoustic_dir(cfg, s) / f"{name}.parquet") for s in subjects],
+                              ignore_index=True) for name in ACOUSTIC_SUBJECT_TABLES}
+    prov = provenance(cfg.results_config(), inputs=inputs)
+    for name, table in acoustic_group_tables(tables, cfg.alignment.acoustic, subjects=subjects).items():
+        write_table(table, acoustic_dir(cfg) / name, prov, csv=name != "acoustic_trfs")
+
+
+def attribution_task(cfg, subjects, inputs):
+    """The feature attribution of every subject and the attribution's layers at once.
+
+    Writes the tables of :data:`~sae_eeg.pipeline.analyses.ATTRIBUTION_TABLES` to ``alignment/attribution/``.
+    """
+    layers = attribution_layers(cfg)
+    runs, features = {}, {layer: {} for layer in layers}
+    for s in subjects:
+        loaded, stimuli, run_ids = _subject_runs(cfg, layers[0], s)
+        runs[s] = list(zip(stimuli, loaded))
+        for layer in layers:             # a stimulus's features are the same in every subject's run file
+            for stim, run_id, run in zip(stimuli, run_ids, loaded):
+                if stim not in features[layer]:
+                    other = run if layer == layers[0] else load_run(run_file(cfg, layer, s, run_id))
+                    features[layer][stim] = (other.features, other.feature_ids)
+    tables = attribution_tables(runs, features, cfg.alignment.attribution, spaces=cfg.alignment.acoustic.spaces,
+                                band=preprocess_band(cfg), model=model_name(cfg))
+    prov = provenance(cfg.results_config(), inputs=inputs)
+    for name, table in tables.items():
+        write_table(table, attribution_dir(cfg) / name, prov, csv=name != "attribution_trfs")
+
+
+def attribution_features_task(cfg, inputs):
+    """Each layer's rows of the attribution to ``alignment/layer_n/group/attribution_features`` (for the browser)."""
+    found = read_table(attribution_dir(cfg) / "attribution_features.parquet")
+    prov = provenance(cfg.results_config(), inputs=inputs)
+    for layer in attribution_layers(cfg):
+        write_table(found[found.layer == layer].reset_index(drop=True), group_dir(cfg, layer) / "attribution_features",
+                    prov)
