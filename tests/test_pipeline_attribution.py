@@ -1,0 +1,112 @@
+"""The attribution and acoustic TRF stages of the pipeline (issue 17) on the small generated study.
+
+The statistics themselves are tested on planted truth in ``test_alignment_attribution``
+(fast) and ``test_attribution_studies`` (slow); here: the config section is checked at
+load, the stages write their tables where the browser and the report read them, and
+the tables do not depend on the number of threads.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from _pipeline_study import make_study
+
+from sae_eeg.errors import ConfigError
+from sae_eeg.pipeline import run_pipeline
+from sae_eeg.pipeline.browser import feature_tables
+from sae_eeg.pipeline.config import load_pipeline_config
+from sae_eeg.pipeline.reporting import make_report
+
+STAGES = ("acoustic_group", "attribution_features")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("attribution") / "study"
+    cfg = make_study(root)
+    report = run_pipeline(cfg, ("group", *STAGES))
+    assert {"attribution", "attribution_features", "acoustic_group", "acoustic/01"} <= set(report.ran)
+    return root, cfg
+
+
+def _config(cfg, **alignment):
+    return {**cfg, "alignment": {**cfg["alignment"], **alignment}}
+
+
+def test_config_section_is_checked_at_load(study):
+    _, cfg = study
+    bad = _config(cfg, attribution={"layerz": [1], "level": 2, "correction": "fdr"},
+                  acoustic={"peak_window": [0.2, 0.9], "spaces": ["onsets"]})
+    with pytest.raises(ConfigError) as err:
+        load_pipeline_config(bad, check_files=False)
+    text = str(err.value)
+    for line in ("alignment.attribution.layerz: Extra inputs are not permitted",
+                 "alignment.attribution.level: Input should be less than 1 (got 2)",
+                 "alignment.attribution.correction: Input should be 'holm', 'fdr_bh', 'bonferroni' or 'none'",
+                 "alignment.acoustic.spaces.0: Input should be 'envelope' or 'mel' (got 'onsets')"):
+        assert line in text, text
+    with pytest.raises(ConfigError, match=r"acoustic: peak_window \[0.2, 0.9\] is not an interval inside "
+                                          r"tmin..tmax -0.1..0.3"):
+        load_pipeline_config(_config(cfg, acoustic={"tmax": 0.3, "peak_window": [0.2, 0.9]}), check_files=False)
+    with pytest.raises(ConfigError, match=r"alignment.attribution.layers \[3\] must be among the pipeline's "
+                                          r"layers \[1, 2\]"):
+        load_pipeline_config(_config(cfg, attribution={"layers": [3]}), check_files=False)
+
+
+def test_tables_where_the_browser_and_the_report_read_them(study):
+    _, cfg = study
+    out = Path(cfg["output_dir"]) / "alignment"
+    features = pd.read_parquet(out / "attribution" / "attribution_features.parquet")
+    assert len(features) >= 1 and features.feature.dtype.kind == "i" and set(features.layer) <= {1, 2}
+    for layer in (1, 2):
+        rows = pd.read_parquet(out / f"layer_{layer}" / "group" / "attribution_features.parquet")
+        pd.testing.assert_frame_equal(rows, features[features.layer == layer].reset_index(drop=True))
+        names = [t.name for t in feature_tables(load_pipeline_config(cfg, check_files=False), layer)]
+        assert ("attribution" in names) == (features.layer == layer).any()
+    peaks = pd.read_parquet(out / "acoustic" / "group" / "acoustic_peaks.parquet")
+    assert set(peaks.space) == {"envelope", "mel"} and set(peaks.subject) == {"group", "01", "02", "03"}
+    group = peaks[peaks.subject == "group"]
+    assert (group.latency_low <= group.latency).all() and (group.latency <= group.latency_high).all()
+    subject = pd.read_parquet(out / "acoustic" / "subjects" / "02" / "acoustic_trfs.parquet")
+    assert set(subject.subject) == {"02"} and set(subject.space) == {"envelope", "mel"}
+    report = make_report(cfg).read_text()
+    lead = report.index("Which SAE features does the EEG track beyond the acoustics?")
+    assert lead < report.index("Acoustic TRFs") < report.index("The AudioSAE paper protocol: counts")
+    assert "What they do not mean: the number of features the brain tracks" in report
+    assert report.count("data:image/png;base64,") >= 4          # TRF and topography of the envelope and mel
+
+
+def test_tables_identical_with_one_and_two_threads(study, tmp_path):
+    """The acoustic and attribution stages rerun in subprocesses with 1 and 2 threads: equal tables, bit for bit."""
+    root, cfg = study
+    script = tmp_path / "run.py"
+    script.write_text(textwrap.dedent(f"""
+        import json, sys
+        from sae_eeg.pipeline import run_pipeline
+        cfg = json.loads(sys.argv[1])
+        ran = run_pipeline(cfg, {STAGES!r}, force=True).ran
+        assert set(ran) == {{"attribution", "attribution_features", "acoustic_group", "acoustic/01", "acoustic/02",
+                             "acoustic/03"}}, ran
+    """))
+    tables = {}
+    for n in ("1", "2"):
+        copy = tmp_path / n
+        shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns(   # their tables and stamps
+            "attribution", "acoustic", "attribution*.json", "acoustic_group.json"))
+        other = json.loads(json.dumps(cfg).replace(str(root), str(copy)))
+        env = {**os.environ, "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
+        done = subprocess.run([sys.executable, str(script), json.dumps(other)], env=env, capture_output=True,
+                              text=True)
+        assert done.returncode == 0, done.stderr[-3000:]
+        out = Path(other["output_dir"]) / "alignment"
+        tables[n] = {p.relative_to(out): pd.read_parquet(p) for p in sorted(out.glob("a*/**/*.parquet"))}
+    assert len(tables["1"]) >= 7 + 4 + 2 * 3 and tables["1"].keys() == tables["2"].keys()
+    for name, frame in tables["1"].items():
+        pd.testing.assert_frame_equal(frame, tables["2"][name], check_exact=True)
