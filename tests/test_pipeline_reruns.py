@@ -144,7 +144,8 @@ def test_bad_audio_names_the_stimulus_and_its_file(study):
         run_pipeline(study)
     line = str(err.value).splitlines()[1]
     assert line.startswith(f"  activations/story2 (stimulus story2) [{audio}]: ") and "story2.wav" in line
-    assert "(8 task(s) that need them were not run.)" in str(err.value)  # encode, 3 x (preprocess, subject), group
+    # encode, 3 x (preprocess, subject, acoustic) and the group tasks
+    assert f"({1 + 3 * 3 + len(GROUP_TASKS)} task(s) that need them were not run.)" in str(err.value)
 
 
 def test_one_subject_on_the_command_line(study, tmp_path):
