@@ -117,6 +117,9 @@ def test_null_datasets_report_nothing(null_results):
 
 
 def test_envelope_trf_peak_recovered(null_results):
+    errors = [abs(r["latency"] - r["expected_latency"]) * 1e3 for r in null_results]
+    print(f"null study: envelope peak latency error max {max(errors):.1f} ms, mean {np.mean(errors):.1f} ms "
+          f"(one sample {1e3 / SFREQ:.1f} ms)")
     off = [(r["latency"], r["expected_latency"]) for r in null_results
            if abs(r["latency"] - r["expected_latency"]) > 1 / SFREQ + 1e-9]
     assert not off, off
