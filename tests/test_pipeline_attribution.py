@@ -110,3 +110,17 @@ def test_tables_identical_with_one_and_two_threads(study, tmp_path):
     assert len(tables["1"]) >= 7 + 4 + 2 * 3 and tables["1"].keys() == tables["2"].keys()
     for name, frame in tables["1"].items():
         pd.testing.assert_frame_equal(frame, tables["2"][name], check_exact=True)
+
+
+def test_score_reports_counts_planted_and_correlated_reports():
+    """The rule: correct when planted, or correlating with a planted feature at |r| >= 0.8."""
+    from sae_eeg.pipeline.demo import score_reports
+
+    reported = pd.DataFrame({"layer": [3, 3, 2, 1], "feature": [5, 9, 40, 7]})
+    abs_r = [[1.0, 0.1, 0.85, 0.2],          # planted 5: itself, and layer 2's feature 40 follows it
+             [0.0, 0.3, 0.1, 0.79]]          # planted 6: not found (0.79 < 0.8)
+    score = score_reports(reported, [5, 6], abs_r, planted_layer=3)
+    assert score["found"] == {5} and score["n_correct"] == 2 and score["false_by_layer"] == {3: 1, 1: 1}
+    assert score["recall"] == 0.5 and score["precision"] == 0.5
+    empty = score_reports(reported.iloc[:0], [5], [[]], planted_layer=3)
+    assert empty["recall"] == 0.0 and empty["precision"] == 1.0
