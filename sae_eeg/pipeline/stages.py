@@ -34,8 +34,7 @@ from .resources import (
 )
 from .steps import (
     acoustic_group_task, acoustic_task, activations_task, attribution_features_task, attribution_task, encode_task,
-    group_task,
-    preprocess_task, subject_task, train_sae_task,
+    group_task, preprocess_task, subject_task, train_sae_task,
 )
 
 logger = logging.getLogger(__name__)
@@ -219,7 +218,7 @@ def plan_acoustic(p):
         needs = [f"preprocess/{s}"]
         p.add(f"acoustic/{s}", acoustic_task, args=(cfg, s, p.keys(needs)),
               config={"acoustic": cfg.alignment.acoustic.model_dump(mode="json"), **_band_config(cfg),
-                      "layer": cfg.layers[0], "runs": [run.id for run in p.manifest.subject(s).runs]},
+                      "layer": cfg.layers[0], "runs": [(run.id, run.stimulus) for run in p.manifest.subject(s).runs]},
               needs=needs, outputs=[acoustic_dir(cfg, s)], where={"subject": s})
 
 
