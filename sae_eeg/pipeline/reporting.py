@@ -239,12 +239,17 @@ def _acoustic_section(cfg, fig):
 def make_report(config, *, extra_sections=()):
     """Write ``output_dir/report.html`` with every figure, the key numbers and the provenance.
 
+    It leads with the features the attribution found tracked (with their paper-protocol rows),
+    then the acoustic TRFs, the feature browser and the paper protocol's counts in their own
+    section, the encoding analyses and the SAE evaluations.
+
     Parameters
     ----------
     config : path-like | dict | PipelineConfig
         The pipeline config.
     extra_sections : sequence of ReportSection
-        Sections put first (the demo adds its ground-truth check).
+        Sections put right after the tracked features, which lead the report (the demo adds its
+        ground-truth check).
 
     Returns
     -------
