@@ -45,10 +45,10 @@ def test_group_and_evaluation_tables_join_and_a_new_features_table_needs_no_code
     write_table(pd.DataFrame({"layer": 3, "feature": features, "channel": "Pz", "t": features * 1.0,
                               "pval": 0.01 * features, "pval_corrected": 0.05 * features, "lag": 0.1,
                               "significant": features < 2}), group / "protocol_features", prov)
-    # what an attribution analysis will write: its rows join with the columns it has, the best by pval_corrected
+    # what a new analysis writes: its rows join with the columns it has, the best by pval_corrected
     write_table(pd.DataFrame({"layer": 3, "feature": [4, 4, 1], "effect": [0.2, 0.5, 0.1], "lag": [0.1, 0.2, 0.1],
                               "pval_corrected": [0.3, 0.01, 0.5], "tracked": [False, True, False]}),
-                group / "attribution_features", prov)
+                group / "novel_features", prov)
     write_table(pd.DataFrame({"subject": ["01", "02"], "feature": [1, 1], "t": [1.0, 2.0]}),
                 group / "protocol_subjects", prov)                      # per subject: not a per-feature table
     write_table(pd.DataFrame({"layer": [3], "band": ["sae"]}), group / "bands_features", prov)  # no feature column
@@ -58,13 +58,13 @@ def test_group_and_evaluation_tables_join_and_a_new_features_table_needs_no_code
                               "cosine": np.linspace(0.2, 0.9, 6), "shared": features > 3}), evals / "seed_matches", prov)
 
     tables = {t.name: t for t in feature_tables(cfg, 3)}
-    assert list(tables) == ["protocol", "class", "seed", "attribution"]
+    assert list(tables) == ["protocol", "class", "seed", "novel"]
     assert tables["protocol"].best == "pval" and "pval_corrected" in tables["protocol"].index_columns()
-    attribution = tables["attribution"]
-    assert attribution.best == "pval_corrected" and attribution.index_columns() == {
-        "effect": "attribution effect", "lag": "attribution lag", "pval_corrected": "attribution pval_corrected",
-        "tracked": "attribution tracked"}
-    assert attribution.description == "From alignment/layer_3/group/attribution_features.parquet."
+    novel = tables["novel"]
+    assert novel.best == "pval_corrected" and novel.index_columns() == {
+        "effect": "novel effect", "lag": "novel lag", "pval_corrected": "novel pval_corrected",
+        "tracked": "novel tracked"}
+    assert novel.description == "From alignment/layer_3/group/novel_features.parquet."
     assert list(tables["seed"].for_layer(3)["cosine"]) == list(np.linspace(0.2, 0.9, 6))
     # layer 2: no group folder, no seed matches; its feature classes only
     assert [t.name for t in feature_tables(cfg, 2)] == ["class"]
