@@ -115,7 +115,7 @@ def banded_gradient_search(X, Y, lags, bands, alphas, n_iter, scoring, intercept
         value = -SIGN[scoring] * total
         value.backward()
         trace.append((float(total.detach()), theta.copy()))
-        return float(value), t.grad.numpy().copy()
+        return float(value.detach()), t.grad.numpy().copy()
 
     lo, hi = np.log(min(alphas) / 1e3), np.log(max(alphas) * 1e3)
     scipy.optimize.minimize(loss, np.full(len(bands), np.log(start)), jac=True, method="L-BFGS-B",

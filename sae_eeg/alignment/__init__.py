@@ -1,12 +1,12 @@
 """Feature-to-EEG analyses: the AudioSAE EEG protocol and the analyses beyond it.
 
 Inputs are plain arrays: ``data`` maps each subject to its runs, each run a pair
-``(eeg (n_times, n_channels), features (n_times, n_features) sparse or dense)`` on
+``Run(eeg (n_times, n_channels), features (n_times, n_features) sparse or dense)`` on
 the same grid. Results are tidy pandas tables, joinable with the SAE
 interpretability tables by feature id.
 """
 
-from ._data import data_from_aligned
+from ._data import Run, data_from_aligned
 from .channels import CLUSTER_COLUMNS, ClusterTable, feature_cluster_test
 from .encoding import (
     SCORE_COLUMNS,
@@ -23,7 +23,7 @@ from .features import feature_max, firing_rates, scale_max, select_features
 from .protocol import FEATURE_COLUMNS, ProtocolResult, paper_protocol, summarize
 
 __all__ = [
-    "CLUSTER_COLUMNS", "FEATURE_COLUMNS", "SCORE_COLUMNS", "SPLIT_COLUMNS", "ClusterTable",
+    "CLUSTER_COLUMNS", "FEATURE_COLUMNS", "SCORE_COLUMNS", "SPLIT_COLUMNS", "ClusterTable", "Run",
     "GroupEncodingStats", "ProtocolResult", "data_from_aligned", "encoding_scores", "feature_cluster_test", "feature_max",
     "feature_pca",
     "firing_rates", "group_encoding_stats", "layer_curves", "paper_protocol", "pca_reduce",

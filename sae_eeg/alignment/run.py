@@ -34,9 +34,8 @@ from .. import stats
 from .._io import provenance, write_json_atomic
 from ..audio import file_hash
 from ..errors import ConfigError, InputError
-from ..trf import times_to_lags
+from ..trf import shared_stimulus_trfs, times_to_lags
 from ._data import resolve_channels
-from ._univariate import fit_univariate_many
 from .channels import clusters_from_coef
 from .encoding import (
     DEFAULT_ALPHAS,
@@ -193,7 +192,8 @@ def _load_subject(cfg, subject):
     return runs
 
 
-def _tidy_trf(coef_FCL, *, subject, cfg, ids, ch_names, times, split):
+def _tidy_trf(coef_CFL, *, subject, cfg, ids, ch_names, times, split):
+    coef_FCL = coef_CFL.transpose(1, 0, 2)
     f, c, l_ = np.meshgrid(np.arange(coef_FCL.shape[0]), np.arange(coef_FCL.shape[1]),
                            np.arange(coef_FCL.shape[2]), indexing="ij")
     return pd.DataFrame({
@@ -313,7 +313,7 @@ def run_subject(config, subject, *, force=False, memo=None):
     tables = {}
     ch_idx, ch_used = resolve_channels(p.channels, ch_names, runs[0].eeg.shape[1])
     lags = times_to_lags(p.tmin, p.tmax, cfg.sfreq)
-    dev, test = univariate_dev_test(data, lags, p.alpha, ch_idx, p.n_dev_runs, p.n_test_runs)
+    dev, test = univariate_dev_test(data, p.tmin, p.tmax, cfg.sfreq, p.alpha, ch_idx, p.n_dev_runs, p.n_test_runs)
     tables["protocol_trf"] = pd.concat([
         _tidy_trf(coef[0], subject=subject, cfg=cfg, ids=ids, ch_names=ch_used, times=lags / cfg.sfreq,
                   split=split) for coef, split in ((dev, "dev"), (test, "test"))], ignore_index=True)
@@ -322,8 +322,9 @@ def run_subject(config, subject, *, force=False, memo=None):
         cols = (np.arange(min(c.n_features, len(ids))) if c.features is None
                 else np.flatnonzero(np.isin(ids, c.features)))
         c_lags = times_to_lags(c.tmin, c.tmax, cfg.sfreq)
-        fits = fit_univariate_many({0: [(f[:, cols], eeg) for eeg, f in data[subject]]}, c_lags, c.alpha)
-        tables["cluster_trf"] = _tidy_trf(fits[0][0], subject=subject, cfg=cfg, ids=ids[cols],
+        fits = shared_stimulus_trfs({0: [(f[:, cols], eeg) for eeg, f in data[subject]]}, c.tmin, c.tmax, cfg.sfreq,
+                                    alpha=c.alpha)
+        tables["cluster_trf"] = _tidy_trf(fits[0].coef_, subject=subject, cfg=cfg, ids=ids[cols],
                                           ch_names=ch_names, times=c_lags / cfg.sfreq, split="all")
     if cfg.encoding.enabled:
         e = cfg.encoding
@@ -344,7 +345,7 @@ def run_subject(config, subject, *, force=False, memo=None):
 
 
 def _coef_from_tidy(table, split, subjects):
-    """(S, F, C, L) weights and their axes from a tidy TRF table."""
+    """(S, C, F, L) weights and their axes from a tidy TRF table."""
     t = table[table.split == split]
     ids = np.sort(t.feature.unique())
     chans = list(dict.fromkeys(t.channel))
@@ -355,7 +356,8 @@ def _coef_from_tidy(table, split, subjects):
         missing = w[w.isna()].index[0]
         raise InputError(f"Subject tables disagree: no '{split}' weight for {missing} (did every subject "
                          f"use the same features and channels?).")
-    return w.to_numpy().reshape(len(subjects), len(ids), len(chans), len(times)), ids, chans, times
+    return (w.to_numpy().reshape(len(subjects), len(ids), len(chans), len(times)).transpose(0, 2, 1, 3), ids, chans,
+            times)
 
 
 def run_group(config):

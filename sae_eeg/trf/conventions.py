@@ -30,8 +30,9 @@ from ._check import (
     _is_trial_list,
 )
 from .crossval import fold_scores, make_folds, nested_fold_scores
-from .lags import lagged_stats
-from .model import TRF, direction_lags
+from .lags import direction_lags
+from .model import TRF
+from .stats import lagged_stats
 
 
 def alpha_from_mtrf(lambda_, sfreq):
@@ -168,7 +169,7 @@ def _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas, edge,
     lags = direction_lags(tmin, tmax, sfreq, direction)
     alphas = alpha_from_mtrf(_check_alphas(lambdas, "lambdas"), sfreq)
     X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
-    return lagged_stats(X_b, y_b, lags, edge=edge, xp=xp), alphas, lags, (X_b, y_b), xp
+    return lagged_stats(X_list, y_list, lags, edge=edge, xp=xp), alphas, lags, (X_b, y_b), xp
 
 
 def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, cv=None,
@@ -199,8 +200,8 @@ def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, c
     """
     stats, alphas, lags, (X_b, y_b), xp = _mtrf_stats(stimulus, response, sfreq, direction, tmin,
                                                       tmax, lambdas, edge, backend, device)
-    return fold_scores(stats, alphas, make_folds(len(X_b), cv), fit_intercept=True, scoring=scoring,
-                       solver="auto", xp=xp, trials=(X_b, y_b), lags=lags, edge=edge)
+    return fold_scores(stats, alphas, make_folds(len(X_b), cv), centering="lagged", scoring=scoring,
+                       solver="auto", xp=xp, trials=(X_b, y_b), lags=lags, edge=edge)[:, :, 0]
 
 
 def trf_nested_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, cv_outer=None,

@@ -1,71 +1,79 @@
-"""Cross-validation of lagged ridge models on per-trial sufficient statistics.
+"""Cross-validation on per-trial statistics: folds, scorers and the held-out score of every alpha.
 
-A training set's statistics are the total minus its held-out trials; each fold needs
-one matrix decomposition for every alpha (:mod:`~sae_eeg.trf.solvers`); Pearson r, MSE
-and r^2 of each held-out trial follow from its statistics without predicting (Spearman
-needs predictions). Scores are computed per held-out trial and averaged over the
-trials of a fold (mTRFpy).
+A training set's statistics are the total minus its held-out trials; each fold decomposes
+its covariance once for every alpha (:class:`~sae_eeg.trf.ridge.RidgePath`); Pearson r,
+MSE and r^2 of each held-out trial follow from that trial's statistics without predicting
+(Spearman needs predictions). Scores are computed per held-out trial and averaged over
+the trials of a fold (mTRFpy).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as sp_stats
 
+from . import fast
 from ._check import _check_number, _check_option
-from .lags import _lag_rows, lagged_quadratic_forms, row_range
-from .solvers import ridge_path, ridge_per_output
+from .lags import design_rows, row_range
+from .ridge import RidgePath, ridge_per_output
 
 
-def _moments_from_stats(W, b, held, xp):
-    """Centred second moments of a held-out trial from its statistics, no predictions.
+class AlphaAtGridEdgeWarning(UserWarning):
+    """Cross-validation chose the smallest or the largest penalty of the grid."""
 
-    ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C). Returns ``(ss_y, ss_hat, cross, d_mean,
-    n)``: the sums of squares of ``y - mean(y)`` and ``y_hat - mean(y_hat)``, their cross
-    product, and ``mean(y) - mean(y_hat)``, each broadcast to (A, [B, ]C). The moments
-    are of the centred predictions, so the intercept (which can be large next to the
-    prediction's variance) never enters a difference of large sums. A trial with the
-    generators of its ``X^T X`` (:class:`~sae_eeg.trf.lags.LagStats`) gives
-    ``w^T X^T X w`` without the P x P product (:func:`lagged_quadratic_forms`).
+
+class Moments(NamedTuple):
+    """Centred second moments of a held-out trial's outputs ``y`` and predictions ``y_hat``.
+
+    ``ss_y``, ``ss_hat``: sums of squares of ``y - mean(y)`` and ``y_hat - mean(y_hat)``;
+    ``cross``: their cross product; ``d_mean = mean(y) - mean(y_hat)``; ``n``: rows; with
+    ``dense``, ``CW = C_h W`` and ``c_h`` (the held-out centred covariances) for gradients.
+    """
+
+    ss_y: object
+    ss_hat: object
+    cross: object
+    d_mean: object
+    n: object
+    CW: object = None
+    c_h: object = None
+
+
+def moments(W, b, held, xp, dense=False):
+    """:class:`Moments` (each (A, B, C)) of a held-out trial from its statistics, without predicting.
+
+    ``W`` (A, B, P, C) and ``b`` (A, B, C). The moments are of centred predictions, so the
+    intercept never enters a difference of large sums. A single design with the generators
+    of its ``X^T X`` gets ``w^T X^T X w`` without the P x P product
+    (:func:`~sae_eeg.trf.fast.quadratic_forms`), unless ``dense``.
     """
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
-    sx_W = (sx[None, ..., None, :] @ W)[..., 0, :]             # column sums of the predictions
-    if W.ndim == 3 and held.autocov is not None:                 # (A, P, C): all alphas as columns
-        n_A, n_P, n_C = W.shape
-        q = lagged_quadratic_forms(held.autocov[0], held.edge_rows[0],
-                                   W.swapaxes(0, 1).reshape(n_P, n_A * n_C), xp)
-        ss_hat = q.reshape(n_A, n_C) - sx_W * sx_W / n
+    sx_W = xp.einsum("bp,abpc->abc", sx, W)                      # column sums of the predictions
+    CW = None
+    if W.shape[1] == 1 and held.edge_rows is not None and not dense:
+        n_A, _, n_P, n_C = W.shape
+        q = fast.quadratic_forms(held.autocov[0, 0], held.edge_rows[0, 0],
+                                 W[:, 0].swapaxes(0, 1).reshape(n_P, n_A * n_C), xp)
+        ss_hat = q.reshape(n_A, 1, n_C) - sx_W * sx_W / n
     else:
-        C_h = xtx - (sx[..., :, None] * sx[..., None, :]) / n    # centred lagged covariance
-        ss_hat = ((C_h[None] @ W) * W).sum(axis=-2)
-    c_h = xty - (sx[..., :, None] * sy[..., None, :]) / n       # centred cross-covariance
-    cross = xp.einsum("...pc,a...pc->a...c", c_h, W)
-    ss_y = yty - sy * sy / n
-    d_mean = sy / n - (sx_W / n + b)
-    return ss_y, ss_hat, cross, d_mean, n
+        CW = (xtx - sx[..., :, None] * sx[..., None, :] / n)[None] @ W   # centred held-out covariance
+        ss_hat = (CW * W).sum(-2)
+    c_h = xty - sx[..., :, None] * sy / n                         # centred held-out cross-covariance
+    cross = xp.einsum("bpc,abpc->abc", c_h, W)
+    return Moments(yty - sy * sy / n, ss_hat, cross, sy / n - (sx_W / n + b), n, CW, c_h)
 
 
-def _pearson_stats(W, b, held, xp):
-    ss_y, ss_hat, cross, _, _ = _moments_from_stats(W, b, held, xp)
-    with np.errstate(divide="ignore", invalid="ignore"):     # constant prediction: NaN
-        return cross / xp.sqrt(ss_y * ss_hat)
+def _pearson_stats(m):
+    with np.errstate(divide="ignore", invalid="ignore"):         # constant prediction: NaN
+        return m.cross / (m.ss_y * m.ss_hat) ** 0.5
 
 
-def _sse(W, b, held, xp):
-    ss_y, ss_hat, cross, d_mean, n = _moments_from_stats(W, b, held, xp)
-    return ss_y - 2 * cross + ss_hat + n * d_mean * d_mean, ss_y, n
-
-
-def _mse_stats(W, b, held, xp):
-    sse, _, n = _sse(W, b, held, xp)
-    return sse / n
-
-
-def _r2_stats(W, b, held, xp):
-    sse, ss_y, _ = _sse(W, b, held, xp)
-    return 1 - sse / ss_y
+def _sse(m):
+    return m.ss_y - 2 * m.cross + m.ss_hat + m.n * m.d_mean * m.d_mean
 
 
 def pearson(y_true, y_pred):
@@ -91,19 +99,20 @@ def r2(y_true, y_pred):
 
 @dataclass(frozen=True)
 class Scorer:
-    """A metric: from predictions (numpy) and, where possible, from sufficient statistics."""
+    """A metric: from predictions (numpy) and, where possible, from held-out :class:`Moments`."""
 
     from_predictions: object
-    from_stats: object
+    from_moments: object
     greater_is_better: bool
 
 
 SCORERS = {
     "pearson": Scorer(pearson, _pearson_stats, True),
     "spearman": Scorer(spearman, None, True),
-    "mse": Scorer(mse, _mse_stats, False),
-    "r2": Scorer(r2, _r2_stats, True),
+    "mse": Scorer(mse, lambda m: _sse(m) / m.n, False),
+    "r2": Scorer(r2, lambda m: 1 - _sse(m) / m.ss_y, True),
 }
+STATS_SCORERS = tuple(k for k, v in SCORERS.items() if v.from_moments is not None)
 
 
 def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
@@ -114,8 +123,8 @@ def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
     n_trials : int
         Number of trials (at least 2).
     cv : int | None
-        Number of folds (contiguous groups of trials, as ``numpy.array_split``);
-        ``None`` or ``-1`` is leave-one-trial-out.
+        Number of folds (contiguous groups of trials, as ``numpy.array_split``); ``None``
+        or ``-1`` is leave-one-trial-out.
     shuffle : bool
         Shuffle the trials before splitting.
     random_state : int | numpy.random.Generator | None
@@ -137,15 +146,21 @@ def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
     return [np.sort(f) for f in np.array_split(order, k)]
 
 
-def predict_rows(x_TF, W, b, lags, start, stop, xp):
-    """Predictions of rows ``start..stop-1`` of a trial for every alpha: (A, n_rows, C)."""
-    rows = _lag_rows(x_TF, lags, start, stop, xp)
-    return rows[None] @ W + b[:, None, :]
+def predict_rows(x, W, b, lags, start, stop, xp):
+    """Predictions of rows ``start..stop-1`` of a trial by one design for every alpha: (A, n_rows, C)."""
+    return design_rows(x, lags, np.arange(start, stop), xp)[None] @ W[:, 0] + b[:, 0, None, :]
 
 
-def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, trials=None,
-                lags=None, edge="zero", penalty_scale=None):
-    """Scores of every fold, alpha and output.
+def fold_paths(stats, alphas, folds, *, centering, solver, xp, penalty_scale=None):
+    """The decomposed training system of every fold (kept: for many response parts, e.g. null samples)."""
+    total = stats.total()
+    return [RidgePath(total.minus(stats.total(xp.index(test))), alphas, centering=centering, solver=solver,
+                      penalty_scale=penalty_scale, xp=xp, overwrite=True) for test in folds]
+
+
+def fold_scores(stats, alphas, folds, *, centering, scoring, solver, xp, trials=None, lags=None, edge="zero",
+                penalty_scale=None, paths=None):
+    """Held-out scores of every fold, alpha, design and output.
 
     Parameters
     ----------
@@ -155,12 +170,12 @@ def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, tri
         Penalties.
     folds : list of ndarray of int
         Held-out trials per fold (:func:`make_folds`).
-    fit_intercept : bool
-        Unpenalised intercept.
+    centering : None | 'lagged' | 'signal'
+        Intercept rule (:func:`~sae_eeg.trf.ridge.centered_gram`).
     scoring : str
         Key of :data:`SCORERS`.
     solver : str
-        Key of :data:`~sae_eeg.trf.solvers.SOLVERS` or 'auto'.
+        Key of :data:`~sae_eeg.trf.ridge.SOLVERS` or 'auto'.
     xp : ops
         Backend namespace.
     trials : tuple (list of X, list of Y) | None
@@ -171,30 +186,35 @@ def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, tri
         Edge mode, with ``trials``.
     penalty_scale : array, shape (P,) | None
         Relative penalty per column (banded ridge).
+    paths : list of RidgePath | None
+        The folds' systems from :func:`fold_paths` (``stats`` then share their stimulus part).
 
     Returns
     -------
-    scores : ndarray, shape (n_folds, n_alphas, [B, ]n_outputs)
-        Mean over the held-out trials of each fold (B: batch of independent models).
+    scores : ndarray, shape (n_folds, n_alphas, B, n_outputs)
+        Mean over the held-out trials of each fold (B: independent designs).
     """
     _check_option("scoring", scoring, SCORERS)
-    scorer = SCORERS[scoring]
-    total = stats.total()
-    out = []
-    for test in folds:
-        train = total.minus(stats.total(xp.index(test)))
-        W, b = ridge_path(train, alphas, fit_intercept=fit_intercept, solver=solver, xp=xp,
-                          penalty_scale=penalty_scale, overwrite=True)     # train: a new array
+    scorer, total, out = SCORERS[scoring], stats.total(), []
+    for k, test in enumerate(folds):
+        held = stats.total(xp.index(test))
+        if paths is None:
+            train = total.minus(held)
+            path = RidgePath(train, alphas, centering=centering, solver=solver, penalty_scale=penalty_scale,
+                             xp=xp, overwrite=True)                              # train: a new array
+        else:
+            path = paths[k]
+            train = path.stats.with_response(*(getattr(total, f) - getattr(held, f) for f in ("xty", "sy", "yty")))
+        W, b = path.solve(train)
         per_trial = []
         for i in test:
-            if scorer.from_stats is not None:
-                per_trial.append(xp.to_numpy(scorer.from_stats(W, b, stats.trial(int(i)), xp)))
-            else:
-                x_TF, y_TC = trials[0][i], trials[1][i]
-                start, stop = row_range(x_TF.shape[0], lags, edge)
-                pred = xp.to_numpy(predict_rows(x_TF, W, b, lags, start, stop, xp))
-                y_true = xp.to_numpy(y_TC[start:stop])
-                per_trial.append(np.stack([scorer.from_predictions(y_true, p) for p in pred]))
+            if scorer.from_moments is not None:
+                per_trial.append(xp.to_numpy(scorer.from_moments(moments(W, b, stats.trial(int(i)), xp))))
+                continue
+            x, y = trials[0][i], trials[1][i]
+            start, stop = row_range(x.shape[0], lags, edge)
+            pred = xp.to_numpy(predict_rows(x, W, b, lags, start, stop, xp))
+            per_trial.append(np.stack([scorer.from_predictions(xp.to_numpy(y[start:stop]), p) for p in pred])[:, None])
         out.append(np.mean(per_trial, axis=0))
     return np.stack(out)
 
@@ -202,14 +222,39 @@ def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, tri
 def best_alpha_index(mean_scores, scoring, per_output):
     """Index of the best alpha per output, shape (n_outputs,), from scores (n_alphas, n_outputs).
 
-    With ``per_output=False`` the alpha with the best score averaged over outputs is
-    used for every output. Ties go to the first alpha (as mTRFpy's argmax).
+    With ``per_output=False`` the alpha with the best score averaged over outputs is used for
+    every output. Ties go to the first alpha (as mTRFpy's argmax).
     """
     sign = 1.0 if SCORERS[scoring].greater_is_better else -1.0
     s = sign * np.nan_to_num(mean_scores, nan=-np.inf)
     if per_output:
         return np.argmax(s, axis=0)
     return np.full(s.shape[1], np.argmax(s.mean(axis=1)))
+
+
+def warn_at_grid_edge(alphas, index):
+    """Warn when cross-validation chose the smallest or the largest alpha of the grid, with a wider grid.
+
+    Parameters
+    ----------
+    alphas : ndarray, shape (n_alphas,)
+        The grid searched.
+    index : array of int
+        Index of the alpha chosen for each model (any shape).
+    """
+    if len(alphas) < 2:
+        return
+    chosen, (lo, hi) = alphas[np.asarray(index).ravel()], np.log10([alphas.min(), alphas.max()])
+    step = (hi - lo) / (len(alphas) - 1) if hi > lo else 1.0
+    for side, hit, wider in (("largest", chosen == alphas.max(), (lo, hi + 3)),
+                             ("smallest", chosen == alphas.min(), (lo - 3, hi))):
+        if hit.any():
+            warnings.warn(
+                f"Cross-validation chose the {side} alpha of the grid ({chosen[hit][0]:g}) for {hit.sum()} of "
+                f"{hit.size} models: the best penalty may lie beyond the grid. Try a wider one, e.g. "
+                f"alpha=np.logspace({wider[0]:g}, {wider[1]:g}, {int(round((wider[1] - wider[0]) / step)) + 1}). "
+                "Silence with warnings.filterwarnings('ignore', category=AlphaAtGridEdgeWarning).",
+                AlphaAtGridEdgeWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -219,19 +264,19 @@ class NestedCV:
     Attributes
     ----------
     scores : ndarray, shape (n_outer, n_outputs)
-        Score on each outer test fold of the model refit on its training trials with
-        the alpha chosen by the inner cross-validation (an unbiased accuracy estimate).
+        Score on each outer test fold of the model refit on its training trials with the
+        alpha chosen by the inner cross-validation (an unbiased accuracy estimate).
     alphas : ndarray, shape (n_outer, n_outputs)
-        The alpha chosen in each outer fold.
+        The alpha chosen in each outer fold (a record of the procedure, not a fitted model).
     """
 
     scores: np.ndarray
     alphas: np.ndarray
 
 
-def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, fit_intercept=True,
+def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, centering="lagged",
                        scoring="pearson", solver="auto", per_output=False, xp):
-    """Nested cross-validation on per-trial statistics (no covariance is recomputed).
+    """Nested cross-validation on per-trial statistics of one design (no covariance is recomputed).
 
     Parameters
     ----------
@@ -241,12 +286,12 @@ def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, fit_inter
         Penalties searched by the inner loop.
     cv_outer, cv_inner : int | None
         Folds of the outer and inner loops (``None``: leave one trial out).
-    fit_intercept : bool
-        Unpenalised intercept.
+    centering : None | 'lagged' | 'signal'
+        Intercept rule.
     scoring : 'pearson' | 'mse' | 'r2'
         Metric (from statistics).
     solver : str
-        See :data:`~sae_eeg.trf.solvers.SOLVERS`.
+        See :data:`~sae_eeg.trf.ridge.SOLVERS`.
     per_output : bool
         Choose alpha per output.
     xp : ops
@@ -255,9 +300,8 @@ def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, fit_inter
     Returns
     -------
     result : NestedCV
-        Outer-fold scores and the alphas chosen.
     """
-    _check_option("scoring", scoring, tuple(k for k, v in SCORERS.items() if v.from_stats))
+    _check_option("scoring", scoring, STATS_SCORERS)
     n = stats.n_trials
     if n < 3:
         raise ValueError(f"Nested cross-validation needs at least 3 trials; got {n}.")
@@ -267,12 +311,11 @@ def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, fit_inter
         train_idx = np.setdiff1d(np.arange(n), test)
         inner_stats = stats.subset(xp.index(train_idx))
         inner_cv = None if cv_inner is None else min(cv_inner, len(train_idx))
-        inner = fold_scores(inner_stats, alphas, make_folds(len(train_idx), inner_cv),
-                            fit_intercept=fit_intercept, scoring=scoring, solver=solver, xp=xp)
+        inner = fold_scores(inner_stats, alphas, make_folds(len(train_idx), inner_cv), centering=centering,
+                            scoring=scoring, solver=solver, xp=xp)[:, :, 0]
         a_C = alphas[best_alpha_index(inner.mean(axis=0), scoring, per_output)]
-        W, b = ridge_per_output(inner_stats.total(), a_C, fit_intercept=fit_intercept,
-                                solver=solver, xp=xp)
-        per = [xp.to_numpy(SCORERS[scoring].from_stats(W[None], b[None], stats.trial(int(i)), xp))[0]
+        W, b = ridge_per_output(inner_stats.total(), a_C, centering=centering, solver=solver, xp=xp)
+        per = [xp.to_numpy(SCORERS[scoring].from_moments(moments(W[None], b[None], stats.trial(int(i)), xp)))[0, 0]
                for i in test]
         scores.append(np.mean(per, axis=0))
         chosen.append(a_C)

@@ -6,15 +6,16 @@ import numpy as np
 
 from ._backend import get_ops
 from ._check import _as_trials
-from .lags import coef_from_weights, lagged_stats, weights_from_coef
-from .solvers import centered_system
+from .lags import coef_from_weights, weights_from_coef
+from .ridge import centered_gram
+from .stats import lagged_stats
 
 
 def haufe_patterns(model, X):
     """Activation patterns ``A = Cov(X_lagged) W Cov(y_hat)^-1`` of a fitted model (Haufe 2014).
 
-    The covariance of the lagged inputs is computed from lagged statistics (no design
-    matrix) over the same rows and edges as the fit, centred like the fit.
+    The covariance of the lagged inputs comes from the lagged statistics (no design matrix)
+    over the same rows and edges as the fit, centred like the fit.
 
     Parameters
     ----------
@@ -26,20 +27,19 @@ def haufe_patterns(model, X):
     Returns
     -------
     patterns : ndarray, shape (n_outputs, n_features, n_lags)
-        Same layout and lags as ``model.coef_``; for a backward model, the forward
-        pattern of each EEG channel at regression lag ``model.lags_`` (read as
-        response latency ``-model.times_``).
+        Same layout and lags as ``model.coef_``; for a backward model, the forward pattern of
+        each EEG channel at regression lag ``model.lags_`` (read as latency ``-model.times_``).
     """
     X_list = _as_trials(X, "X")
     if X_list[0].shape[1] != model.coef_.shape[1]:
         raise ValueError(f"X has {X_list[0].shape[1]} features but the model was fitted with "
                          f"{model.coef_.shape[1]}.")
-    xp = get_ops("numpy")
-    zeros = [np.zeros((x.shape[0], 1)) for x in X_list]
-    stats = lagged_stats(X_list, zeros, model.lags_, edge=model.edge, per_trial=False, xp=xp)
-    C, _ = centered_system(stats, model.fit_intercept)
-    W = weights_from_coef(model.coef_)                                      # (P, n_out)
+    center, xp = model.centering if model.fit_intercept else None, get_ops("numpy")
+    ones = center == "signal"
+    stats = lagged_stats(X_list, None, model.lags_, edge=model.edge, per_trial=False, ones=ones, xp=xp)
+    C = centered_gram(stats, center, xp)[0]
+    coef = np.concatenate([model.coef_, np.zeros(model.coef_.shape[:1] + (int(ones),) + model.coef_.shape[2:])], axis=1)
+    W = weights_from_coef(coef)                                              # (P, n_out)
     cov_x_W = C @ W
-    cov_yhat = W.T @ cov_x_W
-    A = np.linalg.solve(cov_yhat, cov_x_W.T).T                             # (P, n_out)
-    return coef_from_weights(A, len(model.lags_))
+    A = np.linalg.solve(W.T @ cov_x_W, cov_x_W.T).T                         # (P, n_out)
+    return coef_from_weights(A, len(model.lags_))[:, :model.coef_.shape[1]]

@@ -10,41 +10,11 @@ from sklearn.base import (  # the estimator contract (only non-numeric import)
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import get_ops
-from ._check import (
-    _as_trials,
-    _check_alphas,
-    _check_number,
-    _check_option,
-    _check_pair,
-    _is_trial_list,
-)
-from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows
-from .lags import (
-    EDGES,
-    coef_from_weights,
-    lagged_stats,
-    row_range,
-    times_to_lags,
-    valid_slice,
-    weights_from_coef,
-)
-from .solvers import SOLVERS, ridge_per_output
-
-
-def direction_lags(tmin, tmax, sfreq, direction):
-    """Regression lags (samples) of a forward (1) or backward (-1) model.
-
-    A backward model reconstructs the stimulus at ``t`` from the response at
-    ``t + tmin .. t + tmax``: its regression lags are ``-tmax .. -tmin`` (mTRF).
-    """
-    _check_option("direction", direction, (1, -1))
-    if direction == 1:
-        return times_to_lags(tmin, tmax, sfreq)
-    _check_number("tmin", tmin)
-    _check_number("tmax", tmax)
-    if tmin > tmax:
-        raise ValueError(f"tmin must be <= tmax; got tmin={tmin!r}, tmax={tmax!r}.")
-    return times_to_lags(-tmax, -tmin, sfreq)
+from ._check import _as_trials, _check_alphas, _check_number, _check_option, _check_pair, _is_trial_list
+from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows, warn_at_grid_edge
+from .lags import EDGES, coef_from_weights, direction_lags, row_range, valid_slice, weights_from_coef
+from .ridge import CENTERINGS, SOLVERS, ridge_per_output
+from .stats import lagged_stats
 
 
 class TRF(RegressorMixin, BaseEstimator):
@@ -68,6 +38,12 @@ class TRF(RegressorMixin, BaseEstimator):
         cross-validation over trials and the best is refit on all trials. Default 1.0.
     fit_intercept : bool
         Fit an unpenalised intercept. Default True.
+    centering : 'lagged' | 'signal'
+        How the intercept is fitted (see Notes). ``'lagged'`` (default): the lagged design's
+        columns are centred on their means, i.e. ridge with an unpenalised column of ones in
+        the design (mTRF-Toolbox, mTRFpy, scikit-learn ``Ridge`` on the lagged design): the
+        least-squares intercept. ``'signal'``: the input and output signals are centred before
+        lagging (MNE ``ReceptiveField``/``TimeDelayingRidge`` with ``fit_intercept=True``).
     edge : 'zero' | 'valid'
         ``'zero'`` zero-pads lagged inputs beyond the trial (mTRF ``zeropad=True``,
         MNE); ``'valid'`` uses only samples whose lagged inputs are all inside the
@@ -114,7 +90,11 @@ class TRF(RegressorMixin, BaseEstimator):
     -----
     Convention: ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over all
     trials (centred when ``fit_intercept``), as scikit-learn Ridge and MNE
-    TimeDelayingRidge. mTRF-Toolbox (MATLAB) solves ``(X^T X + lambda fs I') w = X^T y``
+    TimeDelayingRidge. The two intercepts are different problems: with zero-padded edges
+    the signals' means and the lagged columns' means differ over the first and last lags'
+    samples, so ``'lagged'`` and ``'signal'`` weights differ (by a few percent on short
+    trials) while both predict the interior alike; ``'lagged'`` is the default because it
+    is the exact least-squares intercept and mTRF's convention. mTRF-Toolbox (MATLAB) solves ``(X^T X + lambda fs I') w = X^T y``
     and reports ``w fs``; mTRFpy averages the covariances over trials. Hence
     ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy * sfreq * n_trials`` and
     ``coef_ = w / sfreq``. Converters: :func:`sae_eeg.trf.conventions.alpha_from_mtrf`,
@@ -132,7 +112,7 @@ class TRF(RegressorMixin, BaseEstimator):
     [0.0, 1.0, 0.5]
     """
 
-    def __init__(self, tmin, tmax, sfreq, *, direction=1, alpha=1.0, fit_intercept=True,
+    def __init__(self, tmin, tmax, sfreq, *, direction=1, alpha=1.0, fit_intercept=True, centering="lagged",
                  edge="zero", solver="auto", backend="numpy", device=None, scoring="pearson",
                  cv=None, alpha_per_output=False):
         self.tmin = tmin
@@ -141,6 +121,7 @@ class TRF(RegressorMixin, BaseEstimator):
         self.direction = direction
         self.alpha = alpha
         self.fit_intercept = fit_intercept
+        self.centering = centering
         self.edge = edge
         self.solver = solver
         self.backend = backend
@@ -154,9 +135,11 @@ class TRF(RegressorMixin, BaseEstimator):
         _check_option("solver", self.solver, ("auto", *SOLVERS))
         _check_option("scoring", self.scoring, SCORERS)
         _check_option("fit_intercept", self.fit_intercept, (True, False))
+        _check_option("centering", self.centering, CENTERINGS)
         _check_option("alpha_per_output", self.alpha_per_output, (True, False))
         sfreq = _check_number("sfreq", self.sfreq, low=0, inclusive=False)
         lags = direction_lags(self.tmin, self.tmax, sfreq, self.direction)
+        self._center = self.centering if self.fit_intercept else None
         return sfreq, lags, _check_alphas(self.alpha), get_ops(self.backend, self.device)
 
     def __sklearn_tags__(self):
@@ -188,25 +171,28 @@ class TRF(RegressorMixin, BaseEstimator):
         y_b = [xp.asarray(a) for a in y_list]
         for x in X_b:
             row_range(x.shape[0], lags, self.edge)
-        stats = lagged_stats(X_b, y_b, lags, edge=self.edge, per_trial=len(alphas) > 1, xp=xp)
+        stats = lagged_stats(X_b, y_b, lags, edge=self.edge, per_trial=len(alphas) > 1,
+                             ones=self._center == "signal", xp=xp)
         n_out = y_list[0].shape[1]
         if len(alphas) > 1:
-            folds = make_folds(len(X_b), self.cv)
-            scores = fold_scores(stats, alphas, folds, fit_intercept=self.fit_intercept,
-                                 scoring=self.scoring, solver=self.solver, xp=xp,
-                                 trials=(X_b, y_b), lags=lags, edge=self.edge)
-            self.cv_scores_ = scores.mean(axis=0)
-            alpha_C = alphas[best_alpha_index(self.cv_scores_, self.scoring, self.alpha_per_output)]
+            scores = fold_scores(stats, alphas, make_folds(len(X_b), self.cv), centering=self._center,
+                                 scoring=self.scoring, solver=self.solver, xp=xp, trials=(X_b, y_b), lags=lags,
+                                 edge=self.edge)
+            self.cv_scores_ = scores[:, :, 0].mean(axis=0)
+            best = best_alpha_index(self.cv_scores_, self.scoring, self.alpha_per_output)
+            warn_at_grid_edge(alphas, best)
+            alpha_C = alphas[best]
         else:
             self.cv_scores_ = np.full((1, n_out), np.nan)
             alpha_C = np.full(n_out, alphas[0])
-        W, b = ridge_per_output(stats.total(), alpha_C, fit_intercept=self.fit_intercept,
-                                solver=self.solver, xp=xp)
-        return self._set_fitted(xp.to_numpy(W), xp.to_numpy(b), alpha_C, lags, sfreq)
+        W, b = ridge_per_output(stats.total(), alpha_C, centering=self._center, solver=self.solver, xp=xp)
+        return self._set_fitted(xp.to_numpy(W[0]), xp.to_numpy(b[0]), alpha_C, lags, sfreq)
 
     def _set_fitted(self, W, b, alpha_C, lags, sfreq):
         """Store the fitted attributes from lag-major weights W (P, C) and intercepts b (C,)."""
         self.coef_ = coef_from_weights(W, len(lags))
+        if self._center == "signal":                 # the constant feature (weight 0) is no input
+            self.coef_ = np.ascontiguousarray(self.coef_[:, :-1])
         self.intercept_ = b
         self.alpha_ = alpha_C
         self.lags_ = lags
@@ -223,8 +209,8 @@ class TRF(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has {X_list[0].shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
         xp = get_ops(self.backend, self.device)
-        W = xp.asarray(weights_from_coef(self.coef_))[None]
-        b = xp.asarray(self.intercept_)[None]
+        W = xp.asarray(weights_from_coef(self.coef_))[None, None]
+        b = xp.asarray(self.intercept_)[None, None]
         return [xp.to_numpy(predict_rows(xp.asarray(x), W, b, self.lags_, 0, x.shape[0], xp)[0])
                 for x in X_list]
 
