@@ -134,7 +134,8 @@ def test_compact_wy_of_lapack_reflectors(rng, shape):
     panel = rng.standard_normal(shape)
     qr, tau = lapack.dgeqrf(panel)[:2]
     r = min(shape)
-    V, T = fast._compact_wy(np.tril(qr[:, :r], -1) + np.eye(*qr[:, :r].shape), tau)
+    V, T = fast._compact_wy((np.tril(qr[:, :r], -1) + np.eye(*qr[:, :r].shape))[None], tau[None])
+    V, T = V[0], T[0]
     Q = np.eye(shape[0]) - V @ T @ V.T
     np.testing.assert_allclose(Q.T @ Q, np.eye(shape[0]), atol=1e-12)
     np.testing.assert_allclose((Q @ np.vstack([np.triu(qr[:r]), np.zeros((shape[0] - r, shape[1]))])), panel,

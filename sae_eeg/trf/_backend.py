@@ -1,7 +1,7 @@
 """Array backends of the TRF engine: one code path over NumPy and torch.
 
 A backend is resolved once per call into an ops object (``xp``); the math is written once
-against it (array methods common to NumPy and torch plus the few functions below). No
+against it (the array methods NumPy and torch share plus the functions below). No
 module-level state: the backend is a parameter, never a global.
 """
 
@@ -25,8 +25,9 @@ except ImportError:  # pragma: no cover - torch is a dependency of sae-eeg
 class NumpyOps:
     """Operations on NumPy arrays (float64, CPU)."""
 
-    name = "numpy"
-    device = "cpu"
+    name, device = "numpy", "cpu"
+    concat, stack, flip, eye, einsum, permute, contiguous = map(staticmethod, (
+        np.concatenate, np.stack, np.flip, np.eye, np.einsum, np.transpose, np.ascontiguousarray))
 
     def asarray(self, a):
         """``a`` as a float64 array (no copy of a float64 array, whatever its layout)."""
@@ -40,26 +41,6 @@ class NumpyOps:
         """Integer index array for fancy indexing."""
         return np.asarray(a, dtype=np.int64)
 
-    def concat(self, arrays, axis=0):
-        """Concatenate along ``axis``."""
-        return np.concatenate(arrays, axis=axis)
-
-    def stack(self, arrays, axis=0):
-        """Stack along a new ``axis``."""
-        return np.stack(arrays, axis=axis)
-
-    def flip(self, a, axis):
-        """Reverse the order along ``axis``."""
-        return np.flip(a, axis)
-
-    def eye(self, n):
-        """Identity matrix (n, n)."""
-        return np.eye(n)
-
-    def einsum(self, subscripts, *operands):
-        """Einstein summation."""
-        return np.einsum(subscripts, *operands)
-
     def eigh(self, a):
         """Eigenvalues (ascending) and eigenvectors of symmetric matrices ([B, ]P, P)."""
         return np.linalg.eigh(a)
@@ -67,8 +48,8 @@ class NumpyOps:
     def cho_factor(self, a):
         """Cholesky factor of symmetric positive definite ``a`` ([B, ]P, P), computed in ``a``'s memory.
 
-        ``a`` is symmetric, so its transpose is the same matrix in Fortran order, which
-        LAPACK factorises in place (SciPy copies a C-ordered matrix first: 38 -> 30 ms at P = 1248).
+        ``a`` is symmetric, so its transpose is the same matrix in Fortran order, which LAPACK
+        factorises in place (SciPy copies a C-ordered matrix first: 38 -> 30 ms at P = 1248).
         """
         return scipy.linalg.cho_factor(np.swapaxes(a, -1, -2), overwrite_a=True, check_finite=False)
 
@@ -103,7 +84,7 @@ class NumpyOps:
 
 
 class TorchOps:
-    """Operations on torch tensors (float64 on CPU, float32 on GPU)."""
+    """Operations on torch tensors (float64 on CPU, float32 on GPU): the methods of :class:`NumpyOps`."""
 
     name = "torch"
 
@@ -114,13 +95,14 @@ class TorchOps:
         if device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available; "
                              "use device='cpu' or None.")
-        self.device = device
-        self.dtype = torch.float64 if device.type == "cpu" else torch.float32
+        self.device, self.dtype = device, torch.float64 if device.type == "cpu" else torch.float32
         if device.type != "cpu":
             warnings.warn("The torch TRF backend computes in float32 on GPU (results differ from the "
                           "float64 numpy reference at ~1e-5). Use backend='numpy' for float64; silence "
                           "with warnings.filterwarnings('ignore', 'The torch TRF backend').",
                           UserWarning, stacklevel=3)
+        self.concat, self.stack, self.einsum = torch.cat, torch.stack, torch.einsum
+        self.eigh, self.cho_factor = torch.linalg.eigh, torch.linalg.cholesky
 
     def asarray(self, a):
         if isinstance(a, torch.Tensor):
@@ -133,26 +115,17 @@ class TorchOps:
     def index(self, a):
         return torch.as_tensor(np.asarray(a, dtype=np.int64), device=self.device)
 
-    def concat(self, arrays, axis=0):
-        return torch.cat(list(arrays), dim=axis)
-
-    def stack(self, arrays, axis=0):
-        return torch.stack(list(arrays), dim=axis)
-
     def flip(self, a, axis):
         return torch.flip(a, (axis,))
 
+    def permute(self, a, axes):
+        return a.permute(*axes)
+
+    def contiguous(self, a):
+        return a.contiguous()
+
     def eye(self, n):
         return torch.eye(n, dtype=self.dtype, device=self.device)
-
-    def einsum(self, subscripts, *operands):
-        return torch.einsum(subscripts, *operands)
-
-    def eigh(self, a):
-        return torch.linalg.eigh(a)
-
-    def cho_factor(self, a):
-        return torch.linalg.cholesky(a)
 
     def cho_solve(self, factor, b):
         return torch.cholesky_solve(b, factor)
@@ -184,13 +157,11 @@ def get_ops(backend="numpy", device=None):
     backend : 'numpy' | 'torch'
         Array library. ``'numpy'`` computes in float64 on CPU (the reference).
     device : str | None
-        Torch device (``'cpu'``, ``'cuda'``, ``'cuda:1'``); ``None`` is CPU. Only for
-        ``backend='torch'``.
+        Torch device (``'cpu'``, ``'cuda'``, ``'cuda:1'``); ``None`` is CPU. Only for ``backend='torch'``.
 
     Returns
     -------
     ops : NumpyOps | TorchOps
-        The namespace every engine function computes with.
     """
     _check_option("backend", backend, BACKENDS)
     if backend == "numpy":

@@ -25,33 +25,24 @@ def _check_option(name, value, allowed):
     allowed = list(allowed)
     if any(value == a and type(value) is type(a) for a in allowed):
         return value
-    options = ", ".join(repr(a) for a in allowed)
-    raise ValueError(
-        f"Invalid value for {name!r}: got {value!r}; allowed values are {options}."
-        f"{_did_you_mean(value, allowed)}"
-    )
+    raise ValueError(f"Invalid value for {name!r}: got {value!r}; allowed values are "
+                     f"{', '.join(repr(a) for a in allowed)}.{_did_you_mean(value, allowed)}")
 
 
 def _check_number(name, value, *, low=None, high=None, inclusive=True, integer=False):
     """Return ``value`` as float (or int) after a type and range check; bool never passes."""
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, (kind, np.integer if integer else np.number)):
-        raise TypeError(
-            f"{name!r} must be {'an int' if integer else 'a real number'}; got {value!r} "
-            f"of type {type(value).__name__}."
-        )
+        raise TypeError(f"{name!r} must be {'an int' if integer else 'a real number'}; got {value!r} "
+                        f"of type {type(value).__name__}.")
     value = int(value) if integer else float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name!r} must be finite; got {value!r}.")
     bad_low = low is not None and (value < low if inclusive else value <= low)
     bad_high = high is not None and (value > high if inclusive else value >= high)
     if bad_low or bad_high:
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        brackets = "[]" if inclusive else "()"
-        raise ValueError(
-            f"{name!r} must be in {brackets[0]}{lo}, {hi}{brackets[1]}; got {value!r}."
-        )
+        lo, hi, brackets = "-inf" if low is None else low, "inf" if high is None else high, "[]" if inclusive else "()"
+        raise ValueError(f"{name!r} must be in {brackets[0]}{lo}, {hi}{brackets[1]}; got {value!r}.")
     return value
 
 
@@ -67,9 +58,7 @@ def _check_alphas(alpha, name="alpha"):
                 f"{name!r} must be a positive number or a sequence of them; got {alpha!r}."
             ) from None
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(
-            f"{name!r} must hold finite values >= 0 (at least one); got {alpha!r}."
-        )
+        raise ValueError(f"{name!r} must hold finite values >= 0 (at least one); got {alpha!r}.")
     return arr
 
 
@@ -132,9 +121,7 @@ def _as_trials(data, name, *, allow_1d=True, allow_sparse=False):
             raise ValueError(f"Expected a 2D array for {label}, got a 1D array of shape {arr.shape}. "
                              "Reshape your data with x[:, None] if it has a single feature.")
         if arr.ndim != 2:
-            raise ValueError(
-                f"{label} must be 2-D (n_times, n_columns); got shape {arr.shape}."
-            )
+            raise ValueError(f"{label} must be 2-D (n_times, n_columns); got shape {arr.shape}.")
         if arr.shape[1] == 0:
             raise ValueError(f"{label} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
         if arr.shape[0] == 0:
@@ -157,8 +144,6 @@ def _check_pair(X, y, *, x_name="X", y_name="y", x_1d=True, x_sparse=False):
         raise ValueError(f"{x_name!r} has {len(X)} trials but {y_name!r} has {len(y)}; they must match.")
     for i, (a, b) in enumerate(zip(X, y)):
         if a.shape[0] != b.shape[0]:
-            raise ValueError(
-                f"Trial {i}: {x_name!r} has {a.shape[0]} samples but {y_name!r} has {b.shape[0]}; "
-                "each trial must have the same length in both."
-            )
+            raise ValueError(f"Trial {i}: {x_name!r} has {a.shape[0]} samples but {y_name!r} has {b.shape[0]}; "
+                             "each trial must have the same length in both.")
     return X, y

@@ -20,20 +20,14 @@ SEARCHES = ("gradient", "random")
 class BandedTRF(TRF):
     """TRF with a separate ridge penalty for each band (group) of input features.
 
-    Two searches for the band penalties, both scored by cross-validation on the
-    training trials:
+    The band penalties are chosen by cross-validation on the training trials, then refit on all:
 
-    - ``search='gradient'`` (default): start from plain ridge with the best of
-      ``alpha``, then descend the cross-validated loss in the log band penalties with
-      its exact gradient (implicit differentiation of the ridge solution, one
-      Cholesky factorisation per fold and step; L-BFGS-B, at most ``n_iter`` steps).
-    - ``search='random'``: the penalty of band ``b`` is ``alpha * n_bands * gamma_b``
-      with ``gamma`` on the simplex; the candidates are the uniform point (plain
-      ridge) and ``n_iter - 1`` Dirichlet draws, each with every global ``alpha``
-      from one eigendecomposition per fold (himalaya's
-      ``solve_banded_ridge_random_search``).
-
-    The best penalties are refit on all trials.
+    - ``search='gradient'`` (default): from plain ridge at the best of ``alpha``, L-BFGS-B (at
+      most ``n_iter`` steps) on the log band penalties with the loss's exact gradient (implicit
+      differentiation of the ridge solution: one Cholesky factorisation per fold and step);
+    - ``search='random'``: band ``b``'s penalty is ``alpha * n_bands * gamma_b``, ``gamma`` the
+      uniform point (plain ridge) and ``n_iter - 1`` Dirichlet draws on the simplex, each with
+      every ``alpha`` (himalaya's ``solve_banded_ridge_random_search``).
 
     Parameters
     ----------
@@ -47,8 +41,7 @@ class BandedTRF(TRF):
     search : 'gradient' | 'random'
         How band penalties are found. Default 'gradient'.
     n_iter : int
-        Gradient steps at most, or random candidates (including the uniform one).
-        Default 20.
+        Gradient steps at most, or random candidates (including the uniform one). Default 20.
     concentration : float
         Dirichlet concentration of the random gammas. Default 1.0.
     random_state : int | None
@@ -61,15 +54,12 @@ class BandedTRF(TRF):
     band_alphas_ : ndarray, shape (n_bands,)
         Penalty of each band (engine scale, per lagged column).
     alpha_ : ndarray, shape (n_outputs,)
-        The global alpha: the mean of the band penalties (``band_alphas_ = alpha_ *
-        n_bands * gamma``).
+        The mean of the band penalties (``band_alphas_ = alpha_ * n_bands * gamma``).
     gammas_ : ndarray, shape (n_candidates, n_bands)
-        Band penalties tried, normalised to sum to one (random candidates, or the
-        points evaluated by the gradient search).
+        Band penalties tried (random candidates, or the gradient search's points), summing to one.
     cv_scores_ : ndarray
-        Mean cross-validated score of each random candidate and global alpha,
-        (n_iter, n_alphas, n_outputs); for the gradient search, the score averaged
-        over outputs at each evaluated point, (n_candidates,).
+        Mean cross-validated score of each random candidate and alpha, (n_iter, n_alphas,
+        n_outputs); for the gradient search, the mean over outputs at each point, (n_candidates,).
     cv_score_ : float
         Mean cross-validated score (over outputs) of the chosen penalties.
     """
@@ -81,11 +71,8 @@ class BandedTRF(TRF):
         super().__init__(tmin, tmax, sfreq, direction=direction, alpha=alpha, fit_intercept=fit_intercept,
                          centering=centering, edge=edge, solver=solver, backend=backend, device=device,
                          scoring=scoring, cv=cv)
-        self.bands = bands
-        self.search = search
-        self.n_iter = n_iter
-        self.concentration = concentration
-        self.random_state = random_state
+        self.bands, self.search, self.n_iter = bands, search, n_iter
+        self.concentration, self.random_state = concentration, random_state
 
     def fit(self, X, y):
         """Fit the band penalties by cross-validation, then refit on all trials.
@@ -105,15 +92,13 @@ class BandedTRF(TRF):
         n_iter = _check_number("n_iter", self.n_iter, low=1, integer=True)
         conc = _check_number("concentration", self.concentration, low=0, inclusive=False)
         X_list, y_list = _check_pair(X, y, x_1d=False)
-        bands = np.asarray(self.bands)
-        n_feat = X_list[0].shape[1]
+        bands, n_feat = np.asarray(self.bands), X_list[0].shape[1]
         if bands.ndim != 1 or bands.size == 0 or not np.issubdtype(bands.dtype, np.integer) \
                 or np.any(bands < 1) or bands.sum() != n_feat:
             raise ValueError(f"bands must be positive ints summing to n_features={n_feat}; got {self.bands!r}.")
         self._y_is_1d_ = not _is_trial_list(y) and np.asarray(y).ndim == 1
         ones = self._center == "signal"
-        stats = lagged_stats(X_list, y_list, lags, edge=self.edge, ones=ones, xp=xp)
-        folds = make_folds(len(X_list), self.cv)
+        stats, folds = lagged_stats(X_list, y_list, lags, edge=self.edge, ones=ones, xp=xp), make_folds(len(X_list), self.cv)
         # column p of the lagged design (lag-major) belongs to band column_band[p]; the constant
         # feature of centering='signal' to an extra band of fixed penalty 1 (its weights are 0 anyway)
         column_band = np.tile(np.r_[np.repeat(np.arange(bands.size), bands), np.full(int(ones), bands.size)], len(lags))
@@ -131,17 +116,15 @@ class BandedTRF(TRF):
 
     def _random_search(self, stats, folds, alphas, column_band, n_bands, n_iter, conc, common):
         rng = np.random.default_rng(self.random_state)
-        gammas = np.vstack([np.full(n_bands, 1.0 / n_bands),
-                            rng.dirichlet(np.full(n_bands, conc), size=n_iter - 1)])
-        gammas = np.maximum(gammas, 1e-9)
+        gammas = np.maximum(np.vstack([np.full(n_bands, 1.0 / n_bands),
+                                       rng.dirichlet(np.full(n_bands, conc), size=n_iter - 1)]), 1e-9)
         xp = common["xp"]
         scores = [fold_scores(stats, alphas, folds, penalty_scale=xp.asarray(np.r_[g * n_bands, 1.0][column_band]),
                               **common).mean(axis=0)[:, 0] for g in gammas]
         self.cv_scores_ = np.stack(scores)                    # (n_iter, A, C)
         flat = self.cv_scores_.reshape(-1, self.cv_scores_.shape[-1])
         best = best_alpha_index(flat, self.scoring, per_output=False)[0]
-        self.gammas_ = gammas
-        self.cv_score_ = float(flat[best].mean())
+        self.gammas_, self.cv_score_ = gammas, float(flat[best].mean())
         return alphas[best % len(alphas)] * n_bands * gammas[best // len(alphas)]
 
     def _gradient_search(self, stats, folds, alphas, column_band, n_iter, common):

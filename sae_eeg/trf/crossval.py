@@ -52,22 +52,25 @@ def moments(W, b, held, xp, dense=False):
     (:func:`~sae_eeg.trf.fast.quadratic_forms`), unless ``dense``.
     """
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
-    sx_W = xp.einsum("bp,abpc->abc", sx, W)                      # column sums of the predictions
-    CW = None
-    if W.shape[1] == 1 and held.edge_rows is not None and not dense:
-        n_A, _, n_P, n_C = W.shape
-        q = fast.quadratic_forms(held.autocov[0, 0], held.edge_rows[0, 0],
-                                 W[:, 0].swapaxes(0, 1).reshape(n_P, n_A * n_C), xp)
-        ss_hat = q.reshape(n_A, 1, n_C) - sx_W * sx_W / n
+    (n_A, n_B, n_P, n_C), CW = W.shape, None
+    W_B = xp.permute(W, (1, 2, 0, 3)).reshape(n_B, n_P, n_A * n_C)     # all alphas as columns (a free view of
+                                                                       # the solvers' output): one product per design
+    def per_alpha(a):                                                  # (B, A * C) -> (A, B, C)
+        return xp.permute(a.reshape(n_B, n_A, n_C), (1, 0, 2))
+
+    sx_W = per_alpha((sx[:, None] @ W_B)[:, 0])                        # column sums of the predictions
+    if n_B == 1 and held.edge_rows is not None and not dense:
+        ss_hat = per_alpha(fast.quadratic_forms(held.autocov[0, 0], held.edge_rows[0, 0], W_B[0], xp)[None]) \
+            - sx_W * sx_W / n
     else:
-        CW = (xtx - sx[..., :, None] * sx[..., None, :] / n)[None] @ W   # centred held-out covariance
-        ss_hat = (CW * W).sum(-2)
-    c_h = xty - sx[..., :, None] * sy / n                         # centred held-out cross-covariance
+        CW = (xtx - sx[..., :, None] * sx[..., None, :] / n) @ W_B        # centred held-out covariance
+        ss_hat, CW = per_alpha((CW * W_B).sum(1)), xp.permute(CW.reshape(n_B, n_P, n_A, n_C), (2, 0, 1, 3))
+    c_h = xty - sx[..., :, None] * sy / n                               # centred held-out cross-covariance
     cross = xp.einsum("bpc,abpc->abc", c_h, W)
     return Moments(yty - sy * sy / n, ss_hat, cross, sy / n - (sx_W / n + b), n, CW, c_h)
 
 
-def _pearson_stats(m):
+def _pearson_moments(m):
     with np.errstate(divide="ignore", invalid="ignore"):         # constant prediction: NaN
         return m.cross / (m.ss_y * m.ss_hat) ** 0.5
 
@@ -77,28 +80,12 @@ def _sse(m):
 
 
 def pearson(y_true, y_pred):
-    """Pearson r per column, shape (n_outputs,) (inputs (n_times, n_outputs))."""
+    """Pearson r per column of (n_times, n_outputs) arrays, shape (n_outputs,)."""
     yc, pc = y_true - y_true.mean(0), y_pred - y_pred.mean(0)
     return (yc * pc).sum(0) / np.sqrt((yc * yc).sum(0) * (pc * pc).sum(0))
 
 
-def spearman(y_true, y_pred):
-    """Spearman rank correlation per column, shape (n_outputs,)."""
-    return pearson(sp_stats.rankdata(y_true, axis=0), sp_stats.rankdata(y_pred, axis=0))
-
-
-def mse(y_true, y_pred):
-    """Mean squared error per column, shape (n_outputs,)."""
-    return ((y_true - y_pred) ** 2).mean(0)
-
-
-def r2(y_true, y_pred):
-    """Coefficient of determination per column, shape (n_outputs,)."""
-    return 1 - ((y_true - y_pred) ** 2).sum(0) / ((y_true - y_true.mean(0)) ** 2).sum(0)
-
-
-@dataclass(frozen=True)
-class Scorer:
+class Scorer(NamedTuple):
     """A metric: from predictions (numpy) and, where possible, from held-out :class:`Moments`."""
 
     from_predictions: object
@@ -107,34 +94,18 @@ class Scorer:
 
 
 SCORERS = {
-    "pearson": Scorer(pearson, _pearson_stats, True),
-    "spearman": Scorer(spearman, None, True),
-    "mse": Scorer(mse, lambda m: _sse(m) / m.n, False),
-    "r2": Scorer(r2, lambda m: 1 - _sse(m) / m.ss_y, True),
+    "pearson": Scorer(pearson, _pearson_moments, True),
+    "spearman": Scorer(lambda y, p: pearson(sp_stats.rankdata(y, axis=0), sp_stats.rankdata(p, axis=0)), None, True),
+    "mse": Scorer(lambda y, p: ((y - p) ** 2).mean(0), lambda m: _sse(m) / m.n, False),
+    "r2": Scorer(lambda y, p: 1 - ((y - p) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0),
+                 lambda m: 1 - _sse(m) / m.ss_y, True),
 }
 STATS_SCORERS = tuple(k for k, v in SCORERS.items() if v.from_moments is not None)
 
 
 def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
-    """Test-trial indices of each fold.
-
-    Parameters
-    ----------
-    n_trials : int
-        Number of trials (at least 2).
-    cv : int | None
-        Number of folds (contiguous groups of trials, as ``numpy.array_split``); ``None``
-        or ``-1`` is leave-one-trial-out.
-    shuffle : bool
-        Shuffle the trials before splitting.
-    random_state : int | numpy.random.Generator | None
-        Seed or generator for the shuffle.
-
-    Returns
-    -------
-    folds : list of ndarray of int
-        The held-out trials of each fold.
-    """
+    """Held-out trials of each fold: ``cv`` contiguous groups (``numpy.array_split``) of ``n_trials``
+    (at least 2), ``None`` or -1 leave-one-trial-out; ``shuffle`` with ``random_state`` first."""
     n_trials = _check_number("n_trials", n_trials, integer=True)
     if n_trials < 2:
         raise ValueError(f"Cross-validation needs at least 2 trials; got {n_trials}. Pass the "
@@ -170,22 +141,15 @@ def fold_scores(stats, alphas, folds, *, centering, scoring, solver, xp, trials=
         Penalties.
     folds : list of ndarray of int
         Held-out trials per fold (:func:`make_folds`).
-    centering : None | 'lagged' | 'signal'
-        Intercept rule (:func:`~sae_eeg.trf.ridge.centered_gram`).
+    centering, solver, penalty_scale
+        As :class:`~sae_eeg.trf.ridge.RidgePath`.
     scoring : str
         Key of :data:`SCORERS`.
-    solver : str
-        Key of :data:`~sae_eeg.trf.ridge.SOLVERS` or 'auto'.
     xp : ops
         Backend namespace.
-    trials : tuple (list of X, list of Y) | None
-        Backend arrays of the trials; needed only for scorers without a statistics form.
-    lags : ndarray of int | None
-        Lags, with ``trials``.
-    edge : str
-        Edge mode, with ``trials``.
-    penalty_scale : array, shape (P,) | None
-        Relative penalty per column (banded ridge).
+    trials, lags, edge
+        Backend arrays of the trials ``(X, Y)``, the lags and the edge mode, only for scorers
+        without a statistics form (Spearman).
     paths : list of RidgePath | None
         The folds' systems from :func:`fold_paths` (``stats`` then share their stimulus part).
 
@@ -233,15 +197,8 @@ def best_alpha_index(mean_scores, scoring, per_output):
 
 
 def warn_at_grid_edge(alphas, index):
-    """Warn when cross-validation chose the smallest or the largest alpha of the grid, with a wider grid.
-
-    Parameters
-    ----------
-    alphas : ndarray, shape (n_alphas,)
-        The grid searched.
-    index : array of int
-        Index of the alpha chosen for each model (any shape).
-    """
+    """Warn when cross-validation chose the smallest or the largest of ``alphas`` (index: the alpha
+    chosen for each model, any shape), with a wider grid to try."""
     if len(alphas) < 2:
         return
     chosen, (lo, hi) = alphas[np.asarray(index).ravel()], np.log10([alphas.min(), alphas.max()])
@@ -286,16 +243,10 @@ def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, centering
         Penalties searched by the inner loop.
     cv_outer, cv_inner : int | None
         Folds of the outer and inner loops (``None``: leave one trial out).
-    centering : None | 'lagged' | 'signal'
-        Intercept rule.
-    scoring : 'pearson' | 'mse' | 'r2'
-        Metric (from statistics).
-    solver : str
-        See :data:`~sae_eeg.trf.ridge.SOLVERS`.
+    centering, scoring, solver, xp
+        As :func:`fold_scores` (``scoring`` from statistics).
     per_output : bool
         Choose alpha per output.
-    xp : ops
-        Backend namespace.
 
     Returns
     -------

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import (  # the estimator contract (only non-numeric import)
-    BaseEstimator,
-    RegressorMixin,
-)
+from sklearn.base import BaseEstimator, RegressorMixin  # the estimator contract (only non-numeric import)
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import get_ops
@@ -23,41 +20,34 @@ class TRF(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     tmin, tmax : float
-        Lag window in seconds (``tmin <= tmax``). For a forward model (stimulus to
-        response) positive lags mean the response follows the stimulus. For a
-        backward model (``direction=-1``) give the same stimulus-to-response window;
-        the regression then uses lags ``-tmax .. -tmin`` (as mTRF-Toolbox).
+        Lag window in seconds (``tmin <= tmax``), stimulus-to-response: positive lags mean the
+        response follows the stimulus. A backward model (``direction=-1``) takes the same window
+        and regresses on lags ``-tmax .. -tmin`` (mTRF-Toolbox).
     sfreq : float
         Sampling rate of inputs and outputs, in Hz. Required.
     direction : 1 | -1
-        1: forward (encoding) model; -1: backward (decoding) model. Only the sign of
-        the lags changes: ``X`` is always the model's input (the EEG for -1) and ``y``
-        its output.
+        Forward (encoding) or backward (decoding) model: only the sign of the lags changes; ``X``
+        is always the model's input (the EEG for -1) and ``y`` its output.
     alpha : float | sequence of float
-        Ridge penalty (engine scale, see Notes). Several values are compared by
-        cross-validation over trials and the best is refit on all trials. Default 1.0.
+        Ridge penalty (engine scale, see Notes). Several are compared by cross-validation over
+        trials and the best is refit on all trials (a warning says when it is an end of the grid).
     fit_intercept : bool
         Fit an unpenalised intercept. Default True.
     centering : 'lagged' | 'signal'
-        How the intercept is fitted (see Notes). ``'lagged'`` (default): the lagged design's
-        columns are centred on their means, i.e. ridge with an unpenalised column of ones in
-        the design (mTRF-Toolbox, mTRFpy, scikit-learn ``Ridge`` on the lagged design): the
-        least-squares intercept. ``'signal'``: the input and output signals are centred before
-        lagging (MNE ``ReceptiveField``/``TimeDelayingRidge`` with ``fit_intercept=True``).
+        The intercept's convention (Notes). ``'lagged'`` (default): the lagged design's columns
+        are centred on their means, which is ridge with an unpenalised column of ones (mTRF-Toolbox,
+        mTRFpy, scikit-learn ``Ridge`` on the design). ``'signal'``: inputs and outputs are centred
+        before lagging (MNE ``ReceptiveField``/``TimeDelayingRidge`` with ``fit_intercept=True``).
     edge : 'zero' | 'valid'
-        ``'zero'`` zero-pads lagged inputs beyond the trial (mTRF ``zeropad=True``,
-        MNE); ``'valid'`` uses only samples whose lagged inputs are all inside the
-        trial. Default 'zero'.
+        ``'zero'`` zero-pads lagged inputs beyond the trial (mTRF ``zeropad``, MNE); ``'valid'``
+        uses only samples whose lagged inputs all lie inside the trial. Default 'zero'.
     solver : 'auto' | 'tridiagonal' | 'eigh' | 'cholesky'
-        ``'tridiagonal'`` gives every alpha from one orthogonal reduction to
-        block-tridiagonal form per fold; ``'eigh'`` from one eigendecomposition per
-        fold; ``'cholesky'`` factorises once per alpha. ``'auto'`` picks the cheapest:
-        Cholesky up to 5 alphas, the reduction beyond; for designs of at most 480
-        lagged columns Cholesky up to 12 alphas, eigh beyond.
-    backend : 'numpy' | 'torch'
-        Array library for the computation; results are NumPy either way.
-    device : str | None
-        Torch device (``'cuda'`` computes in float32, with a warning).
+        Every alpha from one orthogonal reduction per fold, from one eigendecomposition, or one
+        Cholesky factorisation per alpha; 'auto' takes the cheapest
+        (:func:`~sae_eeg.trf.ridge.resolve_solver`).
+    backend, device : str
+        'numpy' (float64, the reference) or 'torch' on ``device`` ('cuda': float32, with a
+        warning); results are NumPy either way.
     scoring : 'pearson' | 'spearman' | 'mse' | 'r2'
         Metric of :meth:`score` and of the cross-validation. Default 'pearson'.
     cv : int | None
@@ -71,35 +61,28 @@ class TRF(RegressorMixin, BaseEstimator):
         Weights (engine scale: ``w_mTRF / sfreq``).
     intercept_ : ndarray, shape (n_outputs,)
         Unpenalised intercepts.
-    lags_ : ndarray of int, shape (n_lags,)
-        Regression lags in samples (negative for a backward model).
-    times_ : ndarray, shape (n_lags,)
-        ``lags_ / sfreq`` in seconds.
+    lags_, times_ : ndarray, shape (n_lags,)
+        Regression lags in samples (negative for a backward model) and seconds.
     alpha_ : ndarray, shape (n_outputs,)
         Penalty used for each output.
     cv_scores_ : ndarray, shape (n_alphas, n_outputs)
         Mean cross-validated score of each alpha (NaN when a single alpha was given).
     valid_samples_ : slice
         Rows of each trial that enter the fit and :meth:`score`.
-    n_features_in_ : int
-        Number of input columns.
-    n_outputs_ : int
-        Number of output columns.
+    n_features_in_, n_outputs_ : int
+        Input and output columns.
 
     Notes
     -----
-    Convention: ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over all
-    trials (centred when ``fit_intercept``), as scikit-learn Ridge and MNE
-    TimeDelayingRidge. The two intercepts are different problems: with zero-padded edges
-    the signals' means and the lagged columns' means differ over the first and last lags'
-    samples, so ``'lagged'`` and ``'signal'`` weights differ (by a few percent on short
-    trials) while both predict the interior alike; ``'lagged'`` is the default because it
-    is the exact least-squares intercept and mTRF's convention. mTRF-Toolbox (MATLAB) solves ``(X^T X + lambda fs I') w = X^T y``
-    and reports ``w fs``; mTRFpy averages the covariances over trials. Hence
-    ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy * sfreq * n_trials`` and
-    ``coef_ = w / sfreq``. Converters: :func:`sae_eeg.trf.conventions.alpha_from_mtrf`,
-    :func:`~sae_eeg.trf.conventions.alpha_from_mtrfpy`,
-    :func:`~sae_eeg.trf.conventions.weights_to_mtrf`.
+    Convention: ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over trials
+    (centred with an intercept), as scikit-learn Ridge and MNE TimeDelayingRidge.
+    mTRF-Toolbox solves ``(X^T X + lambda fs I') w = X^T y`` and reports ``w fs``; mTRFpy
+    averages the covariances over trials: ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy *
+    sfreq * n_trials`` and ``coef_ = w / sfreq`` (:mod:`~sae_eeg.trf.conventions`).
+    The two intercepts are different problems: with zero-padded edges the signals' means and
+    the lagged columns' means differ over the first and last lags' samples, so the weights
+    differ (by a few percent on short trials). ``'lagged'`` is the default: it is the exact
+    least-squares intercept and mTRF's convention.
 
     Examples
     --------
@@ -115,19 +98,9 @@ class TRF(RegressorMixin, BaseEstimator):
     def __init__(self, tmin, tmax, sfreq, *, direction=1, alpha=1.0, fit_intercept=True, centering="lagged",
                  edge="zero", solver="auto", backend="numpy", device=None, scoring="pearson",
                  cv=None, alpha_per_output=False):
-        self.tmin = tmin
-        self.tmax = tmax
-        self.sfreq = sfreq
-        self.direction = direction
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.centering = centering
-        self.edge = edge
-        self.solver = solver
-        self.backend = backend
-        self.device = device
-        self.scoring = scoring
-        self.cv = cv
+        self.tmin, self.tmax, self.sfreq, self.direction, self.alpha = tmin, tmax, sfreq, direction, alpha
+        self.fit_intercept, self.centering, self.edge, self.solver = fit_intercept, centering, edge, solver
+        self.backend, self.device, self.scoring, self.cv = backend, device, scoring, cv
         self.alpha_per_output = alpha_per_output
 
     def _validate(self):
@@ -167,8 +140,7 @@ class TRF(RegressorMixin, BaseEstimator):
         sfreq, lags, alphas, xp = self._validate()
         X_list, y_list = _check_pair(X, y, x_1d=False)
         self._y_is_1d_ = not _is_trial_list(y) and np.asarray(y).ndim == 1
-        X_b = [xp.asarray(a) for a in X_list]
-        y_b = [xp.asarray(a) for a in y_list]
+        X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
         for x in X_b:
             row_range(x.shape[0], lags, self.edge)
         stats = lagged_stats(X_b, y_b, lags, edge=self.edge, per_trial=len(alphas) > 1,
@@ -190,16 +162,11 @@ class TRF(RegressorMixin, BaseEstimator):
 
     def _set_fitted(self, W, b, alpha_C, lags, sfreq):
         """Store the fitted attributes from lag-major weights W (P, C) and intercepts b (C,)."""
-        self.coef_ = coef_from_weights(W, len(lags))
-        if self._center == "signal":                 # the constant feature (weight 0) is no input
-            self.coef_ = np.ascontiguousarray(self.coef_[:, :-1])
-        self.intercept_ = b
-        self.alpha_ = alpha_C
-        self.lags_ = lags
-        self.times_ = lags / sfreq
+        coef = coef_from_weights(W, len(lags))              # the constant feature of 'signal' is no input
+        self.coef_ = np.ascontiguousarray(coef[:, :-1]) if self._center == "signal" else coef
+        self.intercept_, self.alpha_, self.lags_, self.times_ = b, alpha_C, lags, lags / sfreq
         self.valid_samples_ = valid_slice(lags, self.edge)
-        self.n_features_in_ = self.coef_.shape[1]
-        self.n_outputs_ = self.coef_.shape[0]
+        self.n_outputs_, self.n_features_in_ = self.coef_.shape[:2]
         return self
 
     def _predict_trials(self, X):
@@ -209,8 +176,7 @@ class TRF(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has {X_list[0].shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
         xp = get_ops(self.backend, self.device)
-        W = xp.asarray(weights_from_coef(self.coef_))[None, None]
-        b = xp.asarray(self.intercept_)[None, None]
+        W, b = xp.asarray(weights_from_coef(self.coef_))[None, None], xp.asarray(self.intercept_)[None, None]
         return [xp.to_numpy(predict_rows(xp.asarray(x), W, b, self.lags_, 0, x.shape[0], xp)[0])
                 for x in X_list]
 
@@ -225,8 +191,8 @@ class TRF(RegressorMixin, BaseEstimator):
         Returns
         -------
         y_pred : ndarray, shape ([n_trials, ]n_times, n_outputs) | list of ndarray
-            Same container as ``X`` (a list for a list). Rows outside
-            ``valid_samples_`` depend on the zero padding.
+            Same container as ``X`` (a list for a list). Rows outside ``valid_samples_``
+            depend on the zero padding.
         """
         preds = self._predict_trials(X)
         if _is_trial_list(X):
@@ -243,7 +209,7 @@ class TRF(RegressorMixin, BaseEstimator):
         X, y : array | list of array
             As in :meth:`fit`.
         sample_weight : None
-            Not supported (must be None).
+            Not supported.
 
         Returns
         -------

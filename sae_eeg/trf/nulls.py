@@ -1,9 +1,9 @@
 """Null distributions and bootstrap intervals that reuse each fold's decomposition.
 
 Under a circular shift of the outputs or a mismatch of input and output trials only the
-response part of the statistics changes; each fold's training system is decomposed once
-(:func:`~sae_eeg.trf.crossval.fold_paths`) and the null samples are solved together as
-extra output columns, in chunks of bounded memory.
+response part of the statistics changes: each fold's training system is decomposed once
+(:func:`~sae_eeg.trf.crossval.fold_paths`) and the null samples are solved together as extra
+output columns, in chunks of bounded memory.
 """
 
 from __future__ import annotations
@@ -36,9 +36,8 @@ class NullResult:
     pvalues : ndarray, shape (n_outputs,)
         ``(1 + #{null >= observed}) / (1 + n_permutations)`` (``<=`` for 'mse').
     permutations : ndarray of int, shape (n_permutations, n_trials)
-        For 'shift', the shift (samples) applied to each trial's outputs
-        (``numpy.roll(y, -shift, axis=0)``); for 'mismatch', the trial whose outputs
-        were paired with each trial's inputs.
+        For 'shift', the shift (samples) of each trial's outputs (``numpy.roll(y, -shift)``);
+        for 'mismatch', the trial whose outputs were paired with each trial's inputs.
     """
 
     observed: np.ndarray
@@ -48,13 +47,11 @@ class NullResult:
 
 
 def _shifted_responses(x, y, lags, edge, ones, shifts):
-    """Response parts (xty (S, 1, P, C), sy (S, C), yty (S, C)) of one trial for outputs rolled by ``shifts``."""
-    x, y = np.asarray(x), np.asarray(y)
-    if ones:
-        x = np.concatenate([x, np.ones((len(x), 1))], axis=1)
+    """Response parts (xty (S, 1, P, C), sy (S, C), yty (S, C)) of one trial for its outputs rolled by ``shifts``."""
+    x = np.concatenate([x, np.ones((len(x), 1))], axis=1) if ones else x
     start, stop = row_range(len(x), lags, edge)
-    used = y[(np.arange(start, stop)[None, :] + shifts[:, None]) % len(y)]   # row t meets y((t + s) mod n)
-    return (fast.circular_xty(x, y, lags, start, stop, shifts)[:, None], used.sum(1), (used * used).sum(1))
+    used = y[(np.arange(start, stop)[None, :] + shifts[:, None]) % len(y)]     # row t meets y((t + s) mod n)
+    return fast.circular_xty(x, y, lags, start, stop, shifts)[:, None], used.sum(1), (used * used).sum(1)
 
 
 def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_permutations=100, min_shift=None,
@@ -66,23 +63,21 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
     ----------
     X, y : list of array
         At least two trials, each (n_times_i, n_features) and (n_times_i, n_outputs).
-    tmin, tmax : float
-        Lag window in seconds.
-    sfreq : float
-        Sampling rate in Hz.
+    tmin, tmax, sfreq
+        Lag window (s) and sampling rate (Hz).
     alpha : float
         One penalty (engine scale).
     kind : 'shift' | 'mismatch'
-        ``'shift'``: each trial's outputs are rolled by a random shift of at least
-        ``min_shift`` seconds (the same relative shift in every trial of a sample).
-        ``'mismatch'``: outputs are paired with the inputs of a different trial (a random
-        derangement; trials are cropped to the shortest).
+        ``'shift'``: each trial's outputs are rolled by a random shift of at least ``min_shift``
+        seconds (the same relative shift in every trial of a sample). ``'mismatch'``: outputs
+        are paired with the inputs of another trial (a random derangement; trials cropped to
+        the shortest).
     n_permutations : int
         Null samples.
     min_shift : float | None
         Smallest shift in seconds (default: the lag window plus one sample).
     direction, fit_intercept, centering, edge, cv, scoring, backend, device
-        As in :class:`~sae_eeg.trf.TRF` (``scoring`` must not be 'spearman').
+        As in :class:`~sae_eeg.trf.TRF` (``scoring`` not 'spearman').
     random_state : int | numpy.random.Generator | None
         Source of randomness.
 
@@ -94,8 +89,7 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
     _check_option("scoring", scoring, STATS_SCORERS)
     _check_option("centering", centering, CENTERINGS)
     n_permutations = _check_number("n_permutations", n_permutations, low=1, integer=True)
-    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
-    alphas = _check_alphas(alpha)[:1]
+    sfreq, alphas = _check_number("sfreq", sfreq, low=0, inclusive=False), _check_alphas(alpha)[:1]
     rng, xp = np.random.default_rng(random_state), get_ops(backend, device)
     lags, center = direction_lags(tmin, tmax, sfreq, direction), centering if fit_intercept else None
     X_list, y_list = _check_pair(X, y)
@@ -104,21 +98,19 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
         X_list, y_list = [x[:n_min] for x in X_list], [v[:n_min] for v in y_list]
         if len(X_list) < 3:
             raise ValueError(f"kind='mismatch' needs at least 3 trials; got {len(X_list)}.")
-    ones, n = center == "signal", len(X_list)
-    stats = lagged_stats(X_list, y_list, lags, edge=edge, ones=ones, xp=xp)
-    folds = make_folds(n, cv)
+    ones, n, n_C = center == "signal", len(X_list), y_list[0].shape[1]
+    stats, folds = lagged_stats(X_list, y_list, lags, edge=edge, ones=ones, xp=xp), make_folds(n, cv)
     common = {"centering": center, "scoring": scoring, "solver": "auto", "xp": xp}
     paths = fold_paths(stats, alphas, folds, centering=center, solver="auto", xp=xp)
     observed = fold_scores(stats, alphas, folds, paths=paths, **common)[:, 0, 0].mean(axis=0)
     perms = np.empty((n_permutations, n), dtype=np.int64)
     if kind == "shift":
         lo = int(np.ceil((tmax - tmin) * sfreq)) + 1 if min_shift is None else int(np.ceil(min_shift * sfreq))
-        n_short = min(len(x) for x in X_list)
-        if n_short - 2 * lo < 1:
-            raise ValueError(f"Trials of {n_short} samples are too short for shifts of at least "
-                             f"{lo} samples; lower min_shift or use kind='mismatch'.")
+        if min(len(x) for x in X_list) - 2 * lo < 1:
+            raise ValueError(f"Trials of {min(len(x) for x in X_list)} samples are too short for shifts of at "
+                             f"least {lo} samples; lower min_shift or use kind='mismatch'.")
         fracs = rng.uniform(size=n_permutations)
-        for i, x in enumerate(X_list):                           # the same relative shift in every trial
+        for i, x in enumerate(X_list):                               # the same relative shift in every trial
             perms[:, i] = lo + (fracs * (len(x) - 2 * lo + 1)).astype(np.int64)
     else:
         for k in range(n_permutations):
@@ -126,24 +118,19 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
             while np.any(perm == np.arange(n)):
                 perm = rng.permutation(n)
             perms[k] = perm
-        pairs = {(i, int(j)): response_stats(xp.asarray(X_list[i]), xp.asarray(y_list[j]), lags, edge, ones=ones,
-                                             xp=xp) for i, j in {(i, int(j)) for p in perms for i, j in enumerate(p)}}
-    n_C = y_list[0].shape[1]
-    chunk = max(1, 2**24 // (n * stats.xty.shape[2] * n_C))             # samples solved together
-    null = []
+        pairs = {(i, j): [xp.to_numpy(a) for a in response_stats(xp.asarray(X_list[i]), xp.asarray(y_list[j]), lags,
+                                                                  edge, "joint", ones, xp)]
+                 for i, j in {(i, int(j)) for p in perms for i, j in enumerate(p)}}
+    null, chunk = [], max(1, 2**24 // (n * stats.xty.shape[2] * n_C))        # samples solved together
     for k0 in range(0, n_permutations, chunk):
         ks = np.arange(k0, min(k0 + chunk, n_permutations))
-        if kind == "shift":
-            parts = [_shifted_responses(x, v, lags, edge, ones, perms[ks, i]) for i, (x, v) in
-                     enumerate(zip(X_list, y_list))]
-        else:
-            parts = [[xp.stack([xp.to_numpy(pairs[i, int(perms[k, i])][m]) for k in ks]) for m in range(3)]
-                     for i in range(n)]
-        # samples as output columns: (N, 1, P, S * C), (N, S * C)
-        xty = xp.asarray(np.stack([np.moveaxis(xp.to_numpy(p[0]), 0, -2).reshape(1, -1, len(ks) * n_C)
-                                   for p in parts]))
-        sy, yty = (xp.asarray(np.stack([xp.to_numpy(p[m]).reshape(-1) for p in parts])) for m in (1, 2))
-        scores = fold_scores(stats.with_response(xty, sy, yty), alphas, folds, paths=paths, **common)
+        parts = [_shifted_responses(x, v, lags, edge, ones, perms[ks, i]) for i, (x, v) in enumerate(
+            zip(X_list, y_list))] if kind == "shift" else \
+            [[np.stack([pairs[i, perms[k, i]][m] for k in ks]) for m in range(3)] for i in range(n)]
+        xty = np.stack([np.moveaxis(p[0], 0, -2).reshape(1, -1, len(ks) * n_C) for p in parts])   # samples as columns
+        sy, yty = (np.stack([p[m].reshape(-1) for p in parts]) for m in (1, 2))
+        scores = fold_scores(stats.with_response(*map(xp.asarray, (xty, sy, yty))), alphas, folds, paths=paths,
+                             **common)
         null.append(scores[:, 0, 0].mean(axis=0).reshape(len(ks), n_C))
     null = np.concatenate(null)
     extreme = null >= observed if SCORERS[scoring].greater_is_better else null <= observed
@@ -154,27 +141,19 @@ def bootstrap_coef(X, y, tmin, tmax, sfreq, *, alpha=1.0, n_boot=200, ci=0.95, d
                    centering="lagged", edge="zero", random_state=None, backend="numpy", device=None):
     """Percentile bootstrap confidence intervals of TRF weights, resampling trials.
 
-    Trials are drawn with replacement; each resample's statistics are a sum of the
-    per-trial statistics, so each costs one solve and no covariance.
+    Trials are drawn with replacement; a resample's statistics are a sum of the per-trial ones,
+    so each costs one solve and no covariance.
 
     Parameters
     ----------
     X, y : list of array
         At least two trials.
-    tmin, tmax : float
-        Lag window in seconds.
-    sfreq : float
-        Sampling rate in Hz.
-    alpha : float
-        One penalty (engine scale).
+    tmin, tmax, sfreq, alpha, direction, fit_intercept, centering, edge, random_state, backend, device
+        As :func:`permutation_null`.
     n_boot : int
         Bootstrap resamples.
     ci : float
         Coverage of the interval, in (0, 1).
-    direction, fit_intercept, centering, edge, backend, device
-        As in :class:`~sae_eeg.trf.TRF`.
-    random_state : int | numpy.random.Generator | None
-        Source of randomness.
 
     Returns
     -------
@@ -182,19 +161,17 @@ def bootstrap_coef(X, y, tmin, tmax, sfreq, *, alpha=1.0, n_boot=200, ci=0.95, d
         Interval bounds for ``coef_``.
     """
     n_boot = _check_number("n_boot", n_boot, low=1, integer=True)
-    ci = _check_number("ci", ci, low=0, high=1, inclusive=False)
-    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
+    ci, sfreq = _check_number("ci", ci, low=0, high=1, inclusive=False), _check_number("sfreq", sfreq, low=0,
+                                                                                     inclusive=False)
     _check_option("centering", centering, CENTERINGS)
     alphas, rng, xp = _check_alphas(alpha)[:1], np.random.default_rng(random_state), get_ops(backend, device)
     lags, center = direction_lags(tmin, tmax, sfreq, direction), centering if fit_intercept else None
     X_list, y_list = _check_pair(X, y)
     if len(X_list) < 2:
         raise ValueError(f"Bootstrapping over trials needs at least 2 trials; got {len(X_list)}.")
-    stats = lagged_stats(X_list, y_list, lags, edge=edge, ones=center == "signal", xp=xp)
-    coefs = []
+    stats, coefs = lagged_stats(X_list, y_list, lags, edge=edge, ones=center == "signal", xp=xp), []
     for _ in range(n_boot):
         pick = rng.integers(0, len(X_list), len(X_list))
         W, _ = ridge_path(stats.total(xp.index(pick)), alphas, centering=center, solver="cholesky", xp=xp)
         coefs.append(coef_from_weights(xp.to_numpy(W[0, 0]), len(lags))[:, :X_list[0].shape[1]])
-    q = (1 - ci) / 2
-    return np.quantile(coefs, q, axis=0), np.quantile(coefs, 1 - q, axis=0)
+    return np.quantile(coefs, (1 - ci) / 2, axis=0), np.quantile(coefs, (1 + ci) / 2, axis=0)

@@ -58,9 +58,11 @@ def centered_gram(stats, centering, xp, overwrite=False):
         return xtx
     if centering == "lagged":
         u = sx / stats.n[0]
-        if overwrite and xtx.shape[0] == 1:
-            return xp.subtract_product(xtx[0], sx[0][:, None], u[0][None, :])[None]
-        return xtx - sx[..., :, None] * u[..., None, :]
+        if not overwrite:
+            return xtx - sx[..., :, None] * u[..., None, :]
+        for b in range(xtx.shape[0]):                     # in place, without a temporary of the matrices' size
+            xp.subtract_product(xtx[b], sx[b][:, None], u[b][None, :])
+        return xtx
     if not stats.ones:
         raise ValueError("centering='signal' needs statistics with the constant feature (lagged_stats(ones=True)).")
     n_B, n_L, n_F = stats.autocov.shape[1:4]

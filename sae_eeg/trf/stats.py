@@ -1,24 +1,22 @@
 """Lagged sufficient statistics: the one statistics type under every fit of the engine.
 
 Ridge on a lagged design ``X`` needs only ``X^T X``, ``X^T Y``, column sums and output
-moments; they are computed per trial without building ``X``. They split in two parts:
+moments, computed per trial without building ``X``. They split in two parts:
 
-- the **stimulus part** (inputs only): ``X^T X`` with its generators, the lagged column
-  sums and the row count. In a listening study every subject hears the same stimuli, so
-  it is computed once per stimulus and shared (:meth:`LagStats.with_response`);
-- the **response part** (inputs and outputs): ``X^T Y``, output sums and sums of squares.
+- the **stimulus part** (inputs only): ``X^T X``, its generators, the lagged column sums
+  and the row count. Every subject of a listening study hears the same stimuli: it is
+  computed once per stimulus and shared (:meth:`LagStats.with_response`);
+- the **response part**: ``X^T Y``, the outputs' sums and sums of squares.
 
-A trial's statistics describe ``B`` independent designs: one design of all input features
-(``designs='joint'``: a multivariate TRF, B = 1) or one design per feature
-(``designs='separate'``: single-feature TRFs, B = n_features). ``P = n_lags * F_d`` with
-``F_d`` the features of a design, lag-major. Statistics of any set of trials are sums;
-a training set is the total minus its held-out trials (:mod:`~sae_eeg.trf.crossval`).
+A trial's statistics hold ``B`` independent designs: one of all input features
+(``designs='joint'``: a multivariate TRF, B = 1) or one per feature (``'separate'``:
+single-feature TRFs). ``P = n_lags * F_d`` columns, lag-major (``F_d``: a design's features).
+Statistics of a set of trials are sums; a training set is the total minus its held-out trials.
 
-``X^T X = Toeplitz(R) - E^T E``: ``R[d] = sum_s x(s)^T x(s + d)`` (the autocovariance
-over the full overlap) gives every block of the infinitely zero-padded design, and ``E``
-holds the rows of that design the trial's design lacks (zero padding beyond the trial, or
-the edges dropped by ``edge='valid'``). Per-trial statistics keep both generators: held-out
-scores then need no product with ``X^T X`` (:func:`~sae_eeg.trf.fast.quadratic_forms`).
+``X^T X = Toeplitz(R) - E^T E``: ``R[d] = sum_s x(s)^T x(s + d)`` over the whole trial gives
+every block of the infinitely zero-padded design, and ``E`` holds the rows of that design the
+trial's design lacks (padding beyond the trial, or the edges ``edge='valid'`` drops).
+Per-trial statistics keep ``R`` and ``E``: held-out scores need no product with ``X^T X``.
 """
 
 from __future__ import annotations
@@ -34,7 +32,7 @@ from ._check import _check_option
 from .lags import design_rows, row_range
 
 DESIGNS = ("joint", "separate")
-SUMMED = ("xtx", "sx", "n", "autocov", "xty", "sy", "yty")   # fields that add over trials
+SUMMED = ("xtx", "sx", "n", "autocov", "xty", "sy", "yty")   # the fields that add over trials
 
 
 @dataclass(frozen=True)
@@ -44,23 +42,22 @@ class LagStats:
     Attributes
     ----------
     xtx : array, shape (N, B, P, P)
-        ``X^T X`` of each design (stimulus part).
+        ``X^T X`` of each design (stimulus part, as the next three).
     sx : array, shape (N, B, P)
-        Column sums of each lagged design (stimulus part).
+        Column sums of each lagged design.
     n : array, shape (N,)
-        Rows used per trial (stimulus part).
+        Rows used per trial.
     autocov : array, shape (N, B, n_lags, F_d, F_d)
-        ``R[d] = sum_s x(s)^T x(s + d)`` of each design over the whole trial (stimulus part).
+        ``R[d] = sum_s x(s)^T x(s + d)`` of each design over the whole trial.
     edge_rows : array, shape (N, B, E, P) | None
-        Rows of the infinitely zero-padded design that the trial's design lacks (stimulus
-        part; per-trial statistics only: sums and differences drop them).
+        Rows of the infinitely zero-padded design that the trial's design lacks (per trial only).
     xty : array, shape (N, B, P, C) | None
-        ``X^T Y`` (response part; None for a stimulus part alone).
+        ``X^T Y`` (response part, as the next; None for a stimulus part alone).
     sy, yty : array, shape (N, C) | None
-        Sums and sums of squares of the outputs over the rows used (response part).
+        Sums and sums of squares of the outputs over the rows used.
     ones : bool
-        The last feature of every design is the constant 1 inside the trial (added for
-        ``centering='signal'``: :func:`~sae_eeg.trf.ridge.centered_system`).
+        The last feature of every design is the constant 1 inside the trial, added for
+        ``centering='signal'`` (:func:`~sae_eeg.trf.ridge.centered_gram`).
     """
 
     xtx: object
@@ -85,14 +82,14 @@ class LagStats:
     def total(self, keep=None):
         """Sum over the trials (all, or the index array ``keep``): a LagStats with N = 1."""
         if keep is None and self.n_trials == 1:
-            return self                                        # already a sum: no copy
+            return self
         if keep is not None and len(keep) == 1:
             return self.trial(int(keep[0]))                    # one trial: a view, no copy
         return self._map(lambda a: (a if keep is None else a[keep]).sum(0)[None], SUMMED, edge_rows=None)
 
     def minus(self, other):
         """Field-wise difference (a training set = the total minus its held-out trials)."""
-        return dataclasses.replace(self, edge_rows=None, **{k: getattr(self, k) - getattr(other, k)
+        return self._map(lambda a: a, (), edge_rows=None, **{k: getattr(self, k) - getattr(other, k)
                                                             for k in SUMMED if getattr(self, k) is not None})
 
     def subset(self, keep):
@@ -108,45 +105,39 @@ class LagStats:
         return dataclasses.replace(self, xty=xty, sy=sy, yty=yty)
 
     def features(self, keep):
-        """Statistics of the joint design of the input features ``keep`` only: a submodel, not recomputed.
+        """Statistics of the joint design of the input features ``keep`` alone: a submodel, not recomputed.
 
-        The constant feature of ``ones`` stays. Serves feature screening and drop-one
-        comparisons: every submodel's statistics come from one computation.
+        The constant feature of ``ones`` stays. Serves feature screening and drop-one comparisons:
+        the statistics of every submodel come from one computation.
         """
-        n_L, n_F = self.autocov.shape[2], self.autocov.shape[3]
-        keep = np.r_[np.asarray(keep, dtype=np.int64), [n_F - 1] if self.ones else []].astype(np.int64)
-        cols = (np.arange(n_L)[:, None] * n_F + keep[None, :]).ravel()
-        return dataclasses.replace(
-            self, xtx=self.xtx[:, :, cols][:, :, :, cols], sx=self.sx[:, :, cols],
-            autocov=self.autocov[:, :, :, keep][:, :, :, :, keep],
-            edge_rows=None if self.edge_rows is None else self.edge_rows[..., cols],
-            xty=None if self.xty is None else self.xty[:, :, cols])
+        n_L, n_F = self.autocov.shape[2:4]
+        keep = np.r_[np.asarray(keep, dtype=np.int64), [n_F - 1] * self.ones].astype(np.int64)
+        cols = (np.arange(n_L)[:, None] * n_F + keep).ravel()
+        return self._map(lambda a: a, (), xtx=self.xtx[:, :, cols][:, :, :, cols], sx=self.sx[:, :, cols],
+                         autocov=self.autocov[:, :, :, keep][..., keep],
+                         edge_rows=None if self.edge_rows is None else self.edge_rows[..., cols],
+                         xty=None if self.xty is None else self.xty[:, :, cols])
 
     @classmethod
     def concat(cls, parts, xp):
         """Per-trial statistics of several LagStats, trial after trial."""
-        return parts[0]._map(lambda a: a, ()) if len(parts) == 1 else dataclasses.replace(
-            parts[0], **{k: xp.concat([getattr(p, k) for p in parts]) for k in SUMMED + ("edge_rows",)
-                         if getattr(parts[0], k) is not None})
+        return dataclasses.replace(parts[0], **{k: xp.concat([getattr(p, k) for p in parts])
+                                                for k in SUMMED + ("edge_rows",) if getattr(parts[0], k) is not None})
 
-
-# ---- the stimulus part ------------------------------------------------------------------------
 
 def _designs(x, separate, ones, xp):
     """Inputs (T, F) as the stack of designs (B, T, F_d), with the constant feature if ``ones``."""
-    d = xp.asarray(x.mT)[:, :, None] if separate else x[None]                 # contiguous along time
-    if ones:
-        d = xp.concat([d, d[..., :1] * 0 + 1], axis=2)
-    return d
+    d = xp.contiguous(x.mT)[:, :, None] if separate else x[None]              # each feature contiguous in time
+    return xp.concat([d, d[..., :1] * 0 + 1], axis=2) if ones else d
 
 
 def autocovariance(d, n_lags, xp):
-    """``R[d] = sum_s x(s)^T x(s + d)`` for ``d = 0..n_lags-1`` of every design (B, T, F_d): (B, L, F_d, F_d).
+    """``R[d] = sum_s x(s)^T x(s + d)``, ``d < n_lags``, of the designs ``d`` (B, T, F_d): (B, n_lags, F_d, F_d).
 
-    By ``n_lags`` products of the trial with itself shifted (by FFTs when they pay).
+    ``n_lags`` products of each trial with itself shifted (by FFTs when they pay).
     """
     n_B, n_T, n_F = d.shape
-    if n_B > 1 and n_F == 1:                                              # single-feature designs
+    if n_B > 1 and n_F == 1:                                                  # single-feature designs
         return fast.autocorrelation_rows(d[:, :, 0], n_lags, xp)[:, :, None, None]
     if n_B == 1 and fast.fft_pays([n_T], n_lags, n_F):
         return fast.block_xcorr([(d[0], None)], n_lags, xp)[None]
@@ -155,54 +146,39 @@ def autocovariance(d, n_lags, xp):
 
 
 def missing_rows(n_times, lags, edge):
-    """Rows of the infinitely zero-padded design that a trial's design lacks (as many for every trial)."""
+    """Rows of the infinitely zero-padded design a trial's design lacks (as many for every trial)."""
     start, stop = row_range(n_times, lags, edge)
     return np.r_[int(lags[0]):start, stop:n_times + int(lags[-1])]
 
 
 def toeplitz(R, xp, out=None):
-    """The block-Toeplitz matrix (B, P, P) of ``R`` (B, L, F, F): block ``(i, j)`` is ``R(i - j)``, ``R(-d) = R(d)^T``."""
-    n_B, n_L, n_F = R.shape[0], R.shape[1], R.shape[2]
+    """Block-Toeplitz (B, P, P) of ``R`` (B, L, F, F): block ``(i, j)`` is ``R(i - j)``, ``R(-d) = R(d)^T``."""
+    n_B, n_L, n_F = R.shape[:3]
     out = xp.zeros((n_B, n_L * n_F, n_L * n_F)) if out is None else out
-    all_R = xp.concat([xp.flip(R[:, 1:], 1).mT, R], axis=1)              # all_R[:, k] = R(k - (L - 1))
-    blocks = out.reshape(n_B, n_L, n_F, n_L, n_F)
-    for i in range(n_L):                                                  # block row i: R(i - j), j = 0..L-1
-        blocks[:, i] = xp.flip(all_R[:, i:i + n_L], 1).swapaxes(1, 2)
+    all_R = xp.concat([xp.flip(R[:, 1:], 1).mT, R], axis=1)                  # all_R[:, k] = R(k - (L - 1))
+    for i in range(n_L):                                                      # block row i: R(i - j), j < L
+        out.reshape(n_B, n_L, n_F, n_L, n_F)[:, i] = xp.flip(all_R[:, i:i + n_L], 1).swapaxes(1, 2)
     return out
 
 
 def lagged_sums(d, lags, edge, xp):
-    """Column sums (B, L * F_d) of the lagged designs of ``d`` (B, T, F_d): the trial's sum minus the
-    few samples each lag's window leaves out at either end (no cumulative sum over the trial)."""
+    """Column sums (B, P) of the lagged designs of ``d`` (B, T, F_d): the trial's sum minus the few
+    samples each lag's window leaves out at either end (no cumulative sum over the whole trial)."""
     n_B, n_T, n_F = d.shape
     start, stop = row_range(n_T, lags, edge)
-    lo = np.clip(start - lags, 0, n_T)                                      # input window [lo, hi) per lag
+    lo = np.clip(start - lags, 0, n_T)                                        # input window [lo, hi) per lag
     hi = np.maximum(np.clip(stop - lags, 0, n_T), lo)
     zero = xp.zeros((n_B, 1, n_F))
-    head = xp.concat([zero, d[:, :int(lo.max())].cumsum(1)], axis=1)         # head[:, k]: first k samples
+    head = xp.concat([zero, d[:, :int(lo.max())].cumsum(1)], axis=1)           # head[:, k]: first k samples
     tail = xp.concat([zero, xp.flip(d[:, int(hi.min()):], 1).cumsum(1)], axis=1)   # tail[:, k]: last k
     return (d.sum(1)[:, None] - head[:, xp.index(lo)] - tail[:, xp.index(n_T - hi)]).reshape(n_B, -1)
 
 
-def stimulus_stats(x, lags, edge="zero", designs="joint", ones=False, xp=None, out=None):
-    """The stimulus part of one trial: ``(xtx, sx, n, autocov, edge_rows)``, each with its design axis B.
-
-    Parameters
-    ----------
-    x : array, shape (n_times, n_features)
-        Inputs of one trial (backend array).
-    lags : ndarray of int, shape (n_lags,)
-        Contiguous lags in samples.
-    edge, designs, ones
-        See :func:`lagged_stats`.
-    xp : ops
-        Backend namespace.
-    out : array, shape (B, P, P) | None
-        Receives ``X^T X``.
-    """
+def stimulus_stats(x, lags, edge, designs, ones, xp, out=None):
+    """The stimulus part of one trial ``x`` (T, F): ``(xtx, sx, n, autocov, edge_rows)`` (``out``: for ``xtx``)."""
     d = _designs(x, designs == "separate", ones, xp)
     R = autocovariance(d, len(lags), xp)
-    rows = design_rows(d, lags, missing_rows(d.shape[1], lags, edge), xp)   # (B, E, P)
+    rows = design_rows(d, lags, missing_rows(d.shape[1], lags, edge), xp)     # (B, E, P)
     start, stop = row_range(x.shape[0], lags, edge)
     if d.shape[0] == 1:                                  # one large design: Toeplitz minus one product, in place
         xtx = toeplitz(R, xp, out)
@@ -218,52 +194,49 @@ def stimulus_stats(x, lags, edge="zero", designs="joint", ones=False, xp=None, o
     return xtx, lagged_sums(d, lags, edge, xp), float(stop - start), R, rows
 
 
-# ---- the response part ------------------------------------------------------------------------
-
 def lagged_xty(x, y, lags, edge, xp):
-    """``X^T Y`` of one trial, (n_lags, F, C): block ``j`` is ``sum_t x(t - lags[j])^T y(t)`` over the rows used.
+    """``X^T Y`` (n_lags, F, C) of one trial: block ``j`` is ``sum_t x(t - lags[j])^T y(t)`` over the rows used.
 
-    With ``y`` advanced by ``lags[0]`` and zero outside the rows used, block ``j`` is
-    ``sum_s x(s)^T y_adv(s + j)``: one product of the inputs with the outputs shifted by a few
-    lags at a time (by block FFTs when they pay: many outputs).
+    With ``y`` advanced by ``lags[0]`` and zero outside the rows used, block ``j`` is ``sum_s
+    x(s)^T y_adv(s + j)``: products of the inputs with the outputs shifted by a few lags at a
+    time (by block FFTs when they pay: many outputs).
     """
     (n_T, n_F), n_C, n_L, l0 = x.shape, y.shape[1], len(lags), int(lags[0])
     start, stop = row_range(n_T, lags, edge)
-    y_adv = xp.zeros((n_T + n_L - 1, n_C))                                  # y_adv[u] = y(u + l0) on used rows
+    y_adv = xp.zeros((n_T + n_L - 1, n_C))
     u0, u1 = max(start - l0, 0), min(stop - l0, n_T + n_L - 1)
     if u1 > u0:
         y_adv[u0:u1] = y[u0 + l0:u1 + l0]
     if fast.fft_pays([n_T], n_L, n_F, n_C):
         return fast.block_xcorr([(x, y_adv)], n_L, xp)
-    per_product = max(1, 2**23 // (n_T * n_C))                              # lags per product: bounded memory
-    parts = []
+    per_product, parts = max(1, 2**23 // (n_T * n_C)), []                    # lags per product: bounded memory
     for j0 in range(0, n_L, per_product):
         shifted = y_adv[xp.index(np.arange(n_T)[:, None] + np.arange(j0, min(j0 + per_product, n_L)))]
         parts.append((x.mT @ shifted.reshape(n_T, -1)).reshape(n_F, -1, n_C))
     return xp.concat(parts, axis=1).swapaxes(0, 1)
 
 
-def response_stats(x, y, lags, edge="zero", designs="joint", ones=False, xp=None):
-    """The response part of one trial: ``(xty (B, P, C), sy (C,), yty (C,))`` (see :func:`lagged_stats`)."""
+def response_stats(x, y, lags, edge, designs, ones, xp):
+    """The response part of one trial: ``(xty (B, P, C), sy (C,), yty (C,))``."""
     n_T, n_F = x.shape
-    if ones:
-        x = xp.concat([x, x[:, :1] * 0 + 1], axis=1)
-    xty = lagged_xty(x, y, lags, edge, xp)                                  # (L, F', C)
+    xty = lagged_xty(xp.concat([x, x[:, :1] * 0 + 1], axis=1) if ones else x, y, lags, edge, xp)   # (L, F', C)
     if designs == "joint":
         xty = xty.reshape(1, -1, y.shape[1])
-    elif ones:                                       # design f: features (f, constant), the latter broadcast
+    elif ones:                                            # design f: features (f, constant), the latter broadcast
         xty = xp.stack([xty[:, :n_F], xty[:, n_F:] + 0 * xty[:, :n_F]], axis=2).swapaxes(0, 1)
         xty = xty.reshape(n_F, -1, y.shape[1])
     else:
         xty = xty.swapaxes(0, 1)
     start, stop = row_range(n_T, lags, edge)
-    used = y[start:stop]
-    return xty, used.sum(axis=0), (used * used).sum(axis=0)
+    return xty, y[start:stop].sum(0), (y[start:stop] ** 2).sum(0)
 
 
 def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, designs="joint", ones=False, backend="numpy",
                  device=None, xp=None):
     """Lagged statistics of trials, without building the design matrices.
+
+    A stimulus given several times (the same array object, e.g. heard by several subjects)
+    has its stimulus part computed once.
 
     Parameters
     ----------
@@ -289,45 +262,38 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, designs="joint", on
     stats : LagStats
     """
     _check_option("designs", designs, DESIGNS)
-    xp = get_ops(backend, device) if xp is None else xp
-    lags = np.asarray(lags, dtype=np.int64)
+    xp, lags = get_ops(backend, device) if xp is None else xp, np.asarray(lags, dtype=np.int64)
     if len(lags) > 1 and not np.all(np.diff(lags) == 1):
         raise ValueError(f"lags must be contiguous increasing integers; got {lags!r}.")
-    keys, X = [id(x) for x in X], [xp.asarray(x) for x in X]
-    Y = None if Y is None else [xp.asarray(y) for y in Y]
-    n_B = X[0].shape[1] if designs == "separate" else 1
-    n_Fd = (1 if designs == "separate" else X[0].shape[1]) + ones
+    keys, X, Y = [id(x) for x in X], [xp.asarray(x) for x in X], Y and [xp.asarray(y) for y in Y]
+    n_B, n_Fd = (X[0].shape[1], 1 + ones) if designs == "separate" else (1, X[0].shape[1] + ones)
     P, lengths = len(lags) * n_Fd, [x.shape[0] for x in X]
     n = xp.asarray([float(stop - start) for start, stop in (row_range(t, lags, edge) for t in lengths)])
     if not per_trial and designs == "joint" and len(X) > 1 and fast.fft_pays(lengths, len(lags), n_Fd):
-        D = [_designs(x, False, ones, xp)[0] for x in X]          # one block FFT for all trials, edges
-        R = fast.block_xcorr([(d, None) for d in D], len(lags), xp)   # by the recursion
-        rows = [design_rows(d, lags, missing_rows(d.shape[0], lags, edge), xp) for d in D]
-        bounds = [design_rows(d, lags, np.array(row_range(d.shape[0], lags, edge)) - 1, xp) for d in D]
-        xtx = fast.xtx_by_recursion(R[None], xp.concat(rows)[None], xp.stack([b[0] for b in bounds])[None],
+        D = [_designs(x, False, ones, xp)[0] for x in X]    # all trials in one block FFT, edges by the recursion
+        rows = [design_rows(d, lags, missing_rows(len(d), lags, edge), xp) for d in D]
+        bounds = [design_rows(d, lags, np.array(row_range(len(d), lags, edge)) - 1, xp) for d in D]
+        R = fast.block_xcorr([(d, None) for d in D], len(lags), xp)[None, None]
+        xtx = fast.xtx_by_recursion(R[0], xp.concat(rows)[None], xp.stack([b[0] for b in bounds])[None],
                                     xp.stack([b[1] for b in bounds])[None], xp)
-        sx = sum(lagged_sums(d[None], lags, edge, xp) for d in D)
-        stim = LagStats(xtx[None], sx[None], n.sum(0)[None], R[None, None], ones=ones)
+        stim = LagStats(xtx[None], sum(lagged_sums(d[None], lags, edge, xp) for d in D)[None], n.sum(0)[None], R,
+                        ones=ones)
     else:
-        xtx = xp.zeros((len(X) if per_trial else 1, n_B, P, P))            # filled trial by trial
-        parts, first = [], {}
-        for i, x in enumerate(X):                         # a stimulus given twice (the same object) is computed once
-            j = first.setdefault(keys[i], i)
+        xtx, parts, first = xp.zeros((len(X) if per_trial else 1, n_B, P, P)), [], {}
+        for i, x in enumerate(X):
+            j = first.setdefault(keys[i], i)                  # the same stimulus object: computed once
             if j < i and per_trial:
                 xtx[i] = xtx[j]
-                part = parts[j]
-            else:
-                part = stimulus_stats(x, lags, edge, designs, ones, xp, out=xtx[i] if per_trial else None)
+            part = parts[j] if j < i else stimulus_stats(x, lags, edge, designs, ones, xp, xtx[i] if per_trial else None)
             if not per_trial:
                 xtx[0] += part[0]
             parts.append(part)
-        sx, R, rows = (xp.stack([p[k] for p in parts]) for k in (1, 3, 4))
+        sx, R, rows = (xp.stack([p[k] for p in parts]) for k in (1, 3, 4 - 2 * (n_B > 1)))
+        rows = rows if n_B == 1 else None                 # missing rows: for held-out scores of one design
         stim = LagStats(xtx, sx, n, R, rows, ones=ones) if per_trial else \
             LagStats(xtx, sx.sum(0)[None], n.sum(0)[None], R.sum(0)[None], ones=ones)
     if Y is None:
         return stim
-    resp = [response_stats(x, y, lags, edge, designs, ones, xp) for x, y in zip(X, Y)]
-    xty, sy, yty = (xp.stack([r[k] for r in resp]) for k in range(3))
-    if not per_trial:
-        xty, sy, yty = (a.sum(0)[None] for a in (xty, sy, yty))
-    return stim.with_response(xty, sy, yty)
+    xty, sy, yty = (xp.stack(r) for r in zip(*(response_stats(x, y, lags, edge, designs, ones, xp)
+                                                for x, y in zip(X, Y))))
+    return stim.with_response(*((a if per_trial else a.sum(0)[None]) for a in (xty, sy, yty)))
