@@ -13,18 +13,8 @@ opt-in fast path, each with the gain that earned it.
 """
 
 from .banded import BandedTRF
-from .conventions import (
-    alpha_from_mtrf,
-    alpha_from_mtrfpy,
-    mtrf_from_alpha,
-    mtrfpy_from_alpha,
-    trf_crossval,
-    trf_nested_crossval,
-    trf_predict,
-    trf_train,
-    weights_from_mtrf,
-    weights_to_mtrf,
-)
+from .conventions import (alpha_from_mtrf, alpha_from_mtrfpy, mtrf_from_alpha, mtrfpy_from_alpha, trf_crossval,
+                          trf_nested_crossval, trf_predict, trf_train, weights_from_mtrf, weights_to_mtrf)
 from .crossval import SCORERS, AlphaAtGridEdgeWarning, NestedCV, fold_scores, make_folds, moments
 from .haufe import haufe_patterns
 from .lags import direction_lags, lag_matrix, times_to_lags

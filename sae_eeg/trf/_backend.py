@@ -1,8 +1,12 @@
 """Array backends of the TRF engine: one code path over NumPy and torch.
 
 A backend is resolved once per call into an ops object (``xp``); the math is written once
-against it (the array methods NumPy and torch share plus the functions below). No
-module-level state: the backend is a parameter, never a global.
+against it: the array methods NumPy and torch share plus this vocabulary, the same on both:
+``asarray`` (float array, no copy when it already is one), ``zeros``, ``eye``, ``index``
+(integer index array), ``concat``, ``stack``, ``flip``, ``permute``, ``contiguous``, ``einsum``,
+``eigh``, ``cho_factor``/``cho_solve``, ``subtract_product`` (``c -= a @ b`` in place),
+``windows`` (a strided view of overlapping row blocks), ``rfft``/``irfft`` and ``to_numpy``.
+No module-level state: the backend is a parameter, never a global.
 """
 
 from __future__ import annotations
@@ -26,35 +30,23 @@ class NumpyOps:
     """Operations on NumPy arrays (float64, CPU)."""
 
     name, device = "numpy", "cpu"
-    concat, stack, flip, eye, einsum, permute, contiguous = map(staticmethod, (
-        np.concatenate, np.stack, np.flip, np.eye, np.einsum, np.transpose, np.ascontiguousarray))
+    zeros, eye, concat, stack, flip, permute, contiguous, einsum, eigh = map(staticmethod, (
+        np.zeros, np.eye, np.concatenate, np.stack, np.flip, np.transpose, np.ascontiguousarray, np.einsum,
+        np.linalg.eigh))
 
     def asarray(self, a):
-        """``a`` as a float64 array (no copy of a float64 array, whatever its layout)."""
         return np.asarray(a, dtype=np.float64)
 
-    def zeros(self, shape):
-        """Zeros of ``shape``."""
-        return np.zeros(shape)
-
     def index(self, a):
-        """Integer index array for fancy indexing."""
         return np.asarray(a, dtype=np.int64)
 
-    def eigh(self, a):
-        """Eigenvalues (ascending) and eigenvectors of symmetric matrices ([B, ]P, P)."""
-        return np.linalg.eigh(a)
-
     def cho_factor(self, a):
-        """Cholesky factor of symmetric positive definite ``a`` ([B, ]P, P), computed in ``a``'s memory.
-
-        ``a`` is symmetric, so its transpose is the same matrix in Fortran order, which LAPACK
-        factorises in place (SciPy copies a C-ordered matrix first: 38 -> 30 ms at P = 1248).
-        """
+        """Cholesky factor of symmetric positive definite ``a`` ([B, ]P, P) in ``a``'s memory: its transpose is
+        the same matrix in Fortran order, which LAPACK factorises in place (SciPy copies a C-ordered
+        one first: 38 -> 30 ms at P = 1248)."""
         return scipy.linalg.cho_factor(np.swapaxes(a, -1, -2), overwrite_a=True, check_finite=False)
 
     def cho_solve(self, factor, b):
-        """Solve ``a x = b`` from :meth:`cho_factor` of ``a``."""
         return scipy.linalg.cho_solve(factor, b, check_finite=False)
 
     def subtract_product(self, c, a, b):
@@ -71,20 +63,17 @@ class NumpyOps:
         return np.lib.stride_tricks.as_strided(a, (n, size, a.shape[1]), (step * s0, s0, s1), writeable=False)
 
     def rfft(self, a, axis, n=None):
-        """Real FFT along ``axis`` (of ``n`` points)."""
         return scipy.fft.rfft(a, n=n, axis=axis)
 
     def irfft(self, a, axis, n):
-        """Inverse real FFT of ``n`` points along ``axis``."""
         return scipy.fft.irfft(a, n=n, axis=axis)
 
     def to_numpy(self, a):
-        """A NumPy float64 array on CPU."""
         return np.asarray(a, dtype=np.float64)
 
 
 class TorchOps:
-    """Operations on torch tensors (float64 on CPU, float32 on GPU): the methods of :class:`NumpyOps`."""
+    """The operations of :class:`NumpyOps` on torch tensors (float64 on CPU, float32 on GPU)."""
 
     name = "torch"
 
@@ -101,68 +90,31 @@ class TorchOps:
                           "float64 numpy reference at ~1e-5). Use backend='numpy' for float64; silence "
                           "with warnings.filterwarnings('ignore', 'The torch TRF backend').",
                           UserWarning, stacklevel=3)
-        self.concat, self.stack, self.einsum = torch.cat, torch.stack, torch.einsum
-        self.eigh, self.cho_factor = torch.linalg.eigh, torch.linalg.cholesky
+        kw, t = {"dtype": self.dtype, "device": device}, torch
+        self.concat, self.stack, self.einsum, self.eigh, self.cho_factor = (
+            t.cat, t.stack, t.einsum, t.linalg.eigh, t.linalg.cholesky)
+        self.zeros, self.eye = lambda shape: t.zeros(shape, **kw), lambda n: t.eye(n, **kw)
+        self.index = lambda a: t.as_tensor(np.asarray(a, dtype=np.int64), device=device)
+        self.flip, self.permute = lambda a, axis: t.flip(a, (axis,)), lambda a, axes: a.permute(*axes)
+        self.contiguous, self.cho_solve = lambda a: a.contiguous(), lambda f, b: t.cholesky_solve(b, f)
+        self.subtract_product = lambda c, a, b: c.sub_(a @ b)
+        self.windows = lambda a, n, size, step: a.as_strided((n, size, a.shape[1]), (step * a.shape[1], a.shape[1], 1))
+        self.rfft, self.irfft = (lambda a, axis, n=None: t.fft.rfft(a, n=n, dim=axis),
+                                 lambda a, axis, n: t.fft.irfft(a, n=n, dim=axis))
+        self.to_numpy = lambda a: a.detach().cpu().numpy().astype(np.float64)
 
     def asarray(self, a):
         if isinstance(a, torch.Tensor):
             return a.to(device=self.device, dtype=self.dtype)
         return torch.as_tensor(np.ascontiguousarray(a), dtype=self.dtype, device=self.device)
 
-    def zeros(self, shape):
-        return torch.zeros(shape, dtype=self.dtype, device=self.device)
-
-    def index(self, a):
-        return torch.as_tensor(np.asarray(a, dtype=np.int64), device=self.device)
-
-    def flip(self, a, axis):
-        return torch.flip(a, (axis,))
-
-    def permute(self, a, axes):
-        return a.permute(*axes)
-
-    def contiguous(self, a):
-        return a.contiguous()
-
-    def eye(self, n):
-        return torch.eye(n, dtype=self.dtype, device=self.device)
-
-    def cho_solve(self, factor, b):
-        return torch.cholesky_solve(b, factor)
-
-    def subtract_product(self, c, a, b):
-        return c.sub_(a @ b)
-
-    def windows(self, a, n, size, step):
-        return a.as_strided((n, size, a.shape[1]), (step * a.shape[1], a.shape[1], 1))
-
-    def rfft(self, a, axis, n=None):
-        return torch.fft.rfft(a, n=n, dim=axis)
-
-    def irfft(self, a, axis, n):
-        return torch.fft.irfft(a, n=n, dim=axis)
-
-    def to_numpy(self, a):
-        return a.detach().cpu().numpy().astype(np.float64)
-
 
 BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
 
 
 def get_ops(backend="numpy", device=None):
-    """Resolve ``backend``/``device`` into an ops namespace.
-
-    Parameters
-    ----------
-    backend : 'numpy' | 'torch'
-        Array library. ``'numpy'`` computes in float64 on CPU (the reference).
-    device : str | None
-        Torch device (``'cpu'``, ``'cuda'``, ``'cuda:1'``); ``None`` is CPU. Only for ``backend='torch'``.
-
-    Returns
-    -------
-    ops : NumpyOps | TorchOps
-    """
+    """The ops namespace of ``backend`` ('numpy': float64 on CPU, the reference; 'torch' on ``device``,
+    e.g. 'cuda', None: CPU)."""
     _check_option("backend", backend, BACKENDS)
     if backend == "numpy":
         if device not in (None, "cpu"):

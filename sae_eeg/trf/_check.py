@@ -120,16 +120,16 @@ def _as_trials(data, name, *, allow_1d=True, allow_sparse=False):
         elif arr.ndim == 1:
             raise ValueError(f"Expected a 2D array for {label}, got a 1D array of shape {arr.shape}. "
                              "Reshape your data with x[:, None] if it has a single feature.")
-        if arr.ndim != 2:
-            raise ValueError(f"{label} must be 2-D (n_times, n_columns); got shape {arr.shape}.")
-        if arr.shape[1] == 0:
-            raise ValueError(f"{label} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
-        if arr.shape[0] == 0:
-            raise ValueError(f"{label} has 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
-        arr = np.asarray(arr, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
+        for bad, problem in ((arr.ndim != 2, f"must be 2-D (n_times, n_columns); got shape {arr.shape}"),
+                             (arr.ndim == 2 and arr.shape[1] == 0, f"has 0 feature(s) (shape={arr.shape}) while a "
+                                                                     "minimum of 1 is required"),
+                             (arr.ndim == 2 and arr.shape[0] == 0, f"has 0 sample(s) (shape={arr.shape}) while a "
+                                                                     "minimum of 1 is required")):
+            if bad:
+                raise ValueError(f"{label} {problem}.")
+        out.append(np.asarray(arr, dtype=np.float64))
+        if not np.all(np.isfinite(out[-1])):
             raise ValueError(f"{label} contains NaN or infinite values.")
-        out.append(arr)
     n_cols = {t.shape[1] for t in out}
     if len(n_cols) > 1:
         raise ValueError(f"All trials of {name!r} must have the same number of columns; got {sorted(n_cols)}.")

@@ -29,39 +29,17 @@ class BandedTRF(TRF):
       uniform point (plain ridge) and ``n_iter - 1`` Dirichlet draws on the simplex, each with
       every ``alpha`` (himalaya's ``solve_banded_ridge_random_search``).
 
-    Parameters
-    ----------
-    tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device, scoring, cv
-        As in :class:`~sae_eeg.trf.TRF` (``scoring`` is 'pearson', 'mse' or 'r2').
-    bands : sequence of int
-        Number of consecutive input features in each band (sums to n_features).
-    alpha : sequence of float
-        Global penalties: the starting grid of the gradient search, or those searched
-        for every gamma by the random search. Default ``(0.1, 1, ..., 1e5)``.
-    search : 'gradient' | 'random'
-        How band penalties are found. Default 'gradient'.
-    n_iter : int
-        Gradient steps at most, or random candidates (including the uniform one). Default 20.
-    concentration : float
-        Dirichlet concentration of the random gammas. Default 1.0.
-    random_state : int | None
-        Seed of the random search.
+    Parameters: ``bands``, the number of consecutive input features in each band (summing to
+    n_features); ``alpha``, the gradient search's starting grid or the random search's global
+    penalties; ``search`` ('gradient' or 'random'); ``n_iter``, gradient steps at most or random
+    candidates (with the uniform one); ``concentration`` and ``random_state`` of the random search; the
+    rest as :class:`~sae_eeg.trf.TRF` (``scoring``: 'pearson', 'mse' or 'r2').
 
-    Attributes
-    ----------
-    coef_, intercept_, lags_, times_, valid_samples_, n_features_in_, n_outputs_
-        As in :class:`~sae_eeg.trf.TRF`.
-    band_alphas_ : ndarray, shape (n_bands,)
-        Penalty of each band (engine scale, per lagged column).
-    alpha_ : ndarray, shape (n_outputs,)
-        The mean of the band penalties (``band_alphas_ = alpha_ * n_bands * gamma``).
-    gammas_ : ndarray, shape (n_candidates, n_bands)
-        Band penalties tried (random candidates, or the gradient search's points), summing to one.
-    cv_scores_ : ndarray
-        Mean cross-validated score of each random candidate and alpha, (n_iter, n_alphas,
-        n_outputs); for the gradient search, the mean over outputs at each point, (n_candidates,).
-    cv_score_ : float
-        Mean cross-validated score (over outputs) of the chosen penalties.
+    Attributes: those of :class:`~sae_eeg.trf.TRF`, and ``band_alphas_`` (n_bands,), each band's penalty
+    (per lagged column); ``alpha_``, their mean (``band_alphas_ = alpha_ * n_bands * gamma``); ``gammas_``
+    (n_candidates, n_bands), the penalties tried, summing to one; ``cv_scores_``, each random candidate's
+    and alpha's mean score (n_iter, n_alphas, n_outputs) or each gradient point's, averaged over outputs;
+    ``cv_score_``, the chosen penalties' mean score.
     """
 
     def __init__(self, tmin, tmax, sfreq, *, bands, alpha=(0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5),
@@ -75,17 +53,8 @@ class BandedTRF(TRF):
         self.concentration, self.random_state = concentration, random_state
 
     def fit(self, X, y):
-        """Fit the band penalties by cross-validation, then refit on all trials.
-
-        Parameters
-        ----------
-        X, y : list of array
-            At least two trials, as in :meth:`TRF.fit`.
-
-        Returns
-        -------
-        self : BandedTRF
-        """
+        """Fit the band penalties by cross-validation on at least two trials (as :meth:`TRF.fit`), then
+        refit on all; returns ``self``."""
         sfreq, lags, alphas, xp = self._validate()
         _check_option("scoring", self.scoring, ("pearson", "mse", "r2"))
         _check_option("search", self.search, SEARCHES)
@@ -152,22 +121,10 @@ class BandedTRF(TRF):
         return penalties[best]
 
     def score_split(self, X, y):
-        """Split r^2: the share of explained variance of each band (variance partitioning).
-
-        ``r2_b = sum_t (2 (y - mean y) - y_hat_c) * y_hat_b,c / sum_t (y - mean y)^2`` with
-        ``y_hat_b,c`` band b's centred contribution; the bands sum to the r^2 of the full
-        model with centred predictions (himalaya's ``r2_score_split``).
-
-        Parameters
-        ----------
-        X, y : array | list of array
-            Trials as in :meth:`fit`.
-
-        Returns
-        -------
-        r2_split : ndarray, shape (n_bands, n_outputs)
-            Averaged over trials.
-        """
+        """Split r^2 (n_bands, n_outputs), averaged over the trials ``X``, ``y`` (as :meth:`fit`): each
+        band's share of the explained variance, ``sum_t (2 (y - mean y) - y_hat_c) y_hat_b,c / sum_t
+        (y - mean y)^2`` with ``y_hat_b,c`` band b's centred contribution; the bands sum to the
+        r^2 of the model with centred predictions (himalaya's ``r2_score_split``)."""
         X_list, y_list = _check_pair(X, y, x_1d=False)
         bands = np.cumsum(np.concatenate([[0], np.asarray(self.bands)]))
         sl = self.valid_samples_
@@ -187,13 +144,9 @@ class BandedTRF(TRF):
 
 
 class _FoldProblems:
-    """Cross-validated loss of ridge with per-column penalties, and its exact gradient.
-
-    Each fold's system ``(C + diag(d)) W = c`` is solved by the engine's ridge path
-    (Cholesky); the held-out score comes from the held-out trials' moments
-    (:func:`~sae_eeg.trf.crossval.moments`). With ``G = dL/dW``, implicit differentiation
-    gives ``dL/dd_p = -sum_c [(C + diag(d))^-1 G]_pc W_pc``.
-    """
+    """Cross-validated loss of ridge with per-column penalties ``d`` and its exact gradient: each fold's
+    ``(C + diag(d)) W = c`` by the ridge path (Cholesky), scored by the held-out moments; with ``G =
+    dL/dW``, implicit differentiation gives ``dL/dd_p = -sum_c [(C + diag(d))^-1 G]_pc W_pc``."""
 
     def __init__(self, stats, folds, centering, scoring, xp):
         self.centering, self.scoring, self.xp = centering, scoring, xp

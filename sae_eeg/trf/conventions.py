@@ -67,36 +67,18 @@ def weights_from_mtrf(weights, sfreq):
 
 def trf_train(stimulus, response, sfreq, direction, tmin, tmax, lambda_, *, edge="zero", backend="numpy",
               device=None):
-    """Fit a TRF with mTRF-Toolbox arguments (``mTRFtrain``).
-
-    Parameters
-    ----------
-    stimulus, response : array | list of array
-        Trials, each (n_times_i, n_columns).
-    sfreq : float
-        Sampling rate in Hz.
-    direction : 1 | -1
-        Forward (stimulus to response) or backward model.
-    tmin, tmax : float
-        Lag window in seconds (stimulus-to-response sense, also for direction -1).
-    lambda_ : float
-        mTRF-Toolbox (MATLAB, summed covariances) regularisation value.
-    edge, backend, device : str
-        See :class:`~sae_eeg.trf.TRF`.
-
-    Returns
-    -------
-    model : TRF
-        Fitted with ``alpha = lambda_ * sfreq``; ``weights_to_mtrf(model.coef_, sfreq)`` in mTRF units.
-    """
+    """A :class:`~sae_eeg.trf.TRF` fitted with mTRF-Toolbox arguments (``mTRFtrain``): ``stimulus`` and
+    ``response`` trials (n_times_i, n_columns), ``lambda_`` a MATLAB (summed-covariance) value, so
+    ``alpha = lambda_ * sfreq``; the rest as :class:`~sae_eeg.trf.TRF` (``weights_to_mtrf`` gives
+    mTRF units)."""
     x, y = _check_pair(*((stimulus, response) if direction == 1 else (response, stimulus)))
     return TRF(tmin, tmax, sfreq, direction=direction, alpha=float(alpha_from_mtrf(lambda_, sfreq)),
                edge=edge, backend=backend, device=device).fit(x, y)
 
 
 def trf_predict(model, stimulus=None, response=None):
-    """Predict with a model from :func:`trf_train` (``mTRFpredict``) from its input: ``stimulus``
-    for a forward model, ``response`` for a backward one. Returns a list for a list of trials."""
+    """Predictions of a :func:`trf_train` model (``mTRFpredict``) from ``stimulus`` (forward) or
+    ``response`` (backward); a list for a list of trials."""
     name = "stimulus" if model.direction == 1 else "response"
     inputs = stimulus if model.direction == 1 else response
     if inputs is None:
@@ -116,24 +98,9 @@ def _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas, edge,
 
 def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, cv=None, scoring="pearson",
                  edge="zero", backend="numpy", device=None):
-    """Cross-validated scores for mTRF-Toolbox lambdas (``mTRFcrossval``).
-
-    Parameters
-    ----------
-    stimulus, response, sfreq, direction, tmin, tmax
-        As in :func:`trf_train` (at least two trials).
-    lambdas : float | sequence of float
-        mTRF-Toolbox (MATLAB) regularisation values.
-    cv : int | None
-        Folds (``None``: leave one trial out).
-    scoring, edge, backend, device : str
-        See :class:`~sae_eeg.trf.TRF`.
-
-    Returns
-    -------
-    scores : ndarray, shape (n_folds, n_lambdas, n_outputs)
-        Score of each fold (mean over its held-out trials), lambda and output.
-    """
+    """Cross-validated scores (n_folds, n_lambdas, n_outputs) for mTRF-Toolbox ``lambdas`` (``mTRFcrossval``):
+    each fold's mean over its held-out trials; arguments as :func:`trf_train` (at least two trials),
+    ``cv`` folds (``None``: leave one trial out)."""
     stats, alphas, lags, trials, xp = _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas,
                                                   edge, backend, device)
     return fold_scores(stats, alphas, make_folds(len(trials[0]), cv), centering="lagged", scoring=scoring,
@@ -142,25 +109,9 @@ def trf_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, c
 
 def trf_nested_crossval(stimulus, response, sfreq, direction, tmin, tmax, lambdas, *, cv_outer=None,
                         cv_inner=None, scoring="pearson", edge="zero", backend="numpy", device=None):
-    """Nested cross-validation for mTRF-Toolbox lambdas (mTRFpy ``nested_crossval``).
-
-    Parameters
-    ----------
-    stimulus, response, sfreq, direction, tmin, tmax, lambdas
-        As in :func:`trf_crossval` (at least three trials).
-    cv_outer, cv_inner : int | None
-        Folds (``None``: leave one trial out).
-    scoring : 'pearson' | 'mse' | 'r2'
-        Metric.
-    edge, backend, device : str
-        See :class:`~sae_eeg.trf.TRF`.
-
-    Returns
-    -------
-    result : NestedCV
-        Outer-fold scores (n_outer, n_outputs) and the chosen values as engine alphas
-        (``mtrf_from_alpha(result.alphas, sfreq)`` gives the MATLAB lambdas).
-    """
+    """Nested cross-validation for mTRF-Toolbox lambdas (mTRFpy ``nested_crossval``), arguments as
+    :func:`trf_crossval` (at least three trials): a :class:`~sae_eeg.trf.crossval.NestedCV` with the
+    chosen values as engine alphas (``mtrf_from_alpha(result.alphas, sfreq)``: MATLAB lambdas)."""
     stats, alphas, _, _, xp = _mtrf_stats(stimulus, response, sfreq, direction, tmin, tmax, lambdas, edge,
                                           backend, device)
     return nested_fold_scores(stats, alphas, cv_outer=cv_outer, cv_inner=cv_inner, scoring=scoring, xp=xp)

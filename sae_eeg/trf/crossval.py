@@ -1,56 +1,41 @@
 """Cross-validation on per-trial statistics: folds, scorers and the held-out score of every alpha.
 
-A training set's statistics are the total minus its held-out trials; each fold decomposes
-its covariance once for every alpha (:class:`~sae_eeg.trf.ridge.RidgePath`); Pearson r,
-MSE and r^2 of each held-out trial follow from that trial's statistics without predicting
-(Spearman needs predictions). Scores are computed per held-out trial and averaged over
-the trials of a fold (mTRFpy).
+A training set's statistics are the total minus its held-out trials, decomposed once for every
+alpha (:class:`~sae_eeg.trf.ridge.RidgePath`); Pearson r, MSE and r^2 of a held-out trial follow
+from its statistics without predicting (Spearman predicts). Scores are per held-out trial,
+averaged over the trials of a fold (mTRFpy).
 """
 
 from __future__ import annotations
 
 import warnings
+from collections import namedtuple
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 from scipy import stats as sp_stats
 
 from . import fast
+from ._backend import get_ops
 from ._check import _check_number, _check_option
-from .lags import design_rows, row_range
-from .ridge import RidgePath, ridge_per_output
+from .lags import EDGES, design_rows, direction_lags, row_range
+from .ridge import CENTERINGS, RidgePath, ridge_per_output
 
 
 class AlphaAtGridEdgeWarning(UserWarning):
     """Cross-validation chose the smallest or the largest penalty of the grid."""
 
 
-class Moments(NamedTuple):
-    """Centred second moments of a held-out trial's outputs ``y`` and predictions ``y_hat``.
-
-    ``ss_y``, ``ss_hat``: sums of squares of ``y - mean(y)`` and ``y_hat - mean(y_hat)``;
-    ``cross``: their cross product; ``d_mean = mean(y) - mean(y_hat)``; ``n``: rows; with
-    ``dense``, ``CW = C_h W`` and ``c_h`` (the held-out centred covariances) for gradients.
-    """
-
-    ss_y: object
-    ss_hat: object
-    cross: object
-    d_mean: object
-    n: object
-    CW: object = None
-    c_h: object = None
+Moments = namedtuple("Moments", "ss_y ss_hat cross d_mean n CW c_h", defaults=(None, None))
+Moments.__doc__ = """Sums of squares of a held-out trial's centred outputs and predictions, their cross product,
+``mean(y) - mean(y_hat)``, the rows; with ``dense``, ``C_h W`` and ``c_h`` (for gradients)."""
 
 
 def moments(W, b, held, xp, dense=False):
-    """:class:`Moments` (each (A, B, C)) of a held-out trial from its statistics, without predicting.
-
-    ``W`` (A, B, P, C) and ``b`` (A, B, C). The moments are of centred predictions, so the
-    intercept never enters a difference of large sums. A single design with the generators
-    of its ``X^T X`` gets ``w^T X^T X w`` without the P x P product
-    (:func:`~sae_eeg.trf.fast.quadratic_forms`), unless ``dense``.
-    """
+    """:class:`Moments` (each (A, B, C)) of a held-out trial from its statistics, for weights ``W`` (A, B,
+    P, C) and intercepts ``b`` (A, B, C). Of centred predictions: the intercept never enters a
+    difference of large sums. One design with its generators: ``w^T X^T X w`` without the P x P
+    product (:func:`~sae_eeg.trf.fast.quadratic_forms`), unless ``dense``."""
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
     (n_A, n_B, n_P, n_C), CW = W.shape, None
     W_B = xp.permute(W, (1, 2, 0, 3)).reshape(n_B, n_P, n_A * n_C)     # all alphas as columns (a free view of
@@ -85,12 +70,8 @@ def pearson(y_true, y_pred):
     return (yc * pc).sum(0) / np.sqrt((yc * yc).sum(0) * (pc * pc).sum(0))
 
 
-class Scorer(NamedTuple):
-    """A metric: from predictions (numpy) and, where possible, from held-out :class:`Moments`."""
-
-    from_predictions: object
-    from_moments: object
-    greater_is_better: bool
+Scorer = namedtuple("Scorer", "from_predictions from_moments greater_is_better")
+Scorer.__doc__ = "A metric: from predictions (numpy) and, where possible, from held-out :class:`Moments`."
 
 
 SCORERS = {
@@ -101,6 +82,17 @@ SCORERS = {
                  lambda m: 1 - _sse(m) / m.ss_y, True),
 }
 STATS_SCORERS = tuple(k for k, v in SCORERS.items() if v.from_moments is not None)
+
+
+def setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device, scoring="pearson"):
+    """``(sfreq, lags, intercept rule or None, ops)`` from the arguments every analysis shares, checked."""
+    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
+    for name, value, allowed in (("edge", edge, EDGES), ("centering", centering, CENTERINGS),
+                                 ("fit_intercept", fit_intercept, (True, False))) + (
+            (("scoring", scoring, STATS_SCORERS),) if scoring else ()):
+        _check_option(name, value, allowed)
+    return sfreq, direction_lags(tmin, tmax, sfreq, direction), centering if fit_intercept else None, \
+        get_ops(backend, device)
 
 
 def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
@@ -133,30 +125,11 @@ def fold_scores(stats, alphas, folds, *, centering, scoring, solver, xp, trials=
                 penalty_scale=None, paths=None):
     """Held-out scores of every fold, alpha, design and output.
 
-    Parameters
-    ----------
-    stats : LagStats
-        Per-trial statistics (N = n_trials).
-    alphas : ndarray, shape (n_alphas,)
-        Penalties.
-    folds : list of ndarray of int
-        Held-out trials per fold (:func:`make_folds`).
-    centering, solver, penalty_scale
-        As :class:`~sae_eeg.trf.ridge.RidgePath`.
-    scoring : str
-        Key of :data:`SCORERS`.
-    xp : ops
-        Backend namespace.
-    trials, lags, edge
-        Backend arrays of the trials ``(X, Y)``, the lags and the edge mode, only for scorers
-        without a statistics form (Spearman).
-    paths : list of RidgePath | None
-        The folds' systems from :func:`fold_paths` (``stats`` then share their stimulus part).
-
-    Returns
-    -------
-    scores : ndarray, shape (n_folds, n_alphas, B, n_outputs)
-        Mean over the held-out trials of each fold (B: independent designs).
+    ``stats``: per-trial statistics; ``folds``: the held-out trials of each fold (:func:`make_folds`);
+    ``scoring``: a key of :data:`SCORERS`; ``alphas``, ``centering``, ``solver``, ``penalty_scale``, ``xp``
+    as :class:`~sae_eeg.trf.ridge.RidgePath`; ``trials`` ``(X, Y)``, ``lags``, ``edge``: only for Spearman;
+    ``paths``: the folds' systems from :func:`fold_paths` (``stats`` then share their stimulus part).
+    Returns (n_folds, n_alphas, B, n_outputs): means over each fold's held-out trials.
     """
     _check_option("scoring", scoring, SCORERS)
     scorer, total, out = SCORERS[scoring], stats.total(), []
@@ -184,11 +157,8 @@ def fold_scores(stats, alphas, folds, *, centering, scoring, solver, xp, trials=
 
 
 def best_alpha_index(mean_scores, scoring, per_output):
-    """Index of the best alpha per output, shape (n_outputs,), from scores (n_alphas, n_outputs).
-
-    With ``per_output=False`` the alpha with the best score averaged over outputs is used for
-    every output. Ties go to the first alpha (as mTRFpy's argmax).
-    """
+    """Index (n_outputs,) of the best alpha per output from scores (n_alphas, n_outputs), or of the best
+    mean over outputs for all (``per_output=False``); ties go to the first (as mTRFpy's argmax)."""
     sign = 1.0 if SCORERS[scoring].greater_is_better else -1.0
     s = sign * np.nan_to_num(mean_scores, nan=-np.inf)
     if per_output:
@@ -220,11 +190,9 @@ class NestedCV:
 
     Attributes
     ----------
-    scores : ndarray, shape (n_outer, n_outputs)
-        Score on each outer test fold of the model refit on its training trials with the
-        alpha chosen by the inner cross-validation (an unbiased accuracy estimate).
-    alphas : ndarray, shape (n_outer, n_outputs)
-        The alpha chosen in each outer fold (a record of the procedure, not a fitted model).
+    scores, alphas : ndarray, shape (n_outer, n_outputs)
+        Score on each outer test fold of the model refit on its training trials with the alpha
+        chosen by the inner cross-validation (an unbiased estimate), and that alpha.
     """
 
     scores: np.ndarray
@@ -233,25 +201,10 @@ class NestedCV:
 
 def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, centering="lagged",
                        scoring="pearson", solver="auto", per_output=False, xp):
-    """Nested cross-validation on per-trial statistics of one design (no covariance is recomputed).
-
-    Parameters
-    ----------
-    stats : LagStats
-        Per-trial statistics (N = n_trials >= 3).
-    alphas : ndarray, shape (n_alphas,)
-        Penalties searched by the inner loop.
-    cv_outer, cv_inner : int | None
-        Folds of the outer and inner loops (``None``: leave one trial out).
-    centering, scoring, solver, xp
-        As :func:`fold_scores` (``scoring`` from statistics).
-    per_output : bool
-        Choose alpha per output.
-
-    Returns
-    -------
-    result : NestedCV
-    """
+    """Nested cross-validation (:class:`NestedCV`) on per-trial statistics of one design (N >= 3), no
+    covariance recomputed: ``alphas`` searched by ``cv_inner`` folds inside each of ``cv_outer`` (``None``:
+    leave one trial out); ``centering``, ``scoring`` (from statistics), ``solver``, ``xp`` as
+    :func:`fold_scores`; ``per_output``: an alpha per output."""
     _check_option("scoring", scoring, STATS_SCORERS)
     n = stats.n_trials
     if n < 3:

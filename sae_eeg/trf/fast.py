@@ -1,28 +1,23 @@
 """Opt-in speed: every fast path of the TRF engine, what it replaces and what it earned.
 
-Each function computes what a readable function of the core computes (tests compare the
-two); the core calls it where the rule beside it says it pays. Gains are CPU times on one
-core (OpenBLAS), measured with ``benchmarks/trf_vs_peers.py``: (a) 20 trials x 7680
-samples, 16 features x 78 lags = 1248 columns, 64 outputs, 10 alphas, leave-one-trial-out;
-(b) 1000 single-feature models; (c) 128 channels x 33 lags = 4224 columns, one alpha.
+Each function computes what a readable function of the core computes (tests compare them);
+the core calls it where the rule beside it says it pays. Gains are CPU times on one core,
+measured on ``benchmarks/trf_vs_peers.py``'s problems: (a) 20 trials of 7680 samples, 16
+features x 78 lags, 64 outputs, 10 alphas, leave-one-trial-out; (b) 1000 single-feature
+models, same trials; (c) 128 channels x 33 lags, one alpha.
 
-1. :func:`block_xcorr`: lagged cross-correlations by short FFTs of blocks of ``8 n_lags``
-   samples (the X^T X generators and X^T Y). (c)'s covariance 3.3 -> 1.1 s (with 4.);
-   X^T Y of (a) ~15 ms per trial.
-2. :func:`xtx_by_recursion`: X^T X with the edge corrections by a recursion along block
-   diagonals, for many trials ((c): 0.6 -> 0.3 s) or many single-feature designs; and
-   :func:`autocorrelation_rows`, one FFT per single-feature design.
-3. :func:`quadratic_forms`: held-out ``w^T X^T X w`` in the frequency domain, without
-   the P x P product ((a): in-fit moments 1.9-2.8 -> 0.5 s).
-4. :func:`circular_xty`: X^T of circularly shifted outputs for many shifts from one FFT
-   per trial (shift nulls of the demo's encoding: 8.0 -> 4.8 s per subject and layer).
-5. :func:`tridiagonal_inverse`: every ridge penalty from one orthogonal reduction: block
-   tridiagonal for one large system (the first stage of LAPACK's two-stage eigensolver,
-   with BLAS ``symm``/``syr2k`` on blocks in place through SciPy's ``cython_blas``
-   capsules), LAPACK ``dsytrd`` for a batch of small ones. (a): the reduction costs
-   about five Cholesky factorisations, against ten for ten alphas (13.4-18.2x -> 20.3-23.5x
-   vs mtrf; the capsule calls 12-30 % of the reduction); (b): 67 vs 132 ms (eigh) per
-   128 systems of 78 lags and 10 alphas.
+1. :func:`block_xcorr`: lagged cross-correlations by FFTs of blocks of ``8 n_lags`` samples
+   ((c)'s covariance 3.3 -> 1.1 s with 2.; (a)'s X^T Y 363 -> 30 ms per trial), and
+   :func:`autocorrelation_rows`, one FFT per single-feature design (1.3 s -> 19 ms per trial of (b)).
+2. :func:`xtx_by_recursion`: edge corrections of X^T X by a recursion ((c): 0.6 -> 0.3 s;
+   (b): 34 -> 5 ms per trial and 128 features).
+3. :func:`quadratic_forms`: held-out ``w^T X^T X w`` in the frequency domain ((a): 1.9 -> 0.5 s).
+4. :func:`circular_xty`: X^T Y of circularly shifted outputs, all shifts from one FFT per
+   trial (the demo's shift nulls: 8.0 -> 4.8 s per subject and layer).
+5. :func:`tridiagonal_inverse`: every penalty from one orthogonal reduction, block tridiagonal
+   for a large system (BLAS on blocks in place through SciPy's ``cython_blas`` capsules: 12-30 %
+   of it), LAPACK ``dsytrd`` for a batch of small ones. (a): five Cholesky factorisations' worth
+   instead of ten (13.4-18.2x -> 20.3-23.5x mtrf); (b): 46 vs 62 ms (eigh) per fold and 128 features.
 """
 
 from __future__ import annotations
@@ -39,24 +34,19 @@ from ._backend import NumpyOps
 _NP = NumpyOps()
 
 
-# ---- 1. block-FFT cross-correlations ---------------------------------------------------------
-
 def segment(n_times, n_lags):
-    """Padded length of a trial in :func:`block_xcorr`: whole blocks of ``8 n_lags`` holding the
-    trial and ``n_lags - 1`` zeros, so that no block reaches into the next trial."""
+    """A trial's padded length in :func:`block_xcorr`: whole blocks holding it and ``n_lags - 1`` zeros."""
     return -(-(n_times + n_lags - 1) // (8 * n_lags)) * (8 * n_lags)
 
 
 def fft_pays(lengths, n_lags, n_x, n_y=None):
-    """Whether :func:`block_xcorr` beats direct products for lags ``0..n_lags-1`` of these trials.
+    """Whether :func:`block_xcorr` beats ``n_lags`` direct products on trials of ``lengths``.
 
-    Autocovariance (``n_y=None``): when it costs fewer flops than ``n_lags`` products, counting
-    ~4.5 n_x^2 per sample for the complex products, ~2.8 n_x log2(N) for the FFTs of the padded
-    samples and ~2.5 N log2(N) n_x^2 to transform back (all weighted 2x: smaller, slower
-    operations). Cross-correlation of ``n_x`` inputs with ``n_y`` outputs: against one product
-    with the outputs' windows (a copy of ``n_lags * n_y`` columns), when ``n_lags >= 8`` and
-    ``n_x <= n_y * n_lags / 2`` (measured at 7680 samples, 33 and 78 lags: 128 inputs and one
-    output 17 ms direct vs 31 ms FFT; 16 inputs and 64 outputs 363 vs 30 ms).
+    Autocovariance (``n_y=None``): fewer flops, counting ~4.5 n_x^2 per sample for the complex
+    products, ~2.8 n_x log2(N) for the FFTs and ~2.5 N log2(N) n_x^2 to transform back, all
+    weighted 2x (smaller, slower operations). Cross-correlation with ``n_y`` outputs: when
+    ``n_lags >= 8`` and ``n_x <= n_y n_lags / 2`` (measured at 33 and 78 lags: 128 inputs, one
+    output 17 ms direct vs 31 ms FFT; 16 inputs, 64 outputs 363 vs 30 ms).
     """
     if n_y is not None:
         return n_lags >= 8 and n_x <= n_y * n_lags / 2
@@ -67,12 +57,8 @@ def fft_pays(lengths, n_lags, n_x, n_y=None):
 
 @functools.lru_cache(maxsize=16)
 def _half_spectrum_dft(n_lags, N):
-    """``cos``, ``sin`` (N // 2 + 1, n_lags) of ``2 pi k d / N`` and the half spectrum's weights.
-
-    A real sequence's transform at ``k`` and ``N - k`` are conjugate: sums over all ``N``
-    frequencies are those over ``k = 0..N//2`` weighted 1 (``k = 0``, ``2k = N``) or 2 (the
-    others); the weights include the 1/N of the inverse transform. Computed once per size.
-    """
+    """``cos``, ``sin`` (N // 2 + 1, n_lags) of ``2 pi k d / N`` and the half spectrum's weights (1 for
+    ``k = 0`` and ``2k = N``, else 2: ``k`` and ``N - k`` are conjugate; times the inverse's 1/N)."""
     k = np.arange(N // 2 + 1)
     angle = 2 * np.pi * np.outer(k, np.arange(n_lags)) / N
     return np.cos(angle), np.sin(angle), np.where((k == 0) | (2 * k == N), 1.0, 2.0) / N
@@ -88,18 +74,17 @@ def block_xcorr(pairs, n_lags, xp):
     correlation is the linear one. The cross-spectra of all blocks are summed, then transformed
     back at the ``n_lags`` lags only.
     """
-    n_F = pairs[0][0].shape[1]
     offsets = np.cumsum([0] + [segment(x.shape[0], n_lags) for x, _ in pairs])
 
-    def laid_out(arrays, width):
-        out = xp.zeros((int(offsets[-1]) + n_lags - 1, width))
+    def laid_out(arrays):
+        out = xp.zeros((int(offsets[-1]) + n_lags - 1, arrays[0].shape[1]))
         for a, o in zip(arrays, offsets):
             out[int(o):int(o) + a.shape[0]] = a
         return out
 
-    x_cat = laid_out([x for x, _ in pairs], n_F)
-    y_cat = x_cat if pairs[0][1] is None else laid_out([y for _, y in pairs], pairs[0][1].shape[1])
-    n_C, B = y_cat.shape[1], 8 * n_lags
+    x_cat = laid_out([x for x, _ in pairs])
+    y_cat = x_cat if pairs[0][1] is None else laid_out([y for _, y in pairs])
+    (n_F, n_C), B = (x_cat.shape[1], y_cat.shape[1]), 8 * n_lags
     W = B + n_lags - 1                                                        # block plus extension
     N = scipy.fft.next_fast_len(W, real=True)
     n_blocks = (x_cat.shape[0] - (n_lags - 1)) // B
@@ -120,27 +105,22 @@ def block_xcorr(pairs, n_lags, xp):
 
 
 def autocorrelation_rows(x, n_lags, xp):
-    """``sum_s x_b(s) x_b(s + d)``, ``d < n_lags``, of every row of ``x`` (B, T): (B, n_lags), by one
-    FFT per row (single-feature designs: 35 ms per 128 features of 7680 samples, against 77 ms by
-    blocks and 1.3 s by products)."""
+    """``sum_s x_b(s) x_b(s + d)``, ``d < n_lags``, of every row of ``x`` (B, T): (B, n_lags), one FFT per row
+    (18 ms per 128 rows of 7680 samples; 77 ms by blocks)."""
     n = scipy.fft.next_fast_len(x.shape[1] + n_lags - 1, real=True)          # no wrap-around
     spec = xp.rfft(x, axis=1, n=n)
     return xp.irfft(spec.real ** 2 + spec.imag ** 2, axis=1, n=n)[:, :n_lags]
 
 
-# ---- 2. X^T X with the edge corrections by a recursion ----------------------------------------
-
 def xtx_by_recursion(R, rows, starts, stops, xp):
-    """``X^T X`` (B, P, P) of one design (B = 1) or of B single-feature designs, from their summed
+    """``X^T X`` (B, P, P) of one design (B = 1) or of B single-feature designs from their summed
     autocovariance ``R`` (B, L, F, F) and the rows their trials lack.
 
-    Block ``(i, j)`` is ``R(i - j)`` minus the Gram of the missing rows (``rows`` (B, E, P), all
-    trials). Along a block diagonal one step shifts the rows by one sample, which adds the product
-    of each trial's row ``start - 1`` and removes that of row ``stop - 1`` (``starts``, ``stops``:
-    (B, n_trials, P)): the first block row comes from the missing rows, every other block from a
-    cumulative sum (P^2 per trial, not per missing row). Many trials of one design ((c): 0.6 ->
-    0.3 s); 128 single-feature designs of 78 lags (blocks are numbers, the designs along the last,
-    contiguous axis): 34 ms by batched products -> 5 ms.
+    Block ``(i, j)`` is ``R(i - j)`` minus the Gram of the missing rows (``rows`` (B, E, P)). Along
+    a block diagonal one step shifts the rows by one sample, adding the product of each trial's
+    row ``start - 1`` and removing that of row ``stop - 1`` (``starts``, ``stops``: (B, n_trials,
+    P)): the first block row from the missing rows, the others by cumulative sums (P^2 per trial,
+    not per missing row).
     """
     n_B, n_L, n_F = R.shape[:3]
     if n_F == 1:                                   # blocks (i, j): (B,) vectors
@@ -168,57 +148,32 @@ def xtx_by_recursion(R, rows, starts, stops, xp):
     return blocks.reshape(n_L, n_L, n_F, n_F).swapaxes(1, 2).reshape(1, n_L * n_F, n_L * n_F)
 
 
-# ---- 3. held-out quadratic forms in the frequency domain -------------------------------------
-
-_FREQUENCIES_PER_PRODUCT = 16
-
-
 def quadratic_forms(autocov, edge_rows, W, xp):
-    """``w^T X^T X w`` for every column ``w`` of ``W`` (P, K), from the generators of ``X^T X``.
+    """``w^T X^T X w`` (K,) for every column of ``W`` (L * F, K), from the generators of ``X^T X``:
+    ``autocov`` (L, F, F) and ``edge_rows`` (E, L * F), ``X^T X = Toeplitz(R) - rows^T rows``.
 
-    ``X^T X = Toeplitz(R) - rows^T rows``. With ``N >= 2 L - 1`` points there is no
-    wrap-around: ``w^T Toeplitz(R) w`` is the sum over frequencies of ``W(k)^H S(k) W(k)``,
-    ``S(k)`` the (Hermitian, F x F) transform of ``R`` at lags ``-(L-1)..L-1``; in real
-    arithmetic ``v^T G v`` with ``v = [Re W(k); -Im W(k)]`` and ``G = [[Re S, -Im S], [Im S,
-    Re S]]``. ``~8 L F^2 K`` flops instead of ``2 L^2 F^2 K``; 16 frequencies per product keep
-    the temporaries in cache (38 -> 23 ms per fold of (a)).
-
-    Parameters
-    ----------
-    autocov : array, shape (L, F, F)
-        ``R[d] = sum_s x(s)^T x(s + d)``.
-    edge_rows : array, shape (E, L * F)
-        Rows of the infinitely zero-padded design that the trial's design lacks.
-    W : array, shape (L * F, K)
-        Lag-major weights.
-    xp : ops
-        Backend namespace.
-
-    Returns
-    -------
-    q : array, shape (K,)
+    With ``N >= 2 L - 1`` points there is no wrap-around: ``w^T Toeplitz(R) w`` is the sum over
+    frequencies of ``W(k)^H S(k) W(k)``, ``S(k)`` the (Hermitian) transform of ``R`` at lags
+    ``-(L-1)..L-1``; in real arithmetic ``v^T G v``, ``v = [Re W(k); -Im W(k)]``, ``G = [[Re S,
+    -Im S], [Im S, Re S]]``. ``~8 L F^2 K`` flops instead of ``2 L^2 F^2 K``; 16 frequencies per
+    product keep the temporaries in cache (38 -> 23 ms per fold of (a)).
     """
-    n_L, n_F = autocov.shape[0], autocov.shape[1]
+    (n_L, n_F), n_K = autocov.shape[:2], W.shape[1]
     cos, sin, weight = (xp.asarray(a) for a in
                         _half_spectrum_dft(n_L, scipy.fft.next_fast_len(2 * n_L - 1, real=True)))
     sym, anti = autocov + autocov.mT, autocov - autocov.mT                   # R(d) + R(-d), R(d) - R(-d)
     S_re = autocov[0] + (cos[:, 1:] @ sym[1:].reshape(n_L - 1, n_F * n_F)).reshape(-1, n_F, n_F)
     S_im = (sin[:, 1:] @ anti[1:].reshape(n_L - 1, n_F * n_F)).reshape(-1, n_F, n_F)
     G = xp.concat([xp.concat([S_re, -S_im], axis=2), xp.concat([S_im, S_re], axis=2)], axis=1)
-    G = G * weight[:, None, None]
-    n_K = W.shape[1]
+    G, W_L, q = G * weight[:, None, None], W.reshape(n_L, n_F * n_K), 0
     dft = xp.stack([cos, sin], axis=1).reshape(-1, n_L)         # rows (k, cos | sin): v comes out (k, 2F, K)
-    W_L = W.reshape(n_L, n_F * n_K)
-    q = 0
-    for k0 in range(0, G.shape[0], _FREQUENCIES_PER_PRODUCT):
-        k1 = min(k0 + _FREQUENCIES_PER_PRODUCT, G.shape[0])
+    for k0 in range(0, G.shape[0], 16):
+        k1 = min(k0 + 16, G.shape[0])
         v = (dft[2 * k0:2 * k1] @ W_L).reshape(k1 - k0, 2 * n_F, n_K)
         q = q + xp.einsum("kin,kin->n", G[k0:k1] @ v, v)
     BW = edge_rows @ W
     return q - xp.einsum("en,en->n", BW, BW)
 
-
-# ---- 4. X^T of circularly shifted outputs, many shifts at once --------------------------------
 
 def circular_xty(x, y, lags, start, stop, shifts):
     """``X^T roll(y, -s)`` (len(shifts), L * F, C) of one trial (numpy) over rows ``start..stop-1``.
@@ -241,60 +196,51 @@ def circular_xty(x, y, lags, start, stop, shifts):
     return out.reshape(len(shifts), -1, y.shape[1])
 
 
-# ---- 5. every ridge penalty from one orthogonal reduction ------------------------------------
-
 # Block width of J: wider blocks make the reduction's products more efficient and the
 # per-penalty block solves dearer; 48 was fastest for P = 300..2000 (OpenBLAS, one thread).
 WIDTH = 48
 
-# dsymm and dsyr2k from SciPy's cython_blas: (char, char, int, int, alpha, a, lda, b, ldb,
-# beta, c, ldc), all by reference. Unlike scipy.linalg.blas (f2py, which copies an array that
-# is not contiguous) they take a leading dimension: a trailing block is updated where it lies.
-_INT, _PTR = ctypes.POINTER(ctypes.c_int), ctypes.c_void_p
-_SIGNATURE = ctypes.CFUNCTYPE(None, ctypes.c_char_p, ctypes.c_char_p, _INT, _INT, _PTR, _PTR, _INT,
-                              _PTR, _INT, _PTR, _PTR, _INT)
 
+def _blas(name):
+    """dsymm/dsyr2k from SciPy's cython_blas capsules: unlike scipy.linalg.blas (f2py, which copies an
+    array that is not contiguous) they take a leading dimension, so a block is updated where it lies."""
+    capsule, api = cython_blas.__pyx_capi__[name], ctypes.pythonapi
+    api.PyCapsule_GetName.restype, api.PyCapsule_GetName.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    api.PyCapsule_GetPointer.restype = ctypes.c_void_p
+    api.PyCapsule_GetPointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+    ref, char = ctypes.c_void_p, ctypes.c_char_p              # (char, char, int, int, alpha, a, lda, b, ldb,
+    routine = ctypes.CFUNCTYPE(None, char, char, *[ref] * 10)(  # beta, c, ldc), all by reference
+        api.PyCapsule_GetPointer(capsule, api.PyCapsule_GetName(capsule)))
 
-def _blas_routine(name):
-    capsule = cython_blas.__pyx_capi__[name]
-    get_name, get_pointer = ctypes.pythonapi.PyCapsule_GetName, ctypes.pythonapi.PyCapsule_GetPointer
-    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
-    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    return _SIGNATURE(get_pointer(capsule, get_name(capsule)))
-
-
-_DSYMM, _DSYR2K = _blas_routine("dsymm"), _blas_routine("dsyr2k")
+    def call(uplo, trans, n, k, alpha, a, b, beta, c):
+        args = [ctypes.byref(ctypes.c_int(n)), ctypes.byref(ctypes.c_int(k)), ctypes.byref(ctypes.c_double(alpha))]
+        for m in (a, b):
+            args += _column_major(m)
+        routine(uplo, trans, *args, ctypes.byref(ctypes.c_double(beta)), *_column_major(c))
+    return call
 
 
 def _column_major(a):
     """Pointer and leading dimension of a float64 array with unit row stride (a Fortran block)."""
     if a.dtype != np.float64 or a.strides[0] != 8 or a.strides[1] % 8 or a.strides[1] < 8 * a.shape[0]:
         raise ValueError("expected a float64 Fortran-ordered array or block of one")
-    return _PTR(a.ctypes.data), ctypes.byref(ctypes.c_int(max(1, a.strides[1] // 8)))
+    return [ctypes.c_void_p(a.ctypes.data), ctypes.byref(ctypes.c_int(max(1, a.strides[1] // 8)))]
 
 
-def _ints(*values):
-    return [ctypes.byref(ctypes.c_int(v)) for v in values]
-
-
-def _scalar(value):
-    return ctypes.byref(ctypes.c_double(value))
+_DSYMM, _DSYR2K = _blas("dsymm"), _blas("dsyr2k")
 
 
 def symm_lower(a, b):
     """``a @ b`` for symmetric ``a`` (n, n) known by its lower triangle; ``a`` may be a block."""
-    b = np.asfortranarray(b, dtype=np.float64)
-    out = np.zeros(b.shape, order="F")
-    _DSYMM(b"L", b"L", *_ints(*b.shape), _scalar(1.0), *_column_major(a), *_column_major(b),
-           _scalar(0.0), *_column_major(out))
+    b, out = np.asfortranarray(b, dtype=np.float64), np.zeros(b.shape, order="F")
+    _DSYMM(b"L", b"L", *b.shape, 1.0, a, b, 0.0, out)
     return out
 
 
 def syr2k_lower(c, a, b, alpha):
     """``c += alpha (a b^T + b a^T)`` on the lower triangle of ``c`` (n, n), in place; returns ``c``."""
     a, b = np.asfortranarray(a, dtype=np.float64), np.asfortranarray(b, dtype=np.float64)
-    _DSYR2K(b"L", b"N", *_ints(*a.shape), _scalar(alpha), *_column_major(a), *_column_major(b),
-            _scalar(1.0), *_column_major(c))
+    _DSYR2K(b"L", b"N", *a.shape, alpha, a, b, 1.0, c)
     return c
 
 
@@ -335,13 +281,9 @@ def apply_q(reflectors, U, transpose=False):
 
 
 def solve_shifts(diag, sub, z, shifts):
-    """Solve ``(J + s I) u = z`` for every shift ``s``: (P, S, K) from ``z`` (P, K).
-
-    Block Cholesky ``J + s I = L L^T`` (``L`` block lower bidiagonal) batched over the shifts,
-    then substitution block by block with the inverses of the diagonal blocks of ``L``. The
-    solutions are written shift by shift along the second axis, so that ``u.reshape(P, S * K)``
-    holds all of them as columns.
-    """
+    """Solve ``(J + s I) u = z`` for every shift ``s``: (P, S, K) from ``z`` (P, K), by block Cholesky
+    ``J + s I = L L^T`` (``L`` block lower bidiagonal) batched over the shifts, then substitution
+    block by block; ``u.reshape(P, S * K)`` holds every shift's solutions as columns."""
     shifts = np.asarray(shifts, dtype=np.float64)[:, None, None]
     inv, S = [], []            # inverses of the blocks L[i, i]; sub-diagonal blocks L[i + 1, i]
     for i, D in enumerate(diag):
@@ -364,11 +306,8 @@ def solve_shifts(diag, sub, z, shifts):
 
 
 def _compact_wy(V, tau):
-    """``T`` with ``H_1 ... H_r = I - V T V^T`` for reflectors ``I - tau_k v_k v_k^T`` (batched).
-
-    ``T^{-1} = diag(1 / tau) + strict upper part of V^T V`` (Joffrain et al. 2006); a reflector
-    with ``tau = 0`` is the identity: its ``v`` is set to zero.
-    """
+    """``T`` with ``H_1 ... H_r = I - V T V^T`` for reflectors ``I - tau_k v_k v_k^T`` (batched):
+    ``T^{-1} = diag(1 / tau) + strict upper part of V^T V`` (Joffrain et al. 2006); ``tau = 0``: identity."""
     tau = tau[..., None, :]
     identity = tau == 0
     V = V * ~identity
@@ -405,12 +344,11 @@ def tridiagonal_shifts_solve(d, e, z, shifts):
 def tridiagonal_inverse(C, alphas, xp, overwrite=False):
     """``rhs -> (C + alpha I)^{-1} rhs`` for every alpha, (B, P, K) -> (A, B, P, K), from one reduction.
 
-    One system (B = 1): ``C = Q J Q^T`` block tridiagonal, ``(C + a I)^{-1} = Q (J + a I)^{-1}
-    Q^T``; each alpha costs a block Cholesky of ``J + a I`` and ``Q`` is applied once to the
-    solutions of all alphas. A batch of small systems: ``C_b = Q_b T_b Q_b^T`` tridiagonal
-    (LAPACK ``dsytrd`` each), then one LDL^T recursion for every alpha and system. The result
-    of one system is a view of a (P, A, K) array: ``W[:, 0].swapaxes(0, 1).reshape(P, A * K)``
-    is free. Computed in numpy (a torch ``C`` goes through the CPU).
+    One system: ``C = Q J Q^T`` block tridiagonal and ``(C + a I)^{-1} = Q (J + a I)^{-1} Q^T``;
+    each alpha costs a block Cholesky of ``J + a I``, ``Q`` is applied once to all alphas'
+    solutions. A batch of small systems: ``C_b = Q_b T_b Q_b^T`` tridiagonal (LAPACK ``dsytrd``),
+    one LDL^T recursion for every alpha and system. The result is a view of a (B, P, A, K)
+    array (alphas as columns: free for the held-out moments). In numpy (torch via the CPU).
     """
     C, n_A = xp.to_numpy(C), len(alphas)
     if C.shape[0] == 1:

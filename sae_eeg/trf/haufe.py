@@ -12,24 +12,10 @@ from .stats import lagged_stats
 
 
 def haufe_patterns(model, X):
-    """Activation patterns ``A = Cov(X_lagged) W Cov(y_hat)^-1`` of a fitted model (Haufe 2014).
-
-    The covariance of the lagged inputs comes from the lagged statistics (no design matrix)
-    over the same rows and edges as the fit, centred like the fit.
-
-    Parameters
-    ----------
-    model : TRF
-        A fitted model (typically ``direction=-1``: X is the EEG).
-    X : array | list of array
-        The inputs the model was trained on (trials of shape (n_times_i, n_features)).
-
-    Returns
-    -------
-    patterns : ndarray, shape (n_outputs, n_features, n_lags)
-        Same layout and lags as ``model.coef_``; for a backward model, the forward pattern of
-        each EEG channel at regression lag ``model.lags_`` (read as latency ``-model.times_``).
-    """
+    """Activation patterns ``A = Cov(X_lagged) W Cov(y_hat)^-1`` (Haufe 2014) of a fitted ``model``
+    (typically backward: X is the EEG) on its training inputs ``X``, centred like the fit, from
+    lagged statistics: (n_outputs, n_features, n_lags), laid out as ``model.coef_`` (a backward
+    model's patterns at regression lag ``model.lags_``, i.e. latency ``-model.times_``)."""
     X_list = _as_trials(X, "X")
     if X_list[0].shape[1] != model.coef_.shape[1]:
         raise ValueError(f"X has {X_list[0].shape[1]} features but the model was fitted with "

@@ -24,42 +24,27 @@ EDGES = ("zero", "valid")
 
 
 def times_to_lags(tmin, tmax, sfreq):
-    """Integer lags (samples) covering the window ``[tmin, tmax]`` seconds.
+    """Integer lags (samples) ``floor(tmin * sfreq) .. ceil(tmax * sfreq)`` covering ``[tmin, tmax]`` seconds.
 
-    Parameters
-    ----------
-    tmin, tmax : float
-        First and last lag, in seconds (``tmin <= tmax``); negative: the output precedes the input.
-    sfreq : float
-        Sampling rate in Hz.
-
-    Returns
-    -------
-    lags : ndarray of int, shape (n_lags,)
-        ``floor(tmin * sfreq) .. ceil(tmax * sfreq)`` (as mTRF-Toolbox/mTRFpy; values
-        within 1e-9 of an integer are rounded to it first, so ``-0.1 * 100`` is -10).
+    As mTRF-Toolbox/mTRFpy; values within 1e-9 of an integer are rounded to it first (``-0.1 * 100``
+    is -10). ``tmin <= tmax`` in seconds (negative: the output precedes the input), ``sfreq`` in Hz.
+    Returns an int array (n_lags,).
     """
     tmin, tmax = _check_number("tmin", tmin), _check_number("tmax", tmax)
     sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
     if tmin > tmax:
         raise ValueError(f"tmin must be <= tmax; got tmin={tmin!r}, tmax={tmax!r}.")
 
-    def _snap(v):
-        return round(v) if abs(v - round(v)) < 1e-9 else v
-
-    return np.arange(math.floor(_snap(tmin * sfreq)), math.ceil(_snap(tmax * sfreq)) + 1, dtype=np.int64)
+    lo, hi = (round(v) if abs(v - round(v)) < 1e-9 else v for v in (tmin * sfreq, tmax * sfreq))
+    return np.arange(math.floor(lo), math.ceil(hi) + 1, dtype=np.int64)
 
 
 def direction_lags(tmin, tmax, sfreq, direction):
     """Regression lags (samples) of a forward (``direction=1``) or backward (-1) model.
 
-    ``tmin``/``tmax`` always give the stimulus-to-response window in seconds. A backward
-    model reconstructs the stimulus at ``t`` from the response at ``t + tmin .. t + tmax``,
-    so its regression lags are ``-tmax .. -tmin`` (mTRF-Toolbox).
-
-    Returns
-    -------
-    lags : ndarray of int, shape (n_lags,)
+    ``tmin``/``tmax`` are the stimulus-to-response window in seconds either way: a backward model
+    reconstructs the stimulus at ``t`` from the response at ``t + tmin .. t + tmax``, so its lags
+    are ``-tmax .. -tmin`` (mTRF-Toolbox). Returns an int array (n_lags,).
     """
     _check_option("direction", direction, (1, -1))
     lags = times_to_lags(tmin, tmax, sfreq)
@@ -67,13 +52,8 @@ def direction_lags(tmin, tmax, sfreq, direction):
 
 
 def row_range(n_samples, lags, edge):
-    """First and one-past-last output sample of a trial of ``n_samples`` that enter fit and score.
-
-    Raises
-    ------
-    ValueError
-        An unknown ``edge``, or a trial too short for ``edge='valid'``.
-    """
+    """First and one-past-last output sample of a trial of ``n_samples`` that enter fit and score
+    (ValueError for an unknown ``edge`` or a trial too short for ``edge='valid'``)."""
     _check_option("edge", edge, EDGES)
     if edge == "zero":
         return 0, int(n_samples)
@@ -94,11 +74,8 @@ def valid_slice(lags, edge):
 
 
 def design_rows(x, lags, rows, xp):
-    """Rows ``rows`` of the lagged design of inputs ``x`` ([B, ]n_times, F), zero outside the trial.
-
-    Returns ``([B, ]len(rows), n_lags * F)``: row ``r`` holds ``x(rows[r] - lags[j])`` in
-    columns ``j * F .. j * F + F - 1``. A leading axis holds independent designs.
-    """
+    """Rows ``rows`` ([B, ]len(rows), n_lags * F) of the lagged design of ``x`` ([B, ]n_times, F), zero
+    outside the trial: row ``r`` holds ``x(rows[r] - lags[j])`` in columns ``j * F .. j * F + F - 1``."""
     n_times = x.shape[-2]
     source = np.asarray(rows)[:, None] - np.asarray(lags)[None, :]          # (R, L) input samples
     inside = xp.asarray(((source >= 0) & (source < n_times))[..., None])
@@ -107,24 +84,9 @@ def design_rows(x, lags, rows, xp):
 
 
 def lag_matrix(x, lags, *, edge="zero", backend="numpy", device=None):
-    """The explicit lagged design matrix of one trial (for checks and small data).
-
-    Parameters
-    ----------
-    x : array, shape (n_times[, n_features])
-        One trial of inputs.
-    lags : array of int, shape (n_lags,)
-        Lags in samples (any order, contiguous or not).
-    edge : 'zero' | 'valid'
-        Edge handling (module notes).
-    backend, device : str
-        See :class:`~sae_eeg.trf.TRF`.
-
-    Returns
-    -------
-    design : array, shape (n_rows, n_lags * n_features)
-        Column ``j * n_features + f`` is feature ``f`` delayed by ``lags[j]``.
-    """
+    """The explicit lagged design (n_rows, n_lags * n_features) of one trial ``x`` (n_times[, n_features]), for
+    checks and small data: column ``j * n_features + f`` is feature ``f`` delayed by ``lags[j]`` (samples,
+    any order); ``edge`` as the module notes, ``backend``/``device`` as :class:`~sae_eeg.trf.TRF`."""
     xp = get_ops(backend, device)
     x = xp.asarray(np.asarray(x).reshape(len(x), -1) if not hasattr(x, "detach") else x)
     lags = np.asarray(lags, dtype=np.int64)

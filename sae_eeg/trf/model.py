@@ -7,10 +7,10 @@ from sklearn.base import BaseEstimator, RegressorMixin  # the estimator contract
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import get_ops
-from ._check import _as_trials, _check_alphas, _check_number, _check_option, _check_pair, _is_trial_list
-from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows, warn_at_grid_edge
-from .lags import EDGES, coef_from_weights, direction_lags, row_range, valid_slice, weights_from_coef
-from .ridge import CENTERINGS, SOLVERS, ridge_per_output
+from ._check import _as_trials, _check_alphas, _check_option, _check_pair, _is_trial_list
+from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows, setup, warn_at_grid_edge
+from .lags import coef_from_weights, row_range, valid_slice, weights_from_coef
+from .ridge import SOLVERS, ridge_per_output
 from .stats import lagged_stats
 
 
@@ -20,34 +20,30 @@ class TRF(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     tmin, tmax : float
-        Lag window in seconds (``tmin <= tmax``), stimulus-to-response: positive lags mean the
-        response follows the stimulus. A backward model (``direction=-1``) takes the same window
-        and regresses on lags ``-tmax .. -tmin`` (mTRF-Toolbox).
+        Stimulus-to-response lag window in seconds (``tmin <= tmax``; positive: the response
+        follows). A backward model regresses on lags ``-tmax .. -tmin`` (mTRF-Toolbox).
     sfreq : float
-        Sampling rate of inputs and outputs, in Hz. Required.
+        Sampling rate of inputs and outputs, in Hz.
     direction : 1 | -1
-        Forward (encoding) or backward (decoding) model: only the sign of the lags changes; ``X``
-        is always the model's input (the EEG for -1) and ``y`` its output.
+        Forward (encoding) or backward (decoding) model; ``X`` is always the input (the EEG for -1).
     alpha : float | sequence of float
-        Ridge penalty (engine scale, see Notes). Several are compared by cross-validation over
-        trials and the best is refit on all trials (a warning says when it is an end of the grid).
+        Ridge penalty (engine scale, Notes). Several are compared by cross-validation over trials
+        and the best is refit on all (a warning says when it is an end of the grid). Default 1.0.
     fit_intercept : bool
         Fit an unpenalised intercept. Default True.
     centering : 'lagged' | 'signal'
         The intercept's convention (Notes). ``'lagged'`` (default): the lagged design's columns
-        are centred on their means, which is ridge with an unpenalised column of ones (mTRF-Toolbox,
-        mTRFpy, scikit-learn ``Ridge`` on the design). ``'signal'``: inputs and outputs are centred
-        before lagging (MNE ``ReceptiveField``/``TimeDelayingRidge`` with ``fit_intercept=True``).
+        centred on their means = ridge with an unpenalised column of ones (mTRF-Toolbox, mTRFpy,
+        scikit-learn ``Ridge`` on the design). ``'signal'``: inputs and outputs centred before
+        lagging (MNE ``ReceptiveField``/``TimeDelayingRidge`` with ``fit_intercept=True``).
     edge : 'zero' | 'valid'
-        ``'zero'`` zero-pads lagged inputs beyond the trial (mTRF ``zeropad``, MNE); ``'valid'``
-        uses only samples whose lagged inputs all lie inside the trial. Default 'zero'.
+        Zero-pad lagged inputs beyond the trial (mTRF ``zeropad``, MNE) or use only the samples
+        whose lagged inputs all lie inside it. Default 'zero'.
     solver : 'auto' | 'tridiagonal' | 'eigh' | 'cholesky'
-        Every alpha from one orthogonal reduction per fold, from one eigendecomposition, or one
-        Cholesky factorisation per alpha; 'auto' takes the cheapest
-        (:func:`~sae_eeg.trf.ridge.resolve_solver`).
+        Every alpha from one orthogonal reduction per fold, from one eigendecomposition, or a
+        Cholesky factorisation per alpha; 'auto': the cheapest (:func:`~sae_eeg.trf.ridge.resolve_solver`).
     backend, device : str
-        'numpy' (float64, the reference) or 'torch' on ``device`` ('cuda': float32, with a
-        warning); results are NumPy either way.
+        'numpy' (float64, the reference) or 'torch' on ``device`` ('cuda': float32, with a warning).
     scoring : 'pearson' | 'spearman' | 'mse' | 'r2'
         Metric of :meth:`score` and of the cross-validation. Default 'pearson'.
     cv : int | None
@@ -59,39 +55,33 @@ class TRF(RegressorMixin, BaseEstimator):
     ----------
     coef_ : ndarray, shape (n_outputs, n_features, n_lags)
         Weights (engine scale: ``w_mTRF / sfreq``).
-    intercept_ : ndarray, shape (n_outputs,)
-        Unpenalised intercepts.
+    intercept_, alpha_ : ndarray, shape (n_outputs,)
+        Unpenalised intercepts and the penalty of each output.
     lags_, times_ : ndarray, shape (n_lags,)
         Regression lags in samples (negative for a backward model) and seconds.
-    alpha_ : ndarray, shape (n_outputs,)
-        Penalty used for each output.
     cv_scores_ : ndarray, shape (n_alphas, n_outputs)
-        Mean cross-validated score of each alpha (NaN when a single alpha was given).
+        Mean cross-validated score of each alpha (NaN for a single alpha).
     valid_samples_ : slice
         Rows of each trial that enter the fit and :meth:`score`.
     n_features_in_, n_outputs_ : int
-        Input and output columns.
 
     Notes
     -----
-    Convention: ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over trials
-    (centred with an intercept), as scikit-learn Ridge and MNE TimeDelayingRidge.
-    mTRF-Toolbox solves ``(X^T X + lambda fs I') w = X^T y`` and reports ``w fs``; mTRFpy
-    averages the covariances over trials: ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy *
-    sfreq * n_trials`` and ``coef_ = w / sfreq`` (:mod:`~sae_eeg.trf.conventions`).
-    The two intercepts are different problems: with zero-padded edges the signals' means and
-    the lagged columns' means differ over the first and last lags' samples, so the weights
-    differ (by a few percent on short trials). ``'lagged'`` is the default: it is the exact
-    least-squares intercept and mTRF's convention.
+    ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over trials (centred with an
+    intercept), as scikit-learn Ridge and MNE TimeDelayingRidge. mTRF-Toolbox solves ``(X^T X +
+    lambda fs I') w = X^T y`` and reports ``w fs``; mTRFpy averages the covariances over trials:
+    ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy * sfreq * n_trials``, ``coef_ = w / sfreq``
+    (:mod:`~sae_eeg.trf.conventions`). The two intercepts are different problems: with zero-padded
+    edges the signals' and the lagged columns' means differ over the first and last lags' samples,
+    and so do the weights (by a few percent on short trials). ``'lagged'`` is the default: the
+    exact least-squares intercept, and mTRF's.
 
     Examples
     --------
     >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.standard_normal((1000, 1))
+    >>> x = np.random.default_rng(0).standard_normal((1000, 1))
     >>> y = np.convolve(x[:, 0], [0, 1, 0.5])[:1000, None]
-    >>> trf = TRF(0, 0.02, 100.0, alpha=1e-6).fit(x, y)
-    >>> np.round(trf.coef_[0, 0], 3).tolist()
+    >>> np.round(TRF(0, 0.02, 100.0, alpha=1e-6).fit(x, y).coef_[0, 0], 3).tolist()
     [0.0, 1.0, 0.5]
     """
 
@@ -104,16 +94,12 @@ class TRF(RegressorMixin, BaseEstimator):
         self.alpha_per_output = alpha_per_output
 
     def _validate(self):
-        _check_option("edge", self.edge, EDGES)
         _check_option("solver", self.solver, ("auto", *SOLVERS))
         _check_option("scoring", self.scoring, SCORERS)
-        _check_option("fit_intercept", self.fit_intercept, (True, False))
-        _check_option("centering", self.centering, CENTERINGS)
         _check_option("alpha_per_output", self.alpha_per_output, (True, False))
-        sfreq = _check_number("sfreq", self.sfreq, low=0, inclusive=False)
-        lags = direction_lags(self.tmin, self.tmax, sfreq, self.direction)
-        self._center = self.centering if self.fit_intercept else None
-        return sfreq, lags, _check_alphas(self.alpha), get_ops(self.backend, self.device)
+        sfreq, lags, self._center, xp = setup(self.tmin, self.tmax, self.sfreq, self.direction, self.fit_intercept,
+                                              self.centering, self.edge, self.backend, self.device, None)
+        return sfreq, lags, _check_alphas(self.alpha), xp
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -123,20 +109,8 @@ class TRF(RegressorMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y):
-        """Fit the model.
-
-        Parameters
-        ----------
-        X : array, shape ([n_trials, ]n_times, n_features) | list of array
-            Inputs; a list holds trials of different lengths, each (n_times_i, n_features).
-        y : array, shape ([n_trials, ]n_times[, n_outputs]) | list of array
-            Outputs, trial by trial like ``X``.
-
-        Returns
-        -------
-        self : TRF
-            The fitted estimator.
-        """
+        """Fit the model to inputs ``X`` ([n_trials, ]n_times, n_features) and outputs ``y`` ([n_trials,
+        ]n_times[, n_outputs]), or lists of trials of any lengths. Returns ``self``."""
         sfreq, lags, alphas, xp = self._validate()
         X_list, y_list = _check_pair(X, y, x_1d=False)
         self._y_is_1d_ = not _is_trial_list(y) and np.asarray(y).ndim == 1
@@ -181,19 +155,8 @@ class TRF(RegressorMixin, BaseEstimator):
                 for x in X_list]
 
     def predict(self, X):
-        """Predict the outputs (every sample, inputs zero-padded beyond the trial).
-
-        Parameters
-        ----------
-        X : array, shape ([n_trials, ]n_times, n_features) | list of array
-            Inputs.
-
-        Returns
-        -------
-        y_pred : ndarray, shape ([n_trials, ]n_times, n_outputs) | list of ndarray
-            Same container as ``X`` (a list for a list). Rows outside ``valid_samples_``
-            depend on the zero padding.
-        """
+        """Predictions ([n_trials, ]n_times, n_outputs) of every sample of ``X`` (as :meth:`fit`), in the
+        same container (a list for a list); rows outside ``valid_samples_`` depend on the zero padding."""
         preds = self._predict_trials(X)
         if _is_trial_list(X):
             return preds
@@ -202,19 +165,8 @@ class TRF(RegressorMixin, BaseEstimator):
         return preds[0][:, 0] if self._y_is_1d_ else preds[0]
 
     def score(self, X, y, sample_weight=None):
-        """Mean over outputs of the ``scoring`` metric (trial-averaged) on ``valid_samples_``.
-
-        Parameters
-        ----------
-        X, y : array | list of array
-            As in :meth:`fit`.
-        sample_weight : None
-            Not supported.
-
-        Returns
-        -------
-        score : float
-        """
+        """Mean over outputs of the ``scoring`` metric (trial-averaged) on ``valid_samples_`` (a float);
+        ``X``, ``y`` as :meth:`fit`; ``sample_weight`` is not supported."""
         if sample_weight is not None:
             raise ValueError("TRF.score does not support sample_weight; got an array.")
         return float(np.mean(self.score_outputs(X, y)))

@@ -6,11 +6,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._backend import get_ops
-from ._check import _check_alphas, _check_number, _check_option, _check_pair
-from .crossval import STATS_SCORERS, best_alpha_index, fold_scores, warn_at_grid_edge
-from .lags import EDGES, coef_from_weights, direction_lags
-from .ridge import CENTERINGS, ridge_path
+from ._check import _check_alphas, _check_pair
+from .crossval import best_alpha_index, fold_scores, setup, warn_at_grid_edge
+from .lags import coef_from_weights
+from .ridge import ridge_path
 from .stats import lagged_stats
 
 
@@ -18,21 +17,10 @@ from .stats import lagged_stats
 class MultiSubjectTRF:
     """Result of :func:`multisubject_trf`.
 
-    Attributes
-    ----------
-    coef_ : ndarray, shape (n_outputs, n_features, n_lags)
-        Group model fitted on the summed statistics of every subject.
-    intercept_ : ndarray, shape (n_outputs,)
-        Its intercepts.
-    alpha_ : float
-        Penalty used (best mean leave-one-subject-out score when several were given).
-    loso_scores_ : ndarray, shape (n_subjects, n_alphas, n_outputs)
-        Score on each left-out subject (mean over its trials) of the model trained on all
-        other subjects, for every alpha.
-    lags_ : ndarray of int, shape (n_lags,)
-        Lags in samples.
-    times_ : ndarray, shape (n_lags,)
-        Lags in seconds.
+    ``coef_`` (n_outputs, n_features, n_lags) and ``intercept_`` (n_outputs,) of the group model on the summed
+    statistics of every subject, with ``alpha_`` (the best mean leave-one-subject-out score);
+    ``loso_scores_`` (n_subjects, n_alphas, n_outputs): each left-out subject's score (mean over its
+    trials) of the model trained on the others; ``lags_``, ``times_`` in samples and seconds.
     """
 
     coef_: np.ndarray
@@ -47,34 +35,17 @@ def multisubject_trf(subjects, tmin, tmax, sfreq, *, alpha=1.0, direction=1, fit
                      centering="lagged", edge="zero", scoring="pearson", backend="numpy", device=None):
     """Fit one TRF on several subjects (summed statistics) and score it leaving subjects out.
 
-    Parameters
-    ----------
-    subjects : list of (X, y)
-        Per subject, its trials: ``X`` and ``y`` as in :meth:`TRF.fit` (lists of arrays). All
-        subjects share the input features and the output channels; a stimulus array shared by
-        several subjects (the same object) has its statistics computed once.
-    tmin, tmax : float
-        Lag window in seconds.
-    sfreq : float
-        Sampling rate in Hz.
-    alpha : float | sequence of float
-        Penalties; several are compared by the mean leave-one-subject-out score.
-    direction, fit_intercept, centering, edge, scoring, backend, device
-        As in :class:`~sae_eeg.trf.TRF` (``scoring`` not 'spearman').
-
-    Returns
-    -------
-    result : MultiSubjectTRF
+    ``subjects``: per subject ``(X, y)``, lists of trials with the same features and outputs (a stimulus
+    array heard by several subjects, one object, is computed once); ``alpha``: penalties, compared by
+    the mean leave-one-subject-out score; the rest as :class:`~sae_eeg.trf.TRF` (``scoring`` not
+    'spearman'). Returns :class:`MultiSubjectTRF`.
     """
     if not isinstance(subjects, (list, tuple)) or len(subjects) < 2:
         raise ValueError(f"subjects must be a list of at least 2 (X, y) pairs; got {type(subjects).__name__}"
                          f" of length {len(subjects) if hasattr(subjects, '__len__') else 'n/a'}.")
-    _check_option("edge", edge, EDGES)
-    _check_option("scoring", scoring, STATS_SCORERS)
-    _check_option("centering", centering, CENTERINGS)
-    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
-    alphas, xp = _check_alphas(alpha), get_ops(backend, device)
-    lags, center = direction_lags(tmin, tmax, sfreq, direction), centering if fit_intercept else None
+    sfreq, lags, center, xp = setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device,
+                                    scoring)
+    alphas = _check_alphas(alpha)
     X, Y, folds = [], [], []
     for s, pair in enumerate(subjects):
         if not isinstance(pair, (list, tuple)) or len(pair) != 2:

@@ -1,9 +1,8 @@
 """Null distributions and bootstrap intervals that reuse each fold's decomposition.
 
-Under a circular shift of the outputs or a mismatch of input and output trials only the
-response part of the statistics changes: each fold's training system is decomposed once
-(:func:`~sae_eeg.trf.crossval.fold_paths`) and the null samples are solved together as extra
-output columns, in chunks of bounded memory.
+Circular shifts of the outputs or mismatched trials change only the response part of the
+statistics: each fold's system is decomposed once (:func:`~sae_eeg.trf.crossval.fold_paths`) and
+the null samples are solved together as output columns, in chunks of bounded memory.
 """
 
 from __future__ import annotations
@@ -13,11 +12,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import fast
-from ._backend import get_ops
 from ._check import _check_alphas, _check_number, _check_option, _check_pair
-from .crossval import SCORERS, STATS_SCORERS, fold_paths, fold_scores, make_folds
-from .lags import coef_from_weights, direction_lags, row_range
-from .ridge import CENTERINGS, ridge_path
+from .crossval import SCORERS, fold_paths, fold_scores, make_folds, setup
+from .lags import coef_from_weights, row_range
+from .ridge import ridge_path
 from .stats import lagged_stats, response_stats
 
 NULL_KINDS = ("shift", "mismatch")
@@ -25,20 +23,10 @@ NULL_KINDS = ("shift", "mismatch")
 
 @dataclass(frozen=True)
 class NullResult:
-    """Observed cross-validated scores and their null distribution.
-
-    Attributes
-    ----------
-    observed : ndarray, shape (n_outputs,)
-        Cross-validated score of the real pairing.
-    null : ndarray, shape (n_permutations, n_outputs)
-        Scores under the null.
-    pvalues : ndarray, shape (n_outputs,)
-        ``(1 + #{null >= observed}) / (1 + n_permutations)`` (``<=`` for 'mse').
-    permutations : ndarray of int, shape (n_permutations, n_trials)
-        For 'shift', the shift (samples) of each trial's outputs (``numpy.roll(y, -shift)``);
-        for 'mismatch', the trial whose outputs were paired with each trial's inputs.
-    """
+    """Cross-validated scores of the real pairing (``observed``, n_outputs) and under the null (``null``,
+    n_permutations x n_outputs), ``pvalues`` ``(1 + #{null >= observed}) / (1 + n_permutations)`` (``<=``
+    for 'mse') and ``permutations`` (n_permutations, n_trials): the shift (samples) of each trial's
+    outputs (``numpy.roll(y, -shift)``), or the trial whose outputs were paired with each trial's inputs."""
 
     observed: np.ndarray
     null: np.ndarray
@@ -59,39 +47,18 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
                      random_state=None, backend="numpy", device=None):
     """Cross-validated scores under circular shifts or trial mismatches of the outputs.
 
-    Parameters
-    ----------
-    X, y : list of array
-        At least two trials, each (n_times_i, n_features) and (n_times_i, n_outputs).
-    tmin, tmax, sfreq
-        Lag window (s) and sampling rate (Hz).
-    alpha : float
-        One penalty (engine scale).
-    kind : 'shift' | 'mismatch'
-        ``'shift'``: each trial's outputs are rolled by a random shift of at least ``min_shift``
-        seconds (the same relative shift in every trial of a sample). ``'mismatch'``: outputs
-        are paired with the inputs of another trial (a random derangement; trials cropped to
-        the shortest).
-    n_permutations : int
-        Null samples.
-    min_shift : float | None
-        Smallest shift in seconds (default: the lag window plus one sample).
-    direction, fit_intercept, centering, edge, cv, scoring, backend, device
-        As in :class:`~sae_eeg.trf.TRF` (``scoring`` not 'spearman').
-    random_state : int | numpy.random.Generator | None
-        Source of randomness.
-
-    Returns
-    -------
-    result : NullResult
+    ``X``, ``y``: at least two trials; ``alpha``: one penalty; ``kind='shift'``: each trial's outputs
+    rolled by a random shift of at least ``min_shift`` seconds (default: the lag window plus one
+    sample), the same relative shift in every trial of a sample; ``'mismatch'``: outputs paired with
+    another trial's inputs (a random derangement; trials cropped to the shortest).
+    ``n_permutations`` samples drawn from ``random_state``; the rest as :class:`~sae_eeg.trf.TRF`
+    (``scoring`` not 'spearman'). Returns a :class:`NullResult`.
     """
     _check_option("kind", kind, NULL_KINDS)
-    _check_option("scoring", scoring, STATS_SCORERS)
-    _check_option("centering", centering, CENTERINGS)
+    sfreq, lags, center, xp = setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device,
+                                    scoring)
     n_permutations = _check_number("n_permutations", n_permutations, low=1, integer=True)
-    sfreq, alphas = _check_number("sfreq", sfreq, low=0, inclusive=False), _check_alphas(alpha)[:1]
-    rng, xp = np.random.default_rng(random_state), get_ops(backend, device)
-    lags, center = direction_lags(tmin, tmax, sfreq, direction), centering if fit_intercept else None
+    alphas, rng = _check_alphas(alpha)[:1], np.random.default_rng(random_state)
     X_list, y_list = _check_pair(X, y)
     if kind == "mismatch":
         n_min = min(len(x) for x in X_list)
@@ -139,33 +106,14 @@ def permutation_null(X, y, tmin, tmax, sfreq, *, alpha=1.0, kind="shift", n_perm
 
 def bootstrap_coef(X, y, tmin, tmax, sfreq, *, alpha=1.0, n_boot=200, ci=0.95, direction=1, fit_intercept=True,
                    centering="lagged", edge="zero", random_state=None, backend="numpy", device=None):
-    """Percentile bootstrap confidence intervals of TRF weights, resampling trials.
-
-    Trials are drawn with replacement; a resample's statistics are a sum of the per-trial ones,
-    so each costs one solve and no covariance.
-
-    Parameters
-    ----------
-    X, y : list of array
-        At least two trials.
-    tmin, tmax, sfreq, alpha, direction, fit_intercept, centering, edge, random_state, backend, device
-        As :func:`permutation_null`.
-    n_boot : int
-        Bootstrap resamples.
-    ci : float
-        Coverage of the interval, in (0, 1).
-
-    Returns
-    -------
-    lower, upper : ndarray, shape (n_outputs, n_features, n_lags)
-        Interval bounds for ``coef_``.
-    """
-    n_boot = _check_number("n_boot", n_boot, low=1, integer=True)
-    ci, sfreq = _check_number("ci", ci, low=0, high=1, inclusive=False), _check_number("sfreq", sfreq, low=0,
-                                                                                     inclusive=False)
-    _check_option("centering", centering, CENTERINGS)
-    alphas, rng, xp = _check_alphas(alpha)[:1], np.random.default_rng(random_state), get_ops(backend, device)
-    lags, center = direction_lags(tmin, tmax, sfreq, direction), centering if fit_intercept else None
+    """Percentile bootstrap intervals ``(lower, upper)`` (n_outputs, n_features, n_lags) of ``coef_`` with
+    coverage ``ci`` from ``n_boot`` resamples of the trials (with replacement: a resample's
+    statistics are a sum of the per-trial ones, one solve each); the other parameters as
+    :func:`permutation_null`."""
+    sfreq, lags, center, xp = setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device)
+    n_boot, ci = _check_number("n_boot", n_boot, low=1, integer=True), _check_number("ci", ci, low=0, high=1,
+                                                                                    inclusive=False)
+    alphas, rng = _check_alphas(alpha)[:1], np.random.default_rng(random_state)
     X_list, y_list = _check_pair(X, y)
     if len(X_list) < 2:
         raise ValueError(f"Bootstrapping over trials needs at least 2 trials; got {len(X_list)}.")

@@ -1,19 +1,12 @@
 """The one ridge path of the engine: centre the system, decompose it once, solve every penalty.
 
 Every fit goes through :class:`RidgePath` (:func:`ridge_path` for one call): the system
-``(C + alpha S) W = c`` of summed :class:`~sae_eeg.trf.stats.LagStats` is centred by one
-rule (:func:`centered_gram`, :func:`centered_cross`), its covariance decomposed once, and
-the weights of every penalty ``alpha`` (``S``: per-column penalty scales, for banded ridge)
-and any number of outputs follow from that decomposition:
-
-- ``'cholesky'``: one Cholesky factorisation per penalty (fewest flops for a few);
-- ``'eigh'``: one eigendecomposition for all penalties (``W = V (V^T c) / (e + alpha)``);
-- ``'tridiagonal'``: one orthogonal reduction for all penalties
-  (:func:`~sae_eeg.trf.fast.tridiagonal_inverse`; large systems or many small ones).
-
-Convention: ``(X^T X + alpha I) w = X^T y`` on the lagged design summed over trials, as
-scikit-learn ``Ridge`` and MNE ``TimeDelayingRidge`` (``alpha = lambda_mTRF * sfreq``,
-:mod:`~sae_eeg.trf.conventions`).
+``(C + alpha S) W = c`` of summed statistics is centred by one rule (:func:`centered_gram`,
+:func:`centered_cross`), ``C`` is decomposed once, and the weights of every penalty (``S``:
+per-column scales, banded ridge) and of any outputs follow: ``'cholesky'`` factorises per
+penalty (fewest flops for a few), ``'eigh'`` gives ``W = V (V^T c) / (e + alpha)``,
+``'tridiagonal'`` one orthogonal reduction (:func:`~sae_eeg.trf.fast.tridiagonal_inverse`).
+Convention: ``(X^T X + alpha I) w = X^T y`` as scikit-learn ``Ridge`` and MNE ``TimeDelayingRidge``.
 """
 
 from __future__ import annotations
@@ -35,23 +28,14 @@ def _signal_means(stats):
 
 
 def centered_gram(stats, centering, xp, overwrite=False):
-    """The covariance ``C`` (B, P, P) of the ridge system of summed statistics under a centring rule.
+    """The covariance ``C`` (B, P, P) of the ridge system of summed statistics (N = 1).
 
-    Parameters
-    ----------
-    stats : LagStats
-        Summed statistics (N = 1).
-    centering : None | 'lagged' | 'signal'
-        None: no intercept, ``C = X^T X``. ``'lagged'`` (mTRF, scikit-learn on the lagged
-        design): the lagged columns centred on their means over the rows used, which is
-        ridge with an unpenalised column of ones. ``'signal'`` (MNE ``TimeDelayingRidge``
-        with ``fit_intercept=True``): the inputs centred on their means over the whole
-        trials before lagging (statistics with ``ones``: ``X_c = X - x_const m^T`` per lag);
-        the constant feature's block becomes the identity, so its weights are zero.
-    xp : ops
-        Backend namespace.
-    overwrite : bool
-        ``stats`` is a temporary: ``'lagged'`` centres in the memory of its ``X^T X``.
+    ``centering``: None (no intercept, ``C = X^T X``); ``'lagged'`` (mTRF, scikit-learn on the
+    design): the lagged columns centred on their means over the rows used, which is ridge with an
+    unpenalised column of ones; ``'signal'`` (MNE ``TimeDelayingRidge``, ``fit_intercept=True``):
+    the inputs centred on their means over the whole trials before lagging (statistics with
+    ``ones``: ``X_c = X - x_const m^T`` at every lag), the constant feature's block made the
+    identity (its weights are 0). ``overwrite``: centre in the memory of ``stats.xtx``.
     """
     xtx, sx = stats.xtx[0], stats.sx[0]
     if centering is None:
@@ -77,11 +61,8 @@ def centered_gram(stats, centering, xp, overwrite=False):
 
 
 def centered_cross(stats, centering, xp):
-    """``c`` (B, P, C) of the ridge system and the intercept's map ``b = b0 - u^T w``: ``(c, b0, u)``.
-
-    ``b0`` (C,) and ``u`` (B, P); see :func:`centered_gram` for the rules. The outputs are
-    centred on their mean over the rows used (with ``edge='zero'``: the whole trials).
-    """
+    """``c`` (B, P, C) of the ridge system and the intercept's map ``b = b0 - u^T w``: ``(c, b0 (C,), u (B, P))``,
+    the rules of :func:`centered_gram`; outputs centred on their mean over the rows used."""
     xty, sx, n = stats.xty[0], stats.sx[0], stats.n[0]
     if centering is None:
         return xty, 0 * stats.sy[0], 0 * xty[..., 0]
@@ -119,27 +100,18 @@ def _cholesky(C, alphas, xp, overwrite=False):
 
 SOLVERS = {"eigh": _eigh, "cholesky": _cholesky, "tridiagonal": fast.tridiagonal_inverse}
 
-# A dense symmetric eigendecomposition costs about as much as this many Cholesky factorisations
-# of the same matrix (LAPACK dsyevd vs dpotrf, measured on OpenBLAS).
-EIGH_COST_IN_CHOLESKY = 12
-# The block-tridiagonal reduction (with its products with Q) costs about as much as this many
-# Cholesky solves for matrices of more than 10 blocks (measured likewise: Cholesky / reduction
-# time 0.6-1.1 at P = 150-300, 1.4-1.7 at P = 600-1249 for 8 alphas); smaller ones keep Cholesky or eigh.
-TRIDIAGONAL_COST_IN_CHOLESKY = 5
+# Costs in Cholesky factorisations of the same matrices (OpenBLAS, one thread): an eigendecomposition
+# (dsyevd) 12; the block-tridiagonal reduction with its products with Q 5 above 10 blocks of 48 (Cholesky
+# / reduction time 0.6-1.1 at P = 150-300, 1.4-1.7 at P = 600-1249, 8 alphas); for a batch of small
+# systems the tridiagonal reductions 4.
+EIGH_COST_IN_CHOLESKY, TRIDIAGONAL_COST_IN_CHOLESKY, BATCH_TRIDIAGONAL_COST_IN_CHOLESKY = 12, 5, 4
 TRIDIAGONAL_MIN_BLOCKS = 10
-# For a batch of small systems (numpy), Cholesky per alpha is cheaper up to this many alphas.
-BATCH_TRIDIAGONAL_COST_IN_CHOLESKY = 4
 
 
 def resolve_solver(solver, n_alphas, n_columns, n_systems=1, backend="numpy"):
-    """Concrete solver name: ``'auto'`` takes the cheapest for ``n_alphas`` penalties.
-
-    One system of more than :data:`TRIDIAGONAL_MIN_BLOCKS` blocks: Cholesky per alpha up to
-    :data:`TRIDIAGONAL_COST_IN_CHOLESKY` alphas, the reduction beyond. A batch of small
-    systems on numpy: Cholesky up to :data:`BATCH_TRIDIAGONAL_COST_IN_CHOLESKY` alphas, one
-    tridiagonal reduction per system beyond (half the cost of an eigendecomposition).
-    Otherwise Cholesky up to :data:`EIGH_COST_IN_CHOLESKY` alphas, one eigh beyond.
-    """
+    """The solver's name; ``'auto'``: per-alpha Cholesky up to the alphas a decomposition for all costs
+    (the constants above), that decomposition beyond (tridiagonal on numpy batches and systems of
+    more than :data:`TRIDIAGONAL_MIN_BLOCKS` blocks, else eigh)."""
     _check_option("solver", solver, ("auto", *SOLVERS))
     if solver != "auto":
         return solver
@@ -153,29 +125,12 @@ def resolve_solver(solver, n_alphas, n_columns, n_systems=1, backend="numpy"):
 class RidgePath:
     """Ridge weights of one lagged system for every penalty, from one decomposition.
 
-    Parameters
-    ----------
-    stats : LagStats
-        Summed statistics (N = 1) of the training trials; their stimulus part is the system.
-    alphas : ndarray, shape (n_alphas,)
-        Penalties (engine scale).
-    centering : None | 'lagged' | 'signal'
-        Intercept rule (:func:`centered_gram`); None fits no intercept.
-    solver : 'auto' | 'eigh' | 'cholesky' | 'tridiagonal'
-        See :data:`SOLVERS` and :func:`resolve_solver`.
-    penalty_scale : array, shape (P,) | None
-        Relative penalty of each lagged column (banded ridge): ``alpha * S`` with ``S = diag(scale)``.
-    xp : ops
-        Backend namespace.
-    overwrite : bool
-        ``stats`` is a temporary (a fold's training set): its ``X^T X`` may be overwritten.
-
-    Attributes
-    ----------
-    solver : str
-        The solver used.
-    stats : LagStats
-        The system's sums (without ``X^T X``): :meth:`solve` takes them with any response part.
+    ``stats``: summed statistics (N = 1) whose stimulus part is the system; ``alphas``: penalties
+    (engine scale); ``centering``: the intercept rule (:func:`centered_gram`); ``solver``: 'auto',
+    'eigh', 'cholesky' or 'tridiagonal' (:func:`resolve_solver`); ``penalty_scale`` (P,): relative
+    penalty of each column (banded ridge: ``alpha * diag(scale)``); ``xp``: the backend;
+    ``overwrite``: ``stats.xtx`` is a temporary (a fold's training set). Attributes: ``solver``, and
+    ``stats``, the system's sums without ``X^T X`` (:meth:`solve` takes them with any response part).
     """
 
     def __init__(self, stats, alphas, *, centering="lagged", solver="auto", penalty_scale=None, xp,
@@ -198,24 +153,16 @@ class RidgePath:
         return self._inverse(rhs * s) * s
 
     def solve(self, stats):
-        """Weights (n_alphas, B, P, C) and intercepts (n_alphas, B, C) for the response part of ``stats``.
-
-        ``stats`` are summed statistics with this system's stimulus part (the training set
-        itself, or it with other outputs: :meth:`~sae_eeg.trf.stats.LagStats.with_response`).
-        """
+        """Weights (n_alphas, B, P, C) and intercepts (n_alphas, B, C) for the response part of summed
+        statistics with this system's stimulus part (:meth:`~sae_eeg.trf.stats.LagStats.with_response`)."""
         c, b0, u = centered_cross(stats, self.centering, self.xp)
         W = self.inverse(c)
         return W, b0 - self.xp.einsum("bp,abpc->abc", u, W)
 
 
 def ridge_path(stats, alphas, *, centering="lagged", solver="auto", penalty_scale=None, xp, overwrite=False):
-    """Ridge weights and intercepts for every alpha from summed statistics (see :class:`RidgePath`).
-
-    Returns
-    -------
-    W : array, shape (n_alphas, B, P, n_outputs)
-    b : array, shape (n_alphas, B, n_outputs)
-    """
+    """Ridge weights (n_alphas, B, P, n_outputs) and intercepts (n_alphas, B, n_outputs) of summed
+    statistics for every alpha: ``RidgePath(stats, alphas, ...).solve(stats)``."""
     return RidgePath(stats, alphas, centering=centering, solver=solver, penalty_scale=penalty_scale, xp=xp,
                      overwrite=overwrite).solve(stats)
 

@@ -1,22 +1,15 @@
 """Lagged sufficient statistics: the one statistics type under every fit of the engine.
 
-Ridge on a lagged design ``X`` needs only ``X^T X``, ``X^T Y``, column sums and output
-moments, computed per trial without building ``X``. They split in two parts:
-
-- the **stimulus part** (inputs only): ``X^T X``, its generators, the lagged column sums
-  and the row count. Every subject of a listening study hears the same stimuli: it is
-  computed once per stimulus and shared (:meth:`LagStats.with_response`);
-- the **response part**: ``X^T Y``, the outputs' sums and sums of squares.
-
-A trial's statistics hold ``B`` independent designs: one of all input features
-(``designs='joint'``: a multivariate TRF, B = 1) or one per feature (``'separate'``:
-single-feature TRFs). ``P = n_lags * F_d`` columns, lag-major (``F_d``: a design's features).
-Statistics of a set of trials are sums; a training set is the total minus its held-out trials.
-
-``X^T X = Toeplitz(R) - E^T E``: ``R[d] = sum_s x(s)^T x(s + d)`` over the whole trial gives
-every block of the infinitely zero-padded design, and ``E`` holds the rows of that design the
-trial's design lacks (padding beyond the trial, or the edges ``edge='valid'`` drops).
-Per-trial statistics keep ``R`` and ``E``: held-out scores need no product with ``X^T X``.
+Ridge on a lagged design ``X`` needs ``X^T X``, ``X^T Y``, column sums and output moments,
+computed per trial without building ``X``, in two parts: the **stimulus part** (``X^T X``, its
+generators, the column sums, the row count: inputs only, so computed once per stimulus and
+shared by its listeners, :meth:`LagStats.with_response`) and the **response part** (``X^T Y``,
+the outputs' sums and sums of squares). A trial holds ``B`` designs: one of all features
+(``'joint'``: a multivariate TRF) or one per feature (``'separate'``: single-feature TRFs), each
+of ``P = n_lags * F_d`` lag-major columns. Statistics of trials add; a training set is the total
+minus its held-out trials. ``X^T X = Toeplitz(R) - E^T E``: ``R[d] = sum_s x(s)^T x(s + d)``
+gives every block of the infinitely zero-padded design, ``E`` the rows of it the trial's design
+lacks (padding, or the edges ``edge='valid'`` drops); held-out scores use them, not ``X^T X``.
 """
 
 from __future__ import annotations
@@ -41,23 +34,14 @@ class LagStats:
 
     Attributes
     ----------
-    xtx : array, shape (N, B, P, P)
-        ``X^T X`` of each design (stimulus part, as the next three).
-    sx : array, shape (N, B, P)
-        Column sums of each lagged design.
-    n : array, shape (N,)
-        Rows used per trial.
-    autocov : array, shape (N, B, n_lags, F_d, F_d)
-        ``R[d] = sum_s x(s)^T x(s + d)`` of each design over the whole trial.
+    xtx, sx, n, autocov : arrays, shapes (N, B, P, P), (N, B, P), (N,), (N, B, n_lags, F_d, F_d)
+        Stimulus part: ``X^T X``, column sums, rows used and ``R`` of each design.
     edge_rows : array, shape (N, B, E, P) | None
-        Rows of the infinitely zero-padded design that the trial's design lacks (per trial only).
-    xty : array, shape (N, B, P, C) | None
-        ``X^T Y`` (response part, as the next; None for a stimulus part alone).
-    sy, yty : array, shape (N, C) | None
-        Sums and sums of squares of the outputs over the rows used.
+        The rows ``E`` of one design (per-trial statistics only).
+    xty, sy, yty : arrays, shapes (N, B, P, C), (N, C), (N, C) | None
+        Response part: ``X^T Y``, sums and sums of squares of the outputs over the rows used.
     ones : bool
-        The last feature of every design is the constant 1 inside the trial, added for
-        ``centering='signal'`` (:func:`~sae_eeg.trf.ridge.centered_gram`).
+        Every design's last feature is the constant 1 inside the trial (``centering='signal'``).
     """
 
     xtx: object
@@ -105,11 +89,8 @@ class LagStats:
         return dataclasses.replace(self, xty=xty, sy=sy, yty=yty)
 
     def features(self, keep):
-        """Statistics of the joint design of the input features ``keep`` alone: a submodel, not recomputed.
-
-        The constant feature of ``ones`` stays. Serves feature screening and drop-one comparisons:
-        the statistics of every submodel come from one computation.
-        """
+        """Statistics of the joint design of the input features ``keep`` alone (the constant one stays):
+        every submodel of a screening or drop-one comparison from one computation."""
         n_L, n_F = self.autocov.shape[2:4]
         keep = np.r_[np.asarray(keep, dtype=np.int64), [n_F - 1] * self.ones].astype(np.int64)
         cols = (np.arange(n_L)[:, None] * n_F + keep).ravel()
@@ -195,12 +176,9 @@ def stimulus_stats(x, lags, edge, designs, ones, xp, out=None):
 
 
 def lagged_xty(x, y, lags, edge, xp):
-    """``X^T Y`` (n_lags, F, C) of one trial: block ``j`` is ``sum_t x(t - lags[j])^T y(t)`` over the rows used.
-
-    With ``y`` advanced by ``lags[0]`` and zero outside the rows used, block ``j`` is ``sum_s
-    x(s)^T y_adv(s + j)``: products of the inputs with the outputs shifted by a few lags at a
-    time (by block FFTs when they pay: many outputs).
-    """
+    """``X^T Y`` (n_lags, F, C) of one trial: block ``j`` is ``sum_t x(t - lags[j])^T y(t)`` over the rows
+    used, i.e. ``sum_s x(s)^T y_adv(s + j)`` with ``y`` advanced by ``lags[0]``: products of the inputs
+    with the outputs shifted by a few lags at a time (block FFTs when they pay: many outputs)."""
     (n_T, n_F), n_C, n_L, l0 = x.shape, y.shape[1], len(lags), int(lags[0])
     start, stop = row_range(n_T, lags, edge)
     y_adv = xp.zeros((n_T + n_L - 1, n_C))
@@ -233,29 +211,23 @@ def response_stats(x, y, lags, edge, designs, ones, xp):
 
 def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, designs="joint", ones=False, backend="numpy",
                  device=None, xp=None):
-    """Lagged statistics of trials, without building the design matrices.
-
-    A stimulus given several times (the same array object, e.g. heard by several subjects)
-    has its stimulus part computed once.
+    """Lagged statistics of trials without design matrices; a stimulus given several times (the same
+    array object, e.g. heard by several subjects) has its stimulus part computed once.
 
     Parameters
     ----------
-    X : list of array, each shape (n_times_i, n_features)
-        Input trials (lengths may differ).
-    Y : list of array, each shape (n_times_i, n_outputs) | None
-        Output trials; None computes the stimulus part alone.
+    X, Y : list of array, each (n_times_i, n_features), (n_times_i, n_outputs)
+        Trials of any lengths; ``Y=None``: the stimulus part alone.
     lags : array of int, shape (n_lags,)
-        Contiguous lags in samples (:func:`~sae_eeg.trf.lags.times_to_lags`).
-    edge : 'zero' | 'valid'
-        Edge handling (:mod:`~sae_eeg.trf.lags`).
+        Contiguous lags in samples; ``edge`` as :mod:`~sae_eeg.trf.lags`.
     per_trial : bool
-        Keep each trial's statistics (N = n_trials: cross-validation) or only their sum (N = 1).
+        Keep each trial's statistics (cross-validation) or only their sum (N = 1).
     designs : 'joint' | 'separate'
-        One design of all features (a multivariate TRF) or one per feature (single-feature TRFs).
+        One design of all features or one per feature.
     ones : bool
-        Add the constant feature that ``centering='signal'`` needs.
-    backend, device : str
-        Array backend; ignored when ``xp`` (an ops object) is given.
+        Add the constant feature ``centering='signal'`` needs.
+    backend, device, xp
+        Array backend, or an ops object.
 
     Returns
     -------

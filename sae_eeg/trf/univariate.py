@@ -1,11 +1,11 @@
 """Many single-feature TRFs at once, and fits that share each stimulus's statistics across subjects.
 
-Each input feature gets its own TRF (that feature alone, lagged, against every output):
-the separate designs of :func:`~sae_eeg.trf.stats.lagged_stats` (B = n_features), solved as
-one batch, chunk by chunk of features (a sparse feature matrix is densified one chunk at a
-time). :func:`shared_stimulus_trfs` fits such models for many subjects who heard the same
-stimuli: each stimulus's statistics are computed once, with every listener's outputs as
-columns of one product, and subjects with the same stimuli share one decomposition.
+Each input feature gets its own TRF (that feature alone, lagged, against every output): the
+separate designs of :func:`~sae_eeg.trf.stats.lagged_stats`, solved as one batch, chunk by
+chunk of features (a sparse feature matrix is densified one chunk at a time).
+:func:`shared_stimulus_trfs` fits them for many subjects who heard the same stimuli: each
+stimulus's statistics once, every listener's outputs as columns of one product, one solve for
+the subjects who heard the same runs.
 """
 
 from __future__ import annotations
@@ -15,35 +15,19 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from ._backend import get_ops
-from ._check import _as_trials, _check_alphas, _check_number, _check_option
-from .crossval import STATS_SCORERS, best_alpha_index, fold_scores, make_folds, warn_at_grid_edge
-from .lags import EDGES, direction_lags, row_range
-from .ridge import CENTERINGS, ridge_path
+from ._check import _as_trials, _check_alphas, _check_number
+from .crossval import best_alpha_index, fold_scores, make_folds, setup, warn_at_grid_edge
+from .lags import row_range
+from .ridge import ridge_path
 from .stats import LagStats, lagged_stats
 
 
 @dataclass(frozen=True)
 class UnivariateTRFs:
-    """Single-feature TRFs of every input feature (:func:`univariate_trfs`, :func:`shared_stimulus_trfs`).
-
-    Attributes
-    ----------
-    coef_ : ndarray, shape (n_outputs, n_features, n_lags)
-        Weights of each feature's own TRF (engine scale), laid out as ``TRF.coef_``.
-    intercept_ : ndarray, shape (n_outputs, n_features)
-        Intercepts.
-    alpha_ : ndarray, shape (n_outputs, n_features)
-        Penalty of each model.
-    cv_scores_ : ndarray, shape (n_alphas, n_outputs, n_features)
-        Cross-validated score of every alpha (NaN without cross-validation).
-    scores_ : ndarray, shape (n_outputs, n_features)
-        Cross-validated score at the chosen alpha (NaN without cross-validation).
-    lags_ : ndarray of int, shape (n_lags,)
-        Lags in samples.
-    times_ : ndarray, shape (n_lags,)
-        Lags in seconds.
-    """
+    """Single-feature TRFs of every input feature: weights ``coef_`` (n_outputs, n_features, n_lags) laid out
+    as ``TRF.coef_``; ``intercept_``, ``alpha_`` and the cross-validated ``scores_`` at it (n_outputs,
+    n_features); ``cv_scores_`` of every alpha (n_alphas, n_outputs, n_features; NaN without
+    cross-validation); ``lags_`` and ``times_`` (n_lags,) in samples and seconds."""
 
     coef_: np.ndarray
     intercept_: np.ndarray
@@ -74,51 +58,22 @@ def univariate_trfs(X, y, tmin, tmax, sfreq, *, direction=1, alpha=1.0, fit_inte
                     backend="numpy", device=None):
     """Fit one TRF per input feature (each feature alone), batched over features.
 
-    Parameters
-    ----------
-    X : array | scipy.sparse matrix | list of them, each (n_times_i, n_features)
-        Input trials; sparse inputs are densified one chunk of features at a time.
-    y : array | list of array, each (n_times_i[, n_outputs])
-        Output trials (e.g. EEG channels).
-    tmin, tmax : float
-        Lag window in seconds (stimulus-to-response, as :class:`~sae_eeg.trf.TRF`).
-    sfreq : float
-        Sampling rate in Hz.
-    direction : 1 | -1
-        Forward (each feature predicts the outputs) or backward lags (regression lags
-        ``-tmax .. -tmin``), as :class:`~sae_eeg.trf.TRF`.
-    alpha : float | sequence of float
-        Penalties (engine scale); several are compared by cross-validation, chosen per feature.
-    fit_intercept, centering, edge
-        As :class:`~sae_eeg.trf.TRF`.
-    cv : int | None
-        Folds (``None``: leave one trial out). Cross-validation runs with at least two trials.
-    scoring : 'pearson' | 'mse' | 'r2'
-        Metric (computed from statistics).
-    alpha_per_output : bool
-        Choose alpha per (feature, output) instead of per feature. Default False.
-    chunk_size : int
-        Features processed together (memory ~ n_trials * chunk * n_lags^2 * 8 bytes).
-    backend, device : str
-        Array backend ('numpy' or 'torch').
-
-    Returns
-    -------
-    result : UnivariateTRFs
+    ``X``: trials (n_times_i, n_features), dense or scipy sparse (densified ``chunk_size`` features at a
+    time: memory ~ n_trials * chunk * n_lags^2 * 8 bytes); ``y``: output trials (n_times_i[,
+    n_outputs]); ``alpha``: penalties, compared by ``cv``-fold cross-validation (``None``: leave one
+    trial out; with two trials or more) per feature, or per feature and output with
+    ``alpha_per_output``; ``scoring``: 'pearson', 'mse' or 'r2'; the rest as :class:`~sae_eeg.trf.TRF`.
+    Returns :class:`UnivariateTRFs`.
     """
-    _check_option("edge", edge, EDGES)
-    _check_option("scoring", scoring, STATS_SCORERS)
-    _check_option("centering", centering, CENTERINGS)
-    chunk_size = _check_number("chunk_size", chunk_size, low=1, integer=True)
-    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
-    lags, alphas = direction_lags(tmin, tmax, sfreq, direction), _check_alphas(alpha)
+    sfreq, lags, center, xp = setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device,
+                                    scoring)
+    chunk_size, alphas = _check_number("chunk_size", chunk_size, low=1, integer=True), _check_alphas(alpha)
     X_list, y_list = _as_trials(X, "X", allow_sparse=True), _as_trials(y, "y")
     if len(X_list) != len(y_list) or any(a.shape[0] != b.shape[0] for a, b in zip(X_list, y_list)):
         raise ValueError(f"X and y must hold the same trials with equal lengths; got "
                          f"{[a.shape[0] for a in X_list]} and {[b.shape[0] for b in y_list]} samples.")
     for x in X_list:
         row_range(x.shape[0], lags, edge)
-    xp, center = get_ops(backend, device), centering if fit_intercept else None
     (n_feat, n_out), n_A = (X_list[0].shape[1], y_list[0].shape[1]), len(alphas)
     folds = make_folds(len(X_list), cv) if len(X_list) > 1 else None
     coef, intercept = np.empty((n_out, n_feat, len(lags))), np.empty((n_out, n_feat))
@@ -148,31 +103,25 @@ def shared_stimulus_trfs(groups, tmin, tmax, sfreq, *, alpha=1.0, direction=1, f
                          centering="lagged", edge="zero", chunk_size=256, backend="numpy", device=None):
     """Single-feature TRFs of many groups of runs (e.g. subjects) that share stimuli, one penalty.
 
-    Runs whose features are the same object (the same stimulus, heard by several subjects)
-    share its statistics: they are computed once, with the outputs of every run that used the
-    stimulus as columns of one product; groups with the same multiset of stimuli are solved
-    together, their outputs as columns of one system.
+    A stimulus (one features object for every run that played it) has its statistics computed
+    once, the outputs of all its runs as columns of one product; groups with the same multiset of
+    stimuli are solved together, their outputs as columns of one system.
 
     Parameters
     ----------
     groups : dict of key -> list of (features, outputs)
-        Runs of each group: ``features`` (n_times, n_features), dense or scipy sparse, shared
-        objects for shared stimuli; ``outputs`` (n_times, n_outputs), the same columns in every run.
-    tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device
-        As :func:`univariate_trfs`.
-    alpha : float
-        The penalty (engine scale).
-    chunk_size : int
-        Features densified at once.
+        Runs of each group: ``features`` (n_times, n_features), dense or scipy sparse, one object
+        per stimulus; ``outputs`` (n_times, n_outputs), the same columns in every run.
+    tmin, tmax, sfreq, alpha, direction, fit_intercept, centering, edge, chunk_size, backend, device
+        As :func:`univariate_trfs` (one ``alpha``).
 
     Returns
     -------
     fits : dict of key -> UnivariateTRFs
         Per group, its models (``cv_scores_`` and ``scores_`` NaN: no cross-validation).
     """
-    xp, center = get_ops(backend, device), centering if fit_intercept else None
-    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
-    lags, alpha = direction_lags(tmin, tmax, sfreq, direction), _check_alphas(alpha)[:1]
+    sfreq, lags, center, xp = setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device)
+    alpha = _check_alphas(alpha)[:1]
     stimuli, uses, systems = {}, {}, {}
     for g, runs in groups.items():
         for r, (x, y) in enumerate(runs):
