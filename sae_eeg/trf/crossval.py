@@ -171,17 +171,17 @@ def warn_at_grid_edge(alphas, index):
     chosen for each model, any shape), with a wider grid to try."""
     if len(alphas) < 2:
         return
-    chosen, (lo, hi) = alphas[np.asarray(index).ravel()], np.log10([alphas.min(), alphas.max()])
-    step = (hi - lo) / (len(alphas) - 1) if hi > lo else 1.0
-    for side, hit, wider in (("largest", chosen == alphas.max(), (lo, hi + 3)),
-                             ("smallest", chosen == alphas.min(), (lo - 3, hi))):
+    chosen = alphas[np.asarray(index).ravel()]
+    lo, hi = np.floor(np.log10(max(alphas.min(), 1e-300))), np.ceil(np.log10(alphas.max()))
+    for side, hit, (a, b) in (("largest", chosen == alphas.max(), (lo, hi + 3)),
+                              ("smallest", chosen == alphas.min(), (lo - 3, hi))):
         if hit.any():
             warnings.warn(
                 f"Cross-validation chose the {side} alpha of the grid ({chosen[hit][0]:g}) for {hit.sum()} of "
                 f"{hit.size} models: the best penalty may lie beyond the grid. Try a wider one, e.g. "
-                f"alpha=np.logspace({wider[0]:g}, {wider[1]:g}, {int(round((wider[1] - wider[0]) / step)) + 1}). "
-                "Silence with warnings.filterwarnings('ignore', category=AlphaAtGridEdgeWarning).",
-                AlphaAtGridEdgeWarning, stacklevel=3)
+                f"alpha=np.logspace({a:g}, {b:g}, {int(b - a) + 1}). Silence with "
+                "warnings.filterwarnings('ignore', category=AlphaAtGridEdgeWarning).", AlphaAtGridEdgeWarning,
+                stacklevel=3)
 
 
 @dataclass(frozen=True)
