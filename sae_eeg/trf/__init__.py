@@ -7,8 +7,8 @@ for the estimator contract, so it lifts out of sae-eeg whole. Validation lives i
 The core reads along the flow: ``lags`` (lags, rows, the design), ``stats`` (the one
 statistics type, :class:`LagStats`), ``ridge`` (the one ridge path, :class:`RidgePath`),
 ``crossval`` (folds, scorers), ``model`` (:class:`TRF`). On it: ``univariate`` (many
-single-feature TRFs, shared-stimulus fits), ``banded``, ``nulls``, ``multisubject``,
-``haufe`` and ``conventions`` (lambda converters, mTRF-like API). ``fast`` holds every
+single-feature TRFs, shared-stimulus fits), ``banded``, ``nulls``, ``multisubject`` and
+``conventions`` (lambda converters, mTRF-like API). ``fast`` holds every
 opt-in fast path, each with the gain that earned it.
 """
 
@@ -16,9 +16,8 @@ from .banded import BandedTRF
 from .conventions import (alpha_from_mtrf, alpha_from_mtrfpy, mtrf_from_alpha, mtrfpy_from_alpha, trf_crossval,
                           trf_nested_crossval, trf_predict, trf_train, weights_from_mtrf, weights_to_mtrf)
 from .crossval import SCORERS, AlphaAtGridEdgeWarning, NestedCV, fold_scores, make_folds, moments
-from .haufe import haufe_patterns
 from .lags import direction_lags, lag_matrix, times_to_lags
-from .model import TRF
+from .model import TRF, haufe_patterns
 from .multisubject import MultiSubjectTRF, multisubject_trf
 from .nulls import NullResult, bootstrap_coef, permutation_null
 from .ridge import CENTERINGS, SOLVERS, RidgePath, ridge_path

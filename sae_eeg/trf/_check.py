@@ -13,20 +13,14 @@ import numpy as np
 from scipy import sparse
 
 
-def _did_you_mean(value, allowed):
-    if not isinstance(value, str):
-        return ""
-    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def _check_option(name, value, allowed):
-    """Return ``value`` if it is in ``allowed`` (a registry's keys work), else raise ValueError."""
+    """Return ``value`` if it is in ``allowed`` (a registry's keys work), else raise ValueError (did you mean)."""
     allowed = list(allowed)
     if any(value == a and type(value) is type(a) for a in allowed):
         return value
+    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1) if isinstance(value, str) else []
     raise ValueError(f"Invalid value for {name!r}: got {value!r}; allowed values are "
-                     f"{', '.join(repr(a) for a in allowed)}.{_did_you_mean(value, allowed)}")
+                     f"{', '.join(repr(a) for a in allowed)}.{f' Did you mean {close[0]!r}?' if close else ''}")
 
 
 def _check_number(name, value, *, low=None, high=None, inclusive=True, integer=False):

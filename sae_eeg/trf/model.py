@@ -1,4 +1,4 @@
-"""The TRF estimator: lagged ridge regression with the scikit-learn contract."""
+"""The TRF estimator (lagged ridge regression with the scikit-learn contract) and its Haufe patterns."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from ._backend import get_ops
 from ._check import _as_trials, _check_alphas, _check_option, _check_pair, _is_trial_list
 from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows, setup, warn_at_grid_edge
 from .lags import coef_from_weights, row_range, valid_slice, weights_from_coef
-from .ridge import SOLVERS, ridge_per_output
+from .ridge import SOLVERS, centered_gram, ridge_per_output
 from .stats import lagged_stats
 
 
@@ -44,12 +44,9 @@ class TRF(RegressorMixin, BaseEstimator):
         Cholesky factorisation per alpha; 'auto': the cheapest (:func:`~sae_eeg.trf.ridge.resolve_solver`).
     backend, device : str
         'numpy' (float64, the reference) or 'torch' on ``device`` ('cuda': float32, with a warning).
-    scoring : 'pearson' | 'spearman' | 'mse' | 'r2'
-        Metric of :meth:`score` and of the cross-validation. Default 'pearson'.
-    cv : int | None
-        Folds for choosing alpha (``None``: leave one trial out).
-    alpha_per_output : bool
-        Choose alpha separately for each output column. Default False.
+    scoring, cv, alpha_per_output
+        Metric of :meth:`score` and the cross-validation ('pearson', 'spearman', 'mse' or 'r2'),
+        its folds (``None``: leave one trial out), an alpha per output column (default False).
 
     Attributes
     ----------
@@ -78,11 +75,9 @@ class TRF(RegressorMixin, BaseEstimator):
 
     Examples
     --------
-    >>> import numpy as np
     >>> x = np.random.default_rng(0).standard_normal((1000, 1))
-    >>> y = np.convolve(x[:, 0], [0, 1, 0.5])[:1000, None]
-    >>> np.round(TRF(0, 0.02, 100.0, alpha=1e-6).fit(x, y).coef_[0, 0], 3).tolist()
-    [0.0, 1.0, 0.5]
+    >>> np.round(TRF(0, 0.02, 100.0, alpha=1e-6).fit(x, np.convolve(x[:, 0], [0, 1, 0.5])[:1000]).coef_, 3).tolist()
+    [[[0.0, 1.0, 0.5]]]
     """
 
     def __init__(self, tmin, tmax, sfreq, *, direction=1, alpha=1.0, fit_intercept=True, centering="lagged",
@@ -179,3 +174,23 @@ class TRF(RegressorMixin, BaseEstimator):
         metric = SCORERS[self.scoring].from_predictions
         return np.mean([metric(yt[self.valid_samples_], yp[self.valid_samples_])
                         for yt, yp in zip(y_list, preds)], axis=0)
+
+
+def haufe_patterns(model, X):
+    """Activation patterns ``A = Cov(X_lagged) W Cov(y_hat)^-1`` (Haufe 2014) of a fitted ``model``
+    (typically backward: X is the EEG) on its training inputs ``X``, centred like the fit, from
+    lagged statistics: (n_outputs, n_features, n_lags), laid out as ``model.coef_`` (a backward
+    model's patterns at regression lag ``model.lags_``, i.e. latency ``-model.times_``)."""
+    X_list = _as_trials(X, "X")
+    if X_list[0].shape[1] != model.coef_.shape[1]:
+        raise ValueError(f"X has {X_list[0].shape[1]} features but the model was fitted with "
+                         f"{model.coef_.shape[1]}.")
+    center, xp = model.centering if model.fit_intercept else None, get_ops("numpy")
+    ones = center == "signal"
+    stats = lagged_stats(X_list, None, model.lags_, edge=model.edge, per_trial=False, ones=ones, xp=xp)
+    C = centered_gram(stats, center, xp)[0]
+    coef = np.concatenate([model.coef_, np.zeros(model.coef_.shape[:1] + (int(ones),) + model.coef_.shape[2:])], axis=1)
+    W = weights_from_coef(coef)                                              # (P, n_out)
+    cov_x_W = C @ W
+    A = np.linalg.solve(W.T @ cov_x_W, cov_x_W.T).T                         # (P, n_out)
+    return coef_from_weights(A, len(model.lags_))[:, :model.coef_.shape[1]]

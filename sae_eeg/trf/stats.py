@@ -161,17 +161,15 @@ def stimulus_stats(x, lags, edge, designs, ones, xp, out=None):
     R = autocovariance(d, len(lags), xp)
     rows = design_rows(d, lags, missing_rows(d.shape[1], lags, edge), xp)     # (B, E, P)
     start, stop = row_range(x.shape[0], lags, edge)
-    if d.shape[0] == 1:                                  # one large design: Toeplitz minus one product, in place
-        xtx = toeplitz(R, xp, out)
-        xp.subtract_product(xtx[0], rows[0].mT, rows[0])
-    elif d.shape[2] > 1:                                 # single-feature designs with the constant feature
-        xtx = toeplitz(R, xp, out)
-        xtx -= rows.mT @ rows
-    else:                                                # single-feature designs: by the recursion
+    if d.shape[0] > 1 and d.shape[2] == 1:               # many single-feature designs: by the recursion
         bounds = design_rows(d, lags, np.array([start, stop]) - 1, xp)
         xtx = fast.xtx_by_recursion(R, rows, bounds[:, :1], bounds[:, 1:], xp)
         if out is not None:
             out[...], xtx = xtx, out
+    else:                                                # Toeplitz minus the missing rows' Gram, in place
+        xtx = toeplitz(R, xp, out)
+        for b in range(len(xtx)):
+            xp.subtract_product(xtx[b], rows[b].mT, rows[b])
     return xtx, lagged_sums(d, lags, edge, xp), float(stop - start), R, rows
 
 

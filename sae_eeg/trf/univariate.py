@@ -103,22 +103,12 @@ def shared_stimulus_trfs(groups, tmin, tmax, sfreq, *, alpha=1.0, direction=1, f
                          centering="lagged", edge="zero", chunk_size=256, backend="numpy", device=None):
     """Single-feature TRFs of many groups of runs (e.g. subjects) that share stimuli, one penalty.
 
-    A stimulus (one features object for every run that played it) has its statistics computed
-    once, the outputs of all its runs as columns of one product; groups with the same multiset of
-    stimuli are solved together, their outputs as columns of one system.
-
-    Parameters
-    ----------
-    groups : dict of key -> list of (features, outputs)
-        Runs of each group: ``features`` (n_times, n_features), dense or scipy sparse, one object
-        per stimulus; ``outputs`` (n_times, n_outputs), the same columns in every run.
-    tmin, tmax, sfreq, alpha, direction, fit_intercept, centering, edge, chunk_size, backend, device
-        As :func:`univariate_trfs` (one ``alpha``).
-
-    Returns
-    -------
-    fits : dict of key -> UnivariateTRFs
-        Per group, its models (``cv_scores_`` and ``scores_`` NaN: no cross-validation).
+    ``groups`` maps a key (a subject) to its runs ``(features, outputs)``: ``features`` (n_times,
+    n_features) dense or scipy sparse, one object per stimulus, ``outputs`` (n_times, n_outputs). A
+    stimulus's statistics are computed once, the outputs of all its runs as columns of one product;
+    groups with the same multiset of stimuli are solved together, their outputs as columns of one
+    system. Other arguments as :func:`univariate_trfs`. Returns ``{key: UnivariateTRFs}`` (no
+    cross-validation: ``cv_scores_`` and ``scores_`` NaN).
     """
     sfreq, lags, center, xp = setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device)
     alpha = _check_alphas(alpha)[:1]
