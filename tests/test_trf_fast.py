@@ -116,17 +116,18 @@ def test_blas_on_a_block_in_place(rng):
     before = big.copy()
     block = big[3:, 3:]                                    # Fortran-strided, leading dimension 9
     sym = np.tril(block) + np.tril(block, -1).T
-    b = rng.standard_normal((6, 2))
-    np.testing.assert_allclose(fast.symm_lower(block, b), sym @ b, atol=1e-12)
-    v, z = rng.standard_normal((6, 2)), rng.standard_normal((6, 2))
-    assert fast.syr2k_lower(block, v, z, -1.0) is block
+    b, out = np.asfortranarray(rng.standard_normal((6, 2))), np.zeros((6, 2), order="F")
+    fast._DSYMM(b"L", b"L", 6, 2, 1.0, block, b, 0.0, out)
+    np.testing.assert_allclose(out, sym @ b, atol=1e-12)
+    v, z = np.asfortranarray(rng.standard_normal((6, 2))), np.asfortranarray(rng.standard_normal((6, 2)))
+    fast._DSYR2K(b"L", b"N", 6, 2, -1.0, v, z, 1.0, block)
     expected = before[3:, 3:] - np.tril(v @ z.T + z @ v.T)
     np.testing.assert_allclose(np.tril(big[3:, 3:]), np.tril(expected), atol=1e-12)
     untouched = np.ones((9, 9), bool)
     untouched[3:, 3:] = np.tri(6, dtype=bool) == 0           # the block's strict upper triangle ...
     np.testing.assert_array_equal(big[untouched], before[untouched])   # ... and the rest: not written
     with pytest.raises(ValueError, match="Fortran-ordered"):
-        fast.symm_lower(np.ascontiguousarray(block), b)
+        fast._DSYMM(b"L", b"L", 6, 2, 1.0, np.ascontiguousarray(block), b, 0.0, out)
 
 
 @pytest.mark.parametrize("shape", [(9, 4), (4, 4), (2, 4)])

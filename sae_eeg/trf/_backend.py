@@ -41,9 +41,8 @@ class NumpyOps:
         return np.asarray(a, dtype=np.int64)
 
     def cho_factor(self, a):
-        """Cholesky factor of symmetric positive definite ``a`` ([B, ]P, P) in ``a``'s memory: its transpose is
-        the same matrix in Fortran order, which LAPACK factorises in place (SciPy copies a C-ordered
-        one first: 38 -> 30 ms at P = 1248)."""
+        """Cholesky factor of symmetric ``a`` in its memory: ``a.T`` is the same matrix in Fortran order, which
+        LAPACK factorises in place (SciPy copies a C-ordered one first: 38 -> 30 ms at P = 1248)."""
         return scipy.linalg.cho_factor(np.swapaxes(a, -1, -2), overwrite_a=True, check_finite=False)
 
     def cho_solve(self, factor, b):

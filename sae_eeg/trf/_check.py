@@ -1,8 +1,5 @@
-"""Validation helpers of the TRF engine (self-contained so ``trf/`` lifts out whole).
-
-They raise the built-in :class:`ValueError` / :class:`TypeError` with messages that
-name the parameter, show what was received and list what is allowed (MNE style).
-"""
+"""Validation of the TRF engine (self-contained so ``trf/`` lifts out): built-in ValueError / TypeError
+naming the parameter, showing what was received and listing what is allowed (MNE style)."""
 
 from __future__ import annotations
 
@@ -48,9 +45,7 @@ def _check_alphas(alpha, name="alpha"):
         try:
             arr = np.asarray(alpha, dtype=np.float64).ravel()
         except (TypeError, ValueError):
-            raise TypeError(
-                f"{name!r} must be a positive number or a sequence of them; got {alpha!r}."
-            ) from None
+            raise TypeError(f"{name!r} must be a positive number or a sequence of them; got {alpha!r}.") from None
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise ValueError(f"{name!r} must hold finite values >= 0 (at least one); got {alpha!r}.")
     return arr
@@ -79,13 +74,9 @@ def _is_trial_list(data):
 
 
 def _as_trials(data, name, *, allow_1d=True, allow_sparse=False):
-    """Return a list of 2-D float64 arrays (n_times, n_columns) from one array or a list of them.
-
-    A 2-D array is one trial; a 3-D array is (n_trials, n_times, n_columns); a list or
-    tuple of arrays holds trials of any lengths (a nested list of numbers is one
-    array-like, as in scikit-learn). 1-D arrays are one column when ``allow_1d``.
-    Scipy sparse matrices are kept (as CSR) when ``allow_sparse``.
-    """
+    """A list of 2-D float64 trials (n_times, n_columns) from a 2-D array (one trial), a 3-D array
+    (n_trials, n_times, n_columns) or a list of arrays of any lengths (a nested list of numbers is one
+    array-like, as in scikit-learn); 1-D: one column if ``allow_1d``; sparse kept (CSR) if ``allow_sparse``."""
     if data is None:
         raise ValueError(f"This estimator requires {name} to be passed, but the target {name} is None."
                          if name == "y" else f"{name!r} is required; got None.")

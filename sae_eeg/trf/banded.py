@@ -20,14 +20,12 @@ SEARCHES = ("gradient", "random")
 class BandedTRF(TRF):
     """TRF with a separate ridge penalty for each band (group) of input features.
 
-    The band penalties are chosen by cross-validation on the training trials, then refit on all:
-
-    - ``search='gradient'`` (default): from plain ridge at the best of ``alpha``, L-BFGS-B (at
-      most ``n_iter`` steps) on the log band penalties with the loss's exact gradient (implicit
-      differentiation of the ridge solution: one Cholesky factorisation per fold and step);
-    - ``search='random'``: band ``b``'s penalty is ``alpha * n_bands * gamma_b``, ``gamma`` the
-      uniform point (plain ridge) and ``n_iter - 1`` Dirichlet draws on the simplex, each with
-      every ``alpha`` (himalaya's ``solve_banded_ridge_random_search``).
+    Band penalties are chosen by cross-validation on the training trials, then refit on all:
+    ``search='gradient'`` (default) runs L-BFGS-B (at most ``n_iter`` steps) on the log penalties
+    from plain ridge at the best of ``alpha``, with the loss's exact gradient (implicit
+    differentiation: one Cholesky factorisation per fold and step); ``'random'`` tries band
+    penalties ``alpha * n_bands * gamma``, ``gamma`` uniform or one of ``n_iter - 1`` Dirichlet
+    draws, each with every ``alpha`` (himalaya's ``solve_banded_ridge_random_search``).
 
     Parameters: ``bands``, the number of consecutive input features in each band (summing to
     n_features); ``alpha``, the gradient search's starting grid or the random search's global
@@ -67,7 +65,8 @@ class BandedTRF(TRF):
             raise ValueError(f"bands must be positive ints summing to n_features={n_feat}; got {self.bands!r}.")
         self._y_is_1d_ = not _is_trial_list(y) and np.asarray(y).ndim == 1
         ones = self._center == "signal"
-        stats, folds = lagged_stats(X_list, y_list, lags, edge=self.edge, ones=ones, xp=xp), make_folds(len(X_list), self.cv)
+        stats = lagged_stats(X_list, y_list, lags, edge=self.edge, ones=ones, xp=xp)
+        folds = make_folds(len(X_list), self.cv)
         # column p of the lagged design (lag-major) belongs to band column_band[p]; the constant
         # feature of centering='signal' to an extra band of fixed penalty 1 (its weights are 0 anyway)
         column_band = np.tile(np.r_[np.repeat(np.arange(bands.size), bands), np.full(int(ones), bands.size)], len(lags))

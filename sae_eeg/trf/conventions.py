@@ -1,9 +1,5 @@
 """Ridge conventions of mTRF-Toolbox, mTRFpy, scikit-learn and MNE, and an mTRF-like API.
 
-The engine solves ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over
-trials (centred when an intercept is fitted, so the intercept is unpenalised), like
-scikit-learn ``Ridge`` and MNE ``TimeDelayingRidge``/``ReceptiveField``.
-
 =====================  =====================================  ======================
 package                normal equations                       reported weights
 =====================  =====================================  ======================
@@ -12,11 +8,9 @@ mTRF-Toolbox (MATLAB)  (sum_i X_i^T X_i + lambda fs I') w      w * fs
 mTRFpy (``mtrf``)      (mean_i X_i^T X_i + lambda fs I') w     w * fs
 =====================  =====================================  ======================
 
-so ``alpha = lambda_MATLAB * fs = lambda_mTRFpy * fs * n_trials`` (``n_trials`` being
-the trials of the *training set*: mTRFpy's cross-validation averages over the training
-trials of each fold), and ``b = w_mTRF / fs``. In every function below ``lambda_`` or
-``alpha`` is a number or an array, ``sfreq`` the sampling rate in Hz and ``n_trials``
-the trials whose covariances mTRFpy averaged; the result has the shape of the input.
+so ``alpha = lambda_MATLAB * fs = lambda_mTRFpy * fs * n_trials`` (the trials of the *training
+set*, which mTRFpy averages over in each fold) and ``b = w_mTRF / fs``. Below, ``lambda_`` and
+``alpha`` are numbers or arrays, ``sfreq`` in Hz; results have the input's shape.
 """
 
 from __future__ import annotations

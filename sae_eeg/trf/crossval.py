@@ -1,9 +1,7 @@
 """Cross-validation on per-trial statistics: folds, scorers and the held-out score of every alpha.
 
-A training set's statistics are the total minus its held-out trials, decomposed once for every
-alpha (:class:`~sae_eeg.trf.ridge.RidgePath`); Pearson r, MSE and r^2 of a held-out trial follow
-from its statistics without predicting (Spearman predicts). Scores are per held-out trial,
-averaged over the trials of a fold (mTRFpy).
+A training set's statistics are the total minus its held-out trials; Pearson r, MSE and r^2 of a
+held-out trial follow from its statistics (Spearman predicts), averaged over a fold's trials (mTRFpy).
 """
 
 from __future__ import annotations
@@ -27,8 +25,7 @@ class AlphaAtGridEdgeWarning(UserWarning):
 
 
 Moments = namedtuple("Moments", "ss_y ss_hat cross d_mean n CW c_h", defaults=(None, None))
-Moments.__doc__ = """Sums of squares of a held-out trial's centred outputs and predictions, their cross product,
-``mean(y) - mean(y_hat)``, the rows; with ``dense``, ``C_h W`` and ``c_h`` (for gradients)."""
+Moments.__doc__ = "Centred held-out sums of squares, cross product, mean difference, rows (dense: C_h W, c_h)."
 
 
 def moments(W, b, held, xp, dense=False):
@@ -96,8 +93,7 @@ def setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend,
 
 
 def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
-    """Held-out trials of each fold: ``cv`` contiguous groups (``numpy.array_split``) of ``n_trials``
-    (at least 2), ``None`` or -1 leave-one-trial-out; ``shuffle`` with ``random_state`` first."""
+    """Held-out trials of each fold: ``cv`` groups (``numpy.array_split``; ``None``, -1: one trial each)."""
     n_trials = _check_number("n_trials", n_trials, integer=True)
     if n_trials < 2:
         raise ValueError(f"Cross-validation needs at least 2 trials; got {n_trials}. Pass the "
@@ -110,7 +106,7 @@ def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
 
 
 def predict_rows(x, W, b, lags, start, stop, xp):
-    """Predictions of rows ``start..stop-1`` of a trial by one design for every alpha: (A, n_rows, C)."""
+    """Predictions (A, n_rows, C) of rows ``start..stop-1`` of a trial by one design for every alpha."""
     return design_rows(x, lags, np.arange(start, stop), xp)[None] @ W[:, 0] + b[:, 0, None, :]
 
 
@@ -157,8 +153,8 @@ def fold_scores(stats, alphas, folds, *, centering, scoring, solver, xp, trials=
 
 
 def best_alpha_index(mean_scores, scoring, per_output):
-    """Index (n_outputs,) of the best alpha per output from scores (n_alphas, n_outputs), or of the best
-    mean over outputs for all (``per_output=False``); ties go to the first (as mTRFpy's argmax)."""
+    """Index (n_outputs,) of the best alpha per output (or of the best mean for all) of scores (n_alphas,
+    n_outputs); ties go to the first (mTRFpy's argmax)."""
     sign = 1.0 if SCORERS[scoring].greater_is_better else -1.0
     s = sign * np.nan_to_num(mean_scores, nan=-np.inf)
     if per_output:
@@ -206,7 +202,7 @@ def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, centering
     leave one trial out); ``centering``, ``scoring`` (from statistics), ``solver``, ``xp`` as
     :func:`fold_scores`; ``per_output``: an alpha per output."""
     _check_option("scoring", scoring, STATS_SCORERS)
-    n = stats.n_trials
+    n = len(stats.n)
     if n < 3:
         raise ValueError(f"Nested cross-validation needs at least 3 trials; got {n}.")
     alphas = np.asarray(alphas, dtype=np.float64)

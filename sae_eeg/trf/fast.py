@@ -1,10 +1,8 @@
 """Opt-in speed: every fast path of the TRF engine, what it replaces and what it earned.
 
-Each function computes what a readable function of the core computes (tests compare them);
-the core calls it where the rule beside it says it pays. Gains are CPU times on one core,
-measured on ``benchmarks/trf_vs_peers.py``'s problems: (a) 20 trials of 7680 samples, 16
-features x 78 lags, 64 outputs, 10 alphas, leave-one-trial-out; (b) 1000 single-feature
-models, same trials; (c) 128 channels x 33 lags, one alpha.
+Each equals a readable computation of the core (tests compare them) and is called where the rule
+beside it says it pays. Gains are CPU times on one core on ``benchmarks/trf_vs_peers.py``'s (a) 16
+features x 78 lags, 64 outputs, 20 trials, 10 alphas; (b) 1000 single-feature models; (c) 128 x 33.
 
 1. :func:`block_xcorr`: lagged cross-correlations by FFTs of blocks of ``8 n_lags`` samples
    ((c)'s covariance 3.3 -> 1.1 s with 2.; (a)'s X^T Y 363 -> 30 ms per trial), and
@@ -40,14 +38,10 @@ def segment(n_times, n_lags):
 
 
 def fft_pays(lengths, n_lags, n_x, n_y=None):
-    """Whether :func:`block_xcorr` beats ``n_lags`` direct products on trials of ``lengths``.
-
-    Autocovariance (``n_y=None``): fewer flops, counting ~4.5 n_x^2 per sample for the complex
-    products, ~2.8 n_x log2(N) for the FFTs and ~2.5 N log2(N) n_x^2 to transform back, all
-    weighted 2x (smaller, slower operations). Cross-correlation with ``n_y`` outputs: when
-    ``n_lags >= 8`` and ``n_x <= n_y n_lags / 2`` (measured at 33 and 78 lags: 128 inputs, one
-    output 17 ms direct vs 31 ms FFT; 16 inputs, 64 outputs 363 vs 30 ms).
-    """
+    """Whether :func:`block_xcorr` beats ``n_lags`` direct products on trials of ``lengths``: for an
+    autocovariance (``n_y=None``) by flops (~4.5 n_x^2 per sample for products, ~2.8 n_x log2(N) for FFTs,
+    ~2.5 N log2(N) n_x^2 back, weighted 2x); with ``n_y`` outputs when ``n_lags >= 8`` and ``n_x <= n_y
+    n_lags / 2`` (measured: 128 inputs, 1 output 17 ms direct vs 31 FFT; 16 and 64: 363 vs 30 ms)."""
     if n_y is not None:
         return n_lags >= 8 and n_x <= n_y * n_lags / 2
     N = scipy.fft.next_fast_len(9 * n_lags - 1, real=True)
@@ -57,8 +51,7 @@ def fft_pays(lengths, n_lags, n_x, n_y=None):
 
 @functools.lru_cache(maxsize=16)
 def _half_spectrum_dft(n_lags, N):
-    """``cos``, ``sin`` (N // 2 + 1, n_lags) of ``2 pi k d / N`` and the half spectrum's weights (1 for
-    ``k = 0`` and ``2k = N``, else 2: ``k`` and ``N - k`` are conjugate; times the inverse's 1/N)."""
+    """``cos``, ``sin`` (N // 2 + 1, n_lags) of ``2 pi k d / N``, the half spectrum's weights (2, or 1 at 0 and N/2)."""
     k = np.arange(N // 2 + 1)
     angle = 2 * np.pi * np.outer(k, np.arange(n_lags)) / N
     return np.cos(angle), np.sin(angle), np.where((k == 0) | (2 * k == N), 1.0, 2.0) / N
@@ -105,8 +98,7 @@ def block_xcorr(pairs, n_lags, xp):
 
 
 def autocorrelation_rows(x, n_lags, xp):
-    """``sum_s x_b(s) x_b(s + d)``, ``d < n_lags``, of every row of ``x`` (B, T): (B, n_lags), one FFT per row
-    (18 ms per 128 rows of 7680 samples; 77 ms by blocks)."""
+    """``sum_s x_b(s) x_b(s + d)``, ``d < n_lags``, of each row of ``x`` (B, T) by one FFT (18 ms per 128 of (b))."""
     n = scipy.fft.next_fast_len(x.shape[1] + n_lags - 1, real=True)          # no wrap-around
     spec = xp.rfft(x, axis=1, n=n)
     return xp.irfft(spec.real ** 2 + spec.imag ** 2, axis=1, n=n)[:, :n_lags]
@@ -116,11 +108,9 @@ def xtx_by_recursion(R, rows, starts, stops, xp):
     """``X^T X`` (B, P, P) of one design (B = 1) or of B single-feature designs from their summed
     autocovariance ``R`` (B, L, F, F) and the rows their trials lack.
 
-    Block ``(i, j)`` is ``R(i - j)`` minus the Gram of the missing rows (``rows`` (B, E, P)). Along
-    a block diagonal one step shifts the rows by one sample, adding the product of each trial's
-    row ``start - 1`` and removing that of row ``stop - 1`` (``starts``, ``stops``: (B, n_trials,
-    P)): the first block row from the missing rows, the others by cumulative sums (P^2 per trial,
-    not per missing row).
+    Block ``(i, j)`` is ``R(i - j)`` minus the Gram of the missing rows (``rows`` (B, E, P)); one step
+    along a block diagonal adds each trial's row ``start - 1`` and removes its row ``stop - 1``
+    (``starts``, ``stops``: (B, n_trials, P)): cumulative sums, P^2 per trial, not per missing row.
     """
     n_B, n_L, n_F = R.shape[:3]
     if n_F == 1:                                   # blocks (i, j): (B,) vectors
@@ -152,11 +142,10 @@ def quadratic_forms(autocov, edge_rows, W, xp):
     """``w^T X^T X w`` (K,) for every column of ``W`` (L * F, K), from the generators of ``X^T X``:
     ``autocov`` (L, F, F) and ``edge_rows`` (E, L * F), ``X^T X = Toeplitz(R) - rows^T rows``.
 
-    With ``N >= 2 L - 1`` points there is no wrap-around: ``w^T Toeplitz(R) w`` is the sum over
-    frequencies of ``W(k)^H S(k) W(k)``, ``S(k)`` the (Hermitian) transform of ``R`` at lags
-    ``-(L-1)..L-1``; in real arithmetic ``v^T G v``, ``v = [Re W(k); -Im W(k)]``, ``G = [[Re S,
-    -Im S], [Im S, Re S]]``. ``~8 L F^2 K`` flops instead of ``2 L^2 F^2 K``; 16 frequencies per
-    product keep the temporaries in cache (38 -> 23 ms per fold of (a)).
+    ``w^T Toeplitz(R) w = sum_k W(k)^H S(k) W(k)`` over ``N >= 2 L - 1`` frequencies (no wrap-around),
+    ``S`` the transform of ``R`` at lags ``-(L-1)..L-1``; in real arithmetic ``v^T G v``, ``v = [Re W;
+    -Im W]``, ``G = [[Re S, -Im S], [Im S, Re S]]``: ``~8 L F^2 K`` flops, not ``2 L^2 F^2 K``; 16
+    frequencies per product keep temporaries in cache (38 -> 23 ms per fold of (a)).
     """
     (n_L, n_F), n_K = autocov.shape[:2], W.shape[1]
     cos, sin, weight = (xp.asarray(a) for a in
@@ -230,29 +219,11 @@ def _column_major(a):
 _DSYMM, _DSYR2K = _blas("dsymm"), _blas("dsyr2k")
 
 
-def symm_lower(a, b):
-    """``a @ b`` for symmetric ``a`` (n, n) known by its lower triangle; ``a`` may be a block."""
-    b, out = np.asfortranarray(b, dtype=np.float64), np.zeros(b.shape, order="F")
-    _DSYMM(b"L", b"L", *b.shape, 1.0, a, b, 0.0, out)
-    return out
-
-
-def syr2k_lower(c, a, b, alpha):
-    """``c += alpha (a b^T + b a^T)`` on the lower triangle of ``c`` (n, n), in place; returns ``c``."""
-    a, b = np.asfortranarray(a, dtype=np.float64), np.asfortranarray(b, dtype=np.float64)
-    _DSYR2K(b"L", b"N", *a.shape, alpha, a, b, 1.0, c)
-    return c
-
-
 def block_tridiagonalize(C, width=None, overwrite=False):
-    """``C = Q J Q^T`` (numpy, symmetric ``C`` known by its lower triangle): ``(diag, sub, reflectors)``.
-
-    ``J`` is block tridiagonal (``diag[i]`` (b, b) symmetric, ``sub[i] = J[i + 1, i]`` upper
-    trapezoidal); ``Q = prod_k (I - V_k T_k V_k^T)`` from ``reflectors`` ``(start, V, T)``
-    acting on rows ``start:``. Each step is the QR decomposition (LAPACK ``dgeqrt``, compact WY)
-    of the panel below the current diagonal block, applied to the trailing matrix from both
-    sides by ``symm`` + ``syr2k``. ``overwrite``: work in ``C``'s memory.
-    """
+    """``C = Q J Q^T`` of symmetric ``C`` (its lower triangle, numpy): ``(diag, sub, reflectors)`` of block
+    tridiagonal ``J`` (``sub[i] = J[i + 1, i]``) and ``Q = prod (I - V T V^T)`` on rows ``start:``. Each
+    step: QR (LAPACK ``dgeqrt``) of the panel below the diagonal block, applied to the trailing block
+    from both sides in place (BLAS ``symm`` + ``syr2k``); ``overwrite``: work in ``C``'s memory."""
     width = WIDTH if width is None else width
     A = np.asfortranarray(C.T) if overwrite else np.array(C, order="F")     # C.T: the same matrix
     diag, sub, reflectors, start = [], [], [], 0
@@ -263,9 +234,11 @@ def block_tridiagonalize(C, width=None, overwrite=False):
         V = np.tril(qr[:, :r], -1)
         V[np.diag_indices(r)] = 1.0
         sub.append(np.triu(qr[:r]))
-        A = A[width:, width:]                                  # Q^T A Q = A - V Z^T - Z V^T, in place:
-        X = symm_lower(A, V @ T)
-        A = syr2k_lower(A, V, X - 0.5 * (V @ (T.T @ (V.T @ X))), -1.0)
+        A, VT = A[width:, width:], np.asfortranarray(V @ T)   # Q^T A Q = A - V Z^T - Z V^T, in place:
+        X = np.zeros(VT.shape, order="F")
+        _DSYMM(b"L", b"L", *VT.shape, 1.0, A, VT, 0.0, X)      # X = A V T
+        _DSYR2K(b"L", b"N", *V.shape, -1.0, np.asfortranarray(V),
+                np.asfortranarray(X - 0.5 * (V @ (T.T @ (V.T @ X)))), 1.0, A)
         start += width
         reflectors.append((start, V, T))
     diag.append(np.tril(A) + np.tril(A, -1).T)
@@ -344,11 +317,9 @@ def tridiagonal_shifts_solve(d, e, z, shifts):
 def tridiagonal_inverse(C, alphas, xp, overwrite=False):
     """``rhs -> (C + alpha I)^{-1} rhs`` for every alpha, (B, P, K) -> (A, B, P, K), from one reduction.
 
-    One system: ``C = Q J Q^T`` block tridiagonal and ``(C + a I)^{-1} = Q (J + a I)^{-1} Q^T``;
-    each alpha costs a block Cholesky of ``J + a I``, ``Q`` is applied once to all alphas'
-    solutions. A batch of small systems: ``C_b = Q_b T_b Q_b^T`` tridiagonal (LAPACK ``dsytrd``),
-    one LDL^T recursion for every alpha and system. The result is a view of a (B, P, A, K)
-    array (alphas as columns: free for the held-out moments). In numpy (torch via the CPU).
+    One system: ``C = Q J Q^T`` block tridiagonal, ``(C + a I)^{-1} = Q (J + a I)^{-1} Q^T`` (a block
+    Cholesky per alpha, ``Q`` applied once to all); a batch of small ones: tridiagonal by LAPACK
+    ``dsytrd``, one LDL^T recursion for all. The result views a (B, P, A, K) array. Numpy (torch via CPU).
     """
     C, n_A = xp.to_numpy(C), len(alphas)
     if C.shape[0] == 1:

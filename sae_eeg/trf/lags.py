@@ -1,14 +1,10 @@
 """Lags, the rows of a trial that enter a fit, and the lagged design matrix.
 
-A lag ``l`` (samples) pairs output sample ``t`` with input sample ``t - l``: positive lags
-mean the output follows the input (a forward TRF's latency). Columns of a lagged design
-are lag-major: column ``j * n_features + f`` is feature ``f`` at lag ``lags[j]``. Rows are
-output samples ``t`` of a trial:
-
-- ``edge='zero'``: every sample ``t = 0..n-1``; inputs before the start or after the end
-  of the trial count as zeros (mTRF-Toolbox ``zeropad``, MNE).
-- ``edge='valid'``: only samples whose every lagged input lies inside the trial,
-  ``t = max(0, max(lags)) .. n + min(0, min(lags)) - 1``.
+A lag ``l`` (samples) pairs output sample ``t`` with input sample ``t - l`` (positive: the output
+follows). Columns of a lagged design are lag-major (column ``j * n_features + f`` is feature ``f`` at
+``lags[j]``); rows are a trial's output samples: all of them with ``edge='zero'`` (inputs outside the
+trial count as zeros: mTRF ``zeropad``, MNE), or with ``edge='valid'`` those whose every lagged input
+lies inside it, ``t = max(0, max(lags)) .. n + min(0, min(lags)) - 1``.
 """
 
 from __future__ import annotations

@@ -64,14 +64,12 @@ class TRF(RegressorMixin, BaseEstimator):
 
     Notes
     -----
-    ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over trials (centred with an
-    intercept), as scikit-learn Ridge and MNE TimeDelayingRidge. mTRF-Toolbox solves ``(X^T X +
-    lambda fs I') w = X^T y`` and reports ``w fs``; mTRFpy averages the covariances over trials:
-    ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy * sfreq * n_trials``, ``coef_ = w / sfreq``
-    (:mod:`~sae_eeg.trf.conventions`). The two intercepts are different problems: with zero-padded
-    edges the signals' and the lagged columns' means differ over the first and last lags' samples,
-    and so do the weights (by a few percent on short trials). ``'lagged'`` is the default: the
-    exact least-squares intercept, and mTRF's.
+    ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over trials, as scikit-learn Ridge
+    and MNE TimeDelayingRidge: ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy * sfreq * n_trials``
+    and ``coef_ = w_mTRF / sfreq`` (:mod:`~sae_eeg.trf.conventions`). The two intercepts are
+    different problems: with zero-padded edges the signals' and the lagged columns' means differ,
+    and so do the weights (a few percent on short trials); ``'lagged'``, the exact least-squares
+    intercept and mTRF's, is the default.
 
     Examples
     --------

@@ -1,8 +1,7 @@
 """Null distributions and bootstrap intervals that reuse each fold's decomposition.
 
-Circular shifts of the outputs or mismatched trials change only the response part of the
-statistics: each fold's system is decomposed once (:func:`~sae_eeg.trf.crossval.fold_paths`) and
-the null samples are solved together as output columns, in chunks of bounded memory.
+Shifted or mismatched outputs change only the response part: each fold's system is decomposed once
+and the null samples are solved together as output columns, in chunks of bounded memory.
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ class NullResult:
 
 def _shifted_responses(x, y, lags, edge, ones, shifts):
     """Response parts (xty (S, 1, P, C), sy (S, C), yty (S, C)) of one trial for its outputs rolled by ``shifts``."""
-    x = np.concatenate([x, np.ones((len(x), 1))], axis=1) if ones else x
-    start, stop = row_range(len(x), lags, edge)
+    x, (start, stop) = np.concatenate([x, np.ones((len(x), 1))], axis=1) if ones else x, row_range(len(x), lags, edge)
     used = y[(np.arange(start, stop)[None, :] + shifts[:, None]) % len(y)]     # row t meets y((t + s) mod n)
     return fast.circular_xty(x, y, lags, start, stop, shifts)[:, None], used.sum(1), (used * used).sum(1)
 

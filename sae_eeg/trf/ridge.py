@@ -1,12 +1,10 @@
 """The one ridge path of the engine: centre the system, decompose it once, solve every penalty.
 
-Every fit goes through :class:`RidgePath` (:func:`ridge_path` for one call): the system
-``(C + alpha S) W = c`` of summed statistics is centred by one rule (:func:`centered_gram`,
-:func:`centered_cross`), ``C`` is decomposed once, and the weights of every penalty (``S``:
-per-column scales, banded ridge) and of any outputs follow: ``'cholesky'`` factorises per
-penalty (fewest flops for a few), ``'eigh'`` gives ``W = V (V^T c) / (e + alpha)``,
-``'tridiagonal'`` one orthogonal reduction (:func:`~sae_eeg.trf.fast.tridiagonal_inverse`).
-Convention: ``(X^T X + alpha I) w = X^T y`` as scikit-learn ``Ridge`` and MNE ``TimeDelayingRidge``.
+Every fit goes through :class:`RidgePath`: the system ``(C + alpha S) W = c`` of summed statistics
+is centred by one rule (:func:`centered_gram`, :func:`centered_cross`), ``C`` decomposed once (a
+Cholesky factorisation per penalty, one eigendecomposition ``W = V (V^T c) / (e + alpha)``, or one
+orthogonal reduction), and every penalty's weights follow, for any outputs. ``(X^T X + alpha I)
+w = X^T y``, as scikit-learn ``Ridge`` and MNE ``TimeDelayingRidge``.
 """
 
 from __future__ import annotations
@@ -61,8 +59,7 @@ def centered_gram(stats, centering, xp, overwrite=False):
 
 
 def centered_cross(stats, centering, xp):
-    """``c`` (B, P, C) of the ridge system and the intercept's map ``b = b0 - u^T w``: ``(c, b0 (C,), u (B, P))``,
-    the rules of :func:`centered_gram`; outputs centred on their mean over the rows used."""
+    """``(c (B, P, C), b0 (C,), u (B, P))`` by :func:`centered_gram`'s rules: intercepts ``b = b0 - u^T w``."""
     xty, sx, n = stats.xty[0], stats.sx[0], stats.n[0]
     if centering is None:
         return xty, 0 * stats.sy[0], 0 * xty[..., 0]
@@ -78,12 +75,6 @@ def centered_cross(stats, centering, xp):
     return xty - sx[..., :, None] * b0, b0, u
 
 
-def _add_to_diagonal(C, value):
-    idx = np.arange(C.shape[-1])
-    C[..., idx, idx] += value
-    return C
-
-
 def _eigh(C, alphas, xp, overwrite=False):
     evals, evecs = xp.eigh(C)
     alphas = xp.asarray(np.asarray(alphas, dtype=np.float64)).reshape(-1, 1, 1, 1)
@@ -91,10 +82,11 @@ def _eigh(C, alphas, xp, overwrite=False):
 
 
 def _cholesky(C, alphas, xp, overwrite=False):
-    if overwrite and len(alphas) == 1:                 # factorise in C's memory
-        factors = [xp.cho_factor(_add_to_diagonal(C, float(alphas[0])))]
-    else:
-        factors = [xp.cho_factor(_add_to_diagonal(C * 1.0, float(a))) for a in alphas]
+    diagonal, factors = np.arange(C.shape[-1]), []
+    for a in alphas:                                   # one alpha and a temporary C: factorised in its memory
+        M = C if overwrite and len(alphas) == 1 else C * 1.0
+        M[..., diagonal, diagonal] += float(a)
+        factors.append(xp.cho_factor(M))
     return lambda rhs: xp.stack([xp.cho_solve(f, rhs) for f in factors])
 
 

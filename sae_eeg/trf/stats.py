@@ -1,15 +1,12 @@
 """Lagged sufficient statistics: the one statistics type under every fit of the engine.
 
-Ridge on a lagged design ``X`` needs ``X^T X``, ``X^T Y``, column sums and output moments,
-computed per trial without building ``X``, in two parts: the **stimulus part** (``X^T X``, its
-generators, the column sums, the row count: inputs only, so computed once per stimulus and
-shared by its listeners, :meth:`LagStats.with_response`) and the **response part** (``X^T Y``,
-the outputs' sums and sums of squares). A trial holds ``B`` designs: one of all features
-(``'joint'``: a multivariate TRF) or one per feature (``'separate'``: single-feature TRFs), each
-of ``P = n_lags * F_d`` lag-major columns. Statistics of trials add; a training set is the total
-minus its held-out trials. ``X^T X = Toeplitz(R) - E^T E``: ``R[d] = sum_s x(s)^T x(s + d)``
-gives every block of the infinitely zero-padded design, ``E`` the rows of it the trial's design
-lacks (padding, or the edges ``edge='valid'`` drops); held-out scores use them, not ``X^T X``.
+Ridge on a lagged design ``X`` needs ``X^T X``, ``X^T Y``, column sums and output moments, per
+trial without building ``X``: a **stimulus part** (``X^T X``, its generators, column sums, row
+count: computed once per stimulus, shared by its listeners) and a **response part** (``X^T Y``,
+output sums and squares). A trial holds ``B`` designs, one of all features (``'joint'``) or one
+per feature (``'separate'``), of ``P = n_lags * F_d`` lag-major columns; trials' statistics add.
+``X^T X = Toeplitz(R) - E^T E``: ``R[d] = sum_s x(s)^T x(s + d)`` gives every block of the
+infinitely zero-padded design, ``E`` its rows the trial's design lacks (padding or dropped edges).
 """
 
 from __future__ import annotations
@@ -54,25 +51,20 @@ class LagStats:
     yty: object = None
     ones: bool = False
 
-    @property
-    def n_trials(self):
-        """Number of trials N."""
-        return self.xtx.shape[0]
-
     def _map(self, fn, fields, **changes):
         return dataclasses.replace(self, **{k: fn(getattr(self, k)) for k in fields
                                             if getattr(self, k) is not None}, **changes)
 
     def total(self, keep=None):
         """Sum over the trials (all, or the index array ``keep``): a LagStats with N = 1."""
-        if keep is None and self.n_trials == 1:
+        if keep is None and len(self.n) == 1:
             return self
         if keep is not None and len(keep) == 1:
             return self.trial(int(keep[0]))                    # one trial: a view, no copy
         return self._map(lambda a: (a if keep is None else a[keep]).sum(0)[None], SUMMED, edge_rows=None)
 
     def minus(self, other):
-        """Field-wise difference (a training set = the total minus its held-out trials)."""
+        """Field-wise difference: a training set is the total minus its held-out trials."""
         return self._map(lambda a: a, (), edge_rows=None, **{k: getattr(self, k) - getattr(other, k)
                                                             for k in SUMMED if getattr(self, k) is not None})
 
@@ -113,10 +105,8 @@ def _designs(x, separate, ones, xp):
 
 
 def autocovariance(d, n_lags, xp):
-    """``R[d] = sum_s x(s)^T x(s + d)``, ``d < n_lags``, of the designs ``d`` (B, T, F_d): (B, n_lags, F_d, F_d).
-
-    ``n_lags`` products of each trial with itself shifted (by FFTs when they pay).
-    """
+    """``R[d] = sum_s x(s)^T x(s + d)``, ``d < n_lags``, of designs (B, T, F_d): (B, n_lags, F_d, F_d), by
+    products of each trial with itself shifted (by FFTs when they pay)."""
     n_B, n_T, n_F = d.shape
     if n_B > 1 and n_F == 1:                                                  # single-feature designs
         return fast.autocorrelation_rows(d[:, :, 0], n_lags, xp)[:, :, None, None]
@@ -143,8 +133,8 @@ def toeplitz(R, xp, out=None):
 
 
 def lagged_sums(d, lags, edge, xp):
-    """Column sums (B, P) of the lagged designs of ``d`` (B, T, F_d): the trial's sum minus the few
-    samples each lag's window leaves out at either end (no cumulative sum over the whole trial)."""
+    """Column sums (B, P) of the lagged designs of ``d`` (B, T, F_d): the trial's sum minus the samples each
+    lag's window leaves out at either end (no cumulative sum over the whole trial)."""
     n_B, n_T, n_F = d.shape
     start, stop = row_range(n_T, lags, edge)
     lo = np.clip(start - lags, 0, n_T)                                        # input window [lo, hi) per lag
@@ -174,9 +164,8 @@ def stimulus_stats(x, lags, edge, designs, ones, xp, out=None):
 
 
 def lagged_xty(x, y, lags, edge, xp):
-    """``X^T Y`` (n_lags, F, C) of one trial: block ``j`` is ``sum_t x(t - lags[j])^T y(t)`` over the rows
-    used, i.e. ``sum_s x(s)^T y_adv(s + j)`` with ``y`` advanced by ``lags[0]``: products of the inputs
-    with the outputs shifted by a few lags at a time (block FFTs when they pay: many outputs)."""
+    """``X^T Y`` (n_lags, F, C) of one trial: block ``j`` ``sum_t x(t - lags[j])^T y(t)`` = ``sum_s x(s)^T y_adv(s +
+    j)``, ``y`` advanced by ``lags[0]``: products with the outputs shifted a few lags at a time (or block FFTs)."""
     (n_T, n_F), n_C, n_L, l0 = x.shape, y.shape[1], len(lags), int(lags[0])
     start, stop = row_range(n_T, lags, edge)
     y_adv = xp.zeros((n_T + n_L - 1, n_C))
@@ -209,8 +198,7 @@ def response_stats(x, y, lags, edge, designs, ones, xp):
 
 def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, designs="joint", ones=False, backend="numpy",
                  device=None, xp=None):
-    """Lagged statistics of trials without design matrices; a stimulus given several times (the same
-    array object, e.g. heard by several subjects) has its stimulus part computed once.
+    """Lagged statistics of trials; a stimulus given several times (one object) is computed once.
 
     Parameters
     ----------
@@ -254,7 +242,8 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, designs="joint", on
             j = first.setdefault(keys[i], i)                  # the same stimulus object: computed once
             if j < i and per_trial:
                 xtx[i] = xtx[j]
-            part = parts[j] if j < i else stimulus_stats(x, lags, edge, designs, ones, xp, xtx[i] if per_trial else None)
+            part = parts[j] if j < i else stimulus_stats(x, lags, edge, designs, ones, xp,
+                                                         xtx[i] if per_trial else None)
             if not per_trial:
                 xtx[0] += part[0]
             parts.append(part)

@@ -1,11 +1,8 @@
 """Many single-feature TRFs at once, and fits that share each stimulus's statistics across subjects.
 
-Each input feature gets its own TRF (that feature alone, lagged, against every output): the
-separate designs of :func:`~sae_eeg.trf.stats.lagged_stats`, solved as one batch, chunk by
-chunk of features (a sparse feature matrix is densified one chunk at a time).
-:func:`shared_stimulus_trfs` fits them for many subjects who heard the same stimuli: each
-stimulus's statistics once, every listener's outputs as columns of one product, one solve for
-the subjects who heard the same runs.
+Each feature gets its own TRF against every output: separate designs solved as one batch, chunk
+by chunk of features (a sparse matrix densified a chunk at a time); :func:`shared_stimulus_trfs`
+does it for subjects who heard the same stimuli with each stimulus's statistics computed once.
 """
 
 from __future__ import annotations
