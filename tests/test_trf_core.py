@@ -135,3 +135,13 @@ def test_centering_is_validated(rng):
     with pytest.raises(ValueError, match=r"centering='signal' needs statistics with the constant feature"):
         ridge_path(lagged_stats([np.ones((20, 1))], [np.ones((20, 1))], [0, 1]), [1.0], centering="signal",
                    xp=get_ops())
+
+
+def test_univariate_backward_lags_equal_trf_per_feature(rng):
+    X = [rng.standard_normal((200, 3)) for _ in range(3)]
+    Y = [rng.standard_normal((200, 2)) for _ in range(3)]
+    res = univariate_trfs(X, Y, 0.0, 0.05, 100.0, direction=-1, alpha=[1.0, 100.0])
+    np.testing.assert_array_equal(res.lags_, np.arange(-5, 1))
+    for f in range(3):
+        ref = TRF(0.0, 0.05, 100.0, direction=-1, alpha=[1.0, 100.0]).fit([x[:, [f]] for x in X], Y)
+        np.testing.assert_allclose(res.coef_[:, f], ref.coef_[:, 0], atol=1e-10)

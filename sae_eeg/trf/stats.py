@@ -65,7 +65,7 @@ class LagStats:
 
     def minus(self, other):
         """Field-wise difference: a training set is the total minus its held-out trials."""
-        return self._map(lambda a: a, (), edge_rows=None, **{k: getattr(self, k) - getattr(other, k)
+        return dataclasses.replace(self, edge_rows=None, **{k: getattr(self, k) - getattr(other, k)
                                                             for k in SUMMED if getattr(self, k) is not None})
 
     def subset(self, keep):
@@ -86,10 +86,10 @@ class LagStats:
         n_L, n_F = self.autocov.shape[2:4]
         keep = np.r_[np.asarray(keep, dtype=np.int64), [n_F - 1] * self.ones].astype(np.int64)
         cols = (np.arange(n_L)[:, None] * n_F + keep).ravel()
-        return self._map(lambda a: a, (), xtx=self.xtx[:, :, cols][:, :, :, cols], sx=self.sx[:, :, cols],
-                         autocov=self.autocov[:, :, :, keep][..., keep],
-                         edge_rows=None if self.edge_rows is None else self.edge_rows[..., cols],
-                         xty=None if self.xty is None else self.xty[:, :, cols])
+        return dataclasses.replace(self, xtx=self.xtx[:, :, cols][:, :, :, cols], sx=self.sx[:, :, cols],
+                                   autocov=self.autocov[:, :, :, keep][..., keep],
+                                   edge_rows=None if self.edge_rows is None else self.edge_rows[..., cols],
+                                   xty=None if self.xty is None else self.xty[:, :, cols])
 
     @classmethod
     def concat(cls, parts, xp):
@@ -247,8 +247,8 @@ def lagged_stats(X, Y, lags, *, edge="zero", per_trial=True, designs="joint", on
             if not per_trial:
                 xtx[0] += part[0]
             parts.append(part)
-        sx, R, rows = (xp.stack([p[k] for p in parts]) for k in (1, 3, 4 - 2 * (n_B > 1)))
-        rows = rows if n_B == 1 else None                 # missing rows: for held-out scores of one design
+        sx, R = (xp.stack([p[k] for p in parts]) for k in (1, 3))
+        rows = xp.stack([p[4] for p in parts]) if n_B == 1 else None   # for held-out scores of one design
         stim = LagStats(xtx, sx, n, R, rows, ones=ones) if per_trial else \
             LagStats(xtx, sx.sum(0)[None], n.sum(0)[None], R.sum(0)[None], ones=ones)
     if Y is None:
