@@ -167,8 +167,8 @@ def warn_at_grid_edge(alphas, index):
     chosen for each model, any shape), with a wider grid to try."""
     if len(alphas) < 2:
         return
-    chosen = alphas[np.asarray(index).ravel()]
-    lo, hi = np.floor(np.log10(max(alphas.min(), 1e-300))), np.ceil(np.log10(alphas.max()))
+    chosen, decades = alphas[np.asarray(index).ravel()], np.log10(alphas[alphas > 0] if any(alphas > 0) else [1.0])
+    lo, hi = np.floor(decades.min()), np.ceil(decades.max())
     for side, hit, (a, b) in (("largest", chosen == alphas.max(), (lo, hi + 3)),
                               ("smallest", chosen == alphas.min(), (lo - 3, hi))):
         if hit.any():
