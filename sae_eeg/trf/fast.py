@@ -101,7 +101,7 @@ def autocorrelation_rows(x, n_lags, xp):
     """``sum_s x_b(s) x_b(s + d)``, ``d < n_lags``, of each row of ``x`` (B, T) by one FFT (18 ms per 128 of (b))."""
     n = scipy.fft.next_fast_len(x.shape[1] + n_lags - 1, real=True)          # no wrap-around
     spec = xp.rfft(x, axis=1, n=n)
-    return xp.irfft(spec.real ** 2 + spec.imag ** 2, axis=1, n=n)[:, :n_lags]
+    return xp.contiguous(xp.irfft(spec.real ** 2 + spec.imag ** 2, axis=1, n=n)[:, :n_lags])   # not a view
 
 
 def xtx_by_recursion(R, rows, starts, stops, xp):
