@@ -2,15 +2,14 @@
 
     python analyses/run_subject.py --config analyses/configs/demo.yaml --subject 03
 
-Runs the stages the subject needs (SAE, trajectories, preprocessing, then the
-per-subject analyses of every configured layer), skipping what is already done.
+Runs the tasks the subject needs (activations, SAEs, trajectories, the subject's
+preprocessing, then its analyses of every configured layer), skipping every task
+whose inputs are unchanged.
 """
 
 import argparse
 
-from sae_eeg.pipeline import run_stages
-from sae_eeg.pipeline.config import load_pipeline_config
-from sae_eeg.pipeline.stages import EXTRACT, subject_task
+from sae_eeg.pipeline import load_pipeline_config, run_pipeline
 
 
 def main(argv=None):
@@ -18,9 +17,8 @@ def main(argv=None):
     parser.add_argument("--config", required=True, help="pipeline config (YAML)")
     parser.add_argument("--subject", required=True, help="subject id, as in the manifest")
     args = parser.parse_args(argv)
-    cfg = load_pipeline_config(args.config)
-    run_stages(cfg, EXTRACT + ("preprocess",), verbose=True)
-    subject_task(cfg.model_dump(mode="json"), args.subject)
+    run_pipeline(args.config, ("subject",), subjects=[args.subject], verbose=True)
+    cfg = load_pipeline_config(args.config, check_files=False)
     print(f"Tables in {cfg.output_dir / 'alignment'}/layer_*/subjects/{args.subject}")
 
 

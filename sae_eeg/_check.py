@@ -10,6 +10,7 @@ import difflib
 import importlib
 import numbers
 import os
+import re
 from pathlib import Path
 
 from .errors import InputError
@@ -111,6 +112,24 @@ def _check_file(path, name="path"):
         where = "a folder, not a file" if path.is_dir() else "not found"
         raise InputError(f"{name} {str(path)!r}: {where}.")
     return path
+
+
+_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")
+
+
+def _check_id(value, name):
+    """Return ``value`` if it is a name that is safe as a path component, else raise :class:`InputError`.
+
+    Subject, run and stimulus ids become folder and file names, so they are names,
+    never paths: letters, digits, ``-``, ``_`` and ``.`` (not first), at most 128
+    characters, without ``..``.
+    """
+    if isinstance(value, str) and _ID.fullmatch(value) and ".." not in value:
+        return value
+    raise InputError(
+        f"{name} {value!r} is not a valid id: ids are names of letters, digits, '-', '_' and '.' "
+        "(not first, no '..'), without path separators, at most 128 characters."
+    )
 
 
 def _soft_import(name, purpose, *, pip_name=None):

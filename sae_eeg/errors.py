@@ -38,5 +38,13 @@ class OutputExistsError(SaeEegError, FileExistsError):
     """An output folder holds results of another configuration (use ``force``)."""
 
 
+class OutputBusyError(OutputExistsError):
+    """An output folder is in use by another run (its lock is held)."""
+
+
+class TaskFailedError(SaeEegError, RuntimeError):
+    """Tasks of a pipeline run failed; the message has one line per failed task and names the log file."""
+
+
 class SpeechError(SaeEegError, RuntimeError):
     """The offline speech synthesiser (eSpeak NG) could not be loaded or failed."""

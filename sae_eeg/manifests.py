@@ -43,7 +43,8 @@ from typing import Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
-from ._check import _check_file, _validate_type
+from ._check import _check_id, _validate_type
+from ._config import Id, read_yaml_mapping, validation_problems
 from ._io import write_text_atomic
 from .errors import ManifestError
 
@@ -138,19 +139,19 @@ class Stimulus(_Strict):
 
 
 class Run(_Strict):
-    """One presentation of one stimulus within a recording."""
+    """One presentation of one stimulus within a recording (ids are names, never paths)."""
 
-    id: str
+    id: Id
     eeg: EegFile
-    stimulus: str
+    stimulus: Id
     onset: Marker
     end: Optional[Marker] = None
 
 
 class Subject(_Strict):
-    """A subject and its runs."""
+    """A subject and its runs (the id is a name, never a path)."""
 
-    id: str
+    id: Id
     runs: list[Run] = Field(min_length=1)
     bad_channels: list[str] = Field(default_factory=list)
 
@@ -163,8 +164,8 @@ class Grid(_Strict):
     ``format: cnd`` and no ``trial``, the trial is the run id (an integer).
     """
 
-    subjects: list[str] = Field(min_length=1)
-    runs: list[str] = Field(min_length=1)
+    subjects: list[Id] = Field(min_length=1)
+    runs: list[Id] = Field(min_length=1)
     eeg: EegFile
     stimulus: str
     onset: dict[str, int | str]
@@ -175,10 +176,13 @@ class Grid(_Strict):
         problems = []
         for sub in self.subjects:
             for run in self.runs:
+                fill = {"subject": sub, "run": run}
                 try:
-                    _fill_marker(self.onset, {"subject": sub, "run": run})
-                    _fill_marker(self.end, {"subject": sub, "run": run})
-                except (ValueError, KeyError) as err:
+                    _fill_marker(self.onset, fill)
+                    _fill_marker(self.end, fill)
+                    self.eeg.path.format(**fill)
+                    _check_id(self.stimulus.format(**fill), "stimulus")
+                except (ValueError, KeyError, IndexError) as err:
                     problems.append(f"subject {sub!r} run {run!r}: {err}")
         if self.eeg.format == "cnd" and self.eeg.trial is None:
             bad = [r for r in self.runs if not r.isdigit()]
@@ -221,7 +225,7 @@ class Manifest(_Strict):
     root: str = "."
     montage: Optional[str] = None
     channels: Channels = Field(default_factory=Channels)
-    stimuli: dict[str, Stimulus] = Field(min_length=1)
+    stimuli: dict[Id, Stimulus] = Field(min_length=1)
     subjects: list[Subject] = Field(default_factory=list)
     grid: Optional[Grid] = None
     bad_channels: dict[str, list[str]] = Field(default_factory=dict)
@@ -353,16 +357,6 @@ def _expand_grid(grid):
     return subjects
 
 
-def _format_pydantic(err):
-    problems = []
-    for item in err.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
-        got = item.get("input")
-        shown = f" (got {got!r:.60})" if item["type"] != "missing" else ""
-        problems.append(f"{where}: {item['msg']}{shown}")
-    return problems
-
-
 def _sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -474,7 +468,7 @@ def validate_manifest(data, *, source=None, root=None, check_files=True):
     try:
         manifest = Manifest.model_validate(data)
     except ValidationError as err:
-        return None, _format_pydantic(err)
+        return None, validation_problems(err)
     manifest._source = None if source is None else Path(source).resolve()
     if root is not None:
         manifest._root_override = Path(root).expanduser().resolve()
@@ -508,19 +502,7 @@ def load_manifest(path, *, root=None, check_files=True):
         runs, missing files, checksum mismatches), one per line.
     """
     _validate_type(path, "path-like", "path")
-    try:
-        path = _check_file(path, "manifest")
-    except ValueError as err:
-        raise ManifestError(str(err)) from err
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ManifestError(f"manifest {str(path)!r} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ManifestError(
-            f"manifest {str(path)!r} must hold a mapping at the top level, got "
-            f"{type(data).__name__}."
-        )
+    data, path = read_yaml_mapping(path, what="manifest", error=ManifestError)
     manifest, problems = validate_manifest(data, source=path, root=root, check_files=check_files)
     if problems:
         listing = "\n".join(f"  - {p}" for p in problems)

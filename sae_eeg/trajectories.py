@@ -24,7 +24,7 @@ from scipy.signal import hilbert, stft
 from ._check import _check_option, _check_range, _validate_type
 from ._docs import fill_doc
 from ._io import atomic_path, config_hash
-from .audio import check_waveform, resample, stimulus_hash
+from .audio import check_waveform, resample_blocks, stimulus_hash
 from .errors import InputError
 
 logger = logging.getLogger(__name__)
@@ -33,6 +33,13 @@ logger = logging.getLogger(__name__)
 STOPBAND_DB = 60.0
 #: Pass band ends at this fraction of the lower Nyquist rate; the stop band starts at it.
 PASSBAND_FRACTION = 0.8
+#: Output samples resampled at a time by :func:`resample_dense`.
+_ROWS_PER_CHUNK = 1 << 14
+#: Input samples per block of the streaming acoustic features (plus margins).
+BLOCK_SAMPLES = 1 << 20
+#: Audio on each side of a block for the analytic signal, s: the Hilbert kernel's tail
+#: beyond it changes a speech envelope by ~1e-5 of its RMS (tests/test_long_stimuli.py).
+HILBERT_MARGIN_S = 5.0
 
 
 def _check_rate(value, name):
@@ -73,15 +80,19 @@ class _Kernel:
         return np.where(inside, h, 0.0)
 
 
-def _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times):
-    """Input indices (n_times, W) and normalised weights of each output sample."""
+def _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times, rows=None):
+    """Input indices (n_rows, W) and normalised weights of output samples ``rows``.
+
+    ``rows`` is a ``slice`` of the ``n_times`` output samples (default all); a row's
+    weights depend only on its own time, so slices tile the whole exactly.
+    """
     sfreq, new_sfreq = _check_rate(sfreq, "sfreq"), _check_rate(new_sfreq, "new_sfreq")
     tmin = float(tmin)
     new_tmin = tmin if new_tmin is None else float(new_tmin)
     if n_times is None:
         n_times = _default_n_times(n_in, sfreq, tmin, new_sfreq, new_tmin)
     kernel = _Kernel(sfreq, new_sfreq)
-    t_out = _grid(new_tmin, new_sfreq, n_times)
+    t_out = _grid(new_tmin, new_sfreq, n_times)[rows if rows is not None else slice(None)]
     centre = np.round((t_out - tmin) * sfreq).astype(np.int64)
     offsets = np.arange(-kernel.half_taps, kernel.half_taps + 1)
     idx = centre[:, None] + offsets[None, :]
@@ -138,11 +149,19 @@ def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None
     """
     x = np.asarray(x, dtype=np.float64)
     x2 = x.reshape(len(x), -1)
-    idx, weights = _resampling_weights(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times)
-    n_times = len(idx)
+    if n_times is None:
+        new_tmin_ = float(tmin) if new_tmin is None else float(new_tmin)
+        n_times = _default_n_times(len(x2), _check_rate(sfreq, "sfreq"), float(tmin),
+                                   _check_rate(new_sfreq, "new_sfreq"), new_tmin_)
     out = np.zeros((n_times, x2.shape[1]))
-    for tap in range(idx.shape[1]):
-        out += weights[:, tap, None] * x2[idx[:, tap]]
+    # output rows in chunks: the (rows, taps) index and weight tables of a 2-hour
+    # stimulus would take ~0.6 GB at once
+    for start in range(0, n_times, _ROWS_PER_CHUNK):
+        rows = slice(start, min(start + _ROWS_PER_CHUNK, n_times))
+        idx, weights = _resampling_weights(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times,
+                                           rows=rows)
+        for tap in range(idx.shape[1]):
+            out[rows] += weights[:, tap, None] * x2[idx[:, tap]]
     return out.reshape((n_times,) + x.shape[1:])
 
 
@@ -513,16 +532,35 @@ def envelope(waveform, sfreq, *, new_sfreq, method="hilbert"):
     Returns
     -------
     envelope : TimeSeries, shape (T, 1), T = floor(duration * new_sfreq)
+
+    Notes
+    -----
+    The audio is processed in blocks of :data:`BLOCK_SAMPLES` samples, so memory stays
+    bounded for stimuli of hours. The analytic signal of a block is computed with
+    :data:`HILBERT_MARGIN_S` of audio on each side; the resampling of the blocks equals
+    one pass over the whole signal (:func:`sae_eeg.audio.resample_blocks`).
     """
     waveform, sfreq = check_waveform(waveform, sfreq)
     _check_option("method", method, ("hilbert", "rectify"))
     new_sfreq = _check_rate(new_sfreq, "new_sfreq")
-    if method == "hilbert":
-        env = np.abs(hilbert(waveform.astype(np.float64)))
-    else:
-        env = np.abs(waveform.astype(np.float64))
-    env = resample(env, sfreq=sfreq, new_sfreq=new_sfreq)
-    n_times = _target_grid(len(waveform) / sfreq, new_sfreq)
+    n_samples = len(waveform)
+    margin = int(np.ceil(HILBERT_MARGIN_S * sfreq)) if method == "hilbert" else 0
+
+    def magnitude(start, stop):
+        lo, hi = max(0, start - margin), min(n_samples, stop + margin)
+        if method == "rectify":
+            return np.abs(waveform[start:stop].astype(np.float64))
+        # one FFT over the whole signal treats it as periodic: a block at either end
+        # gets the samples that wrap around from the other end, so the ends match too
+        head = waveform[max(hi, n_samples - margin):n_samples] if lo == 0 < n_samples - hi else []
+        tail = waveform[:min(margin, lo)] if hi == n_samples and lo > 0 else []
+        block = np.concatenate([head, waveform[lo:hi], tail]).astype(np.float64)
+        env = np.abs(hilbert(block))
+        return env[len(head) + start - lo:len(head) + stop - lo]
+
+    env = resample_blocks(magnitude, n_samples, sfreq=sfreq, new_sfreq=new_sfreq,
+                          block_samples=BLOCK_SAMPLES)
+    n_times = _target_grid(n_samples / sfreq, new_sfreq)
     env = np.pad(env, (0, max(0, n_times - len(env))))[:n_times]
     return TimeSeries(env[:, None], new_sfreq, 0.0, ("envelope",))
 
@@ -564,24 +602,65 @@ def mel_envelopes(waveform, sfreq, *, new_sfreq, n_mels=16, fmin=50.0, fmax=None
     Returns
     -------
     bands : TimeSeries, shape (T, n_mels), names ``mel_<centre Hz>``
+
+    Notes
+    -----
+    The STFT is computed a block of frames at a time (:data:`BLOCK_SAMPLES` samples of
+    audio), so memory stays bounded for stimuli of hours; the frames are those of one
+    ``scipy.signal.stft(..., boundary="even", padded=True)`` over the whole waveform.
     """
     waveform, sfreq = check_waveform(waveform, sfreq)
     new_sfreq = _check_rate(new_sfreq, "new_sfreq")
     fmax = sfreq / 2.0 if fmax is None else float(fmax)
     hop = max(1, int(round(sfreq / frame_rate)))
     n_fft = int(2 ** np.ceil(np.log2(0.025 * sfreq)))
-    _, _, spec = stft(waveform, fs=sfreq, nperseg=n_fft, noverlap=n_fft - hop,
-                      boundary="even", padded=True)
-    power = (np.abs(spec) ** 2).T  # (frames, freqs), frame k centred at k * hop / sfreq
     fbank, centres = _mel_filterbank(n_mels, n_fft, sfreq, fmin, fmax)
-    mel = power @ fbank.T
+    mel = _mel_power(waveform, sfreq, n_fft, hop, fbank)  # (frames, n_mels), frame k at k * hop
     floor = mel.max() * 10 ** (floor_db / 10.0) if mel.max() > 0 else 1e-12
-    log_mel = 10.0 * np.log10(np.maximum(mel, floor))
+    log_mel = np.log10(np.maximum(mel, floor, out=mel), out=mel)  # in place: no copies
+    log_mel *= 10.0
     n_times = _target_grid(len(waveform) / sfreq, new_sfreq)
     data = resample_dense(log_mel, sfreq=sfreq / hop, new_sfreq=new_sfreq, tmin=0.0,
                           new_tmin=0.0, n_times=n_times)
     names = tuple(f"mel_{c:.0f}" for c in centres)
     return TimeSeries(data, new_sfreq, 0.0, names)
+
+
+def _even_extended(x, start, stop, n_ext, n_total):
+    """Samples ``start:stop`` of ``x`` even-extended by ``n_ext`` on both sides (as
+    scipy's ``stft(boundary="even")``) and zero-padded to ``n_total`` (``padded=True``)."""
+    n = len(x)
+    idx = np.arange(start, stop) - n_ext  # index into x
+    idx = np.where(idx < 0, -idx, idx)  # even_ext: x[n_ext:0:-1] before x
+    idx = np.where(idx > n - 1, 2 * (n - 1) - idx, idx)  # and x[-2:-(n_ext + 2):-1] after
+    out = x[np.clip(idx, 0, n - 1)]
+    out[np.arange(start, stop) >= n + 2 * n_ext] = 0.0  # the zero padding of padded=True
+    return out
+
+
+def _mel_power(waveform, sfreq, n_fft, hop, fbank, frames_per_block=None):
+    """Mel-band power of every STFT frame, computed a block of frames at a time.
+
+    Equals ``|stft(waveform, boundary="even", padded=True)|**2 @ fbank.T`` of the whole
+    waveform (the same frames, window and scaling), without its (freqs, frames) array.
+    """
+    n_ext = n_fft // 2
+    if len(waveform) <= n_ext:  # scipy's even extension needs more samples than it adds
+        raise InputError(f"waveform of {len(waveform)} samples is too short for mel bands at "
+                         f"{sfreq} Hz: give more than {n_ext} samples ({n_fft}-sample frames).")
+    n_extended = len(waveform) + 2 * n_ext
+    n_total = n_extended + (-(n_extended - n_fft) % hop) % n_fft
+    n_frames = (n_total - n_fft) // hop + 1
+    if frames_per_block is None:
+        frames_per_block = max(1, BLOCK_SAMPLES // hop)
+    mel = np.empty((n_frames, fbank.shape[0]))
+    for k0 in range(0, n_frames, frames_per_block):
+        k1 = min(k0 + frames_per_block, n_frames)
+        segment = _even_extended(waveform, k0 * hop, (k1 - 1) * hop + n_fft, n_ext, n_total)
+        _, _, spec = stft(segment, fs=sfreq, nperseg=n_fft, noverlap=n_fft - hop,
+                          boundary=None, padded=False)
+        mel[k0:k1] = (np.abs(spec) ** 2).T @ fbank.T
+    return mel
 
 
 @fill_doc

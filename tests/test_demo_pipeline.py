@@ -16,9 +16,8 @@ from sae_eeg.pipeline.demo import run_demo
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    return run_demo(out, size="small", scheduler="local", echo=lambda line: None)
+def demo(small_demo):
+    return small_demo  # conftest.py: one run per session, shared with the feature browser's test
 
 
 def test_demo_finds_planted_features(demo):
@@ -38,28 +37,31 @@ def test_demo_writes_every_figure_and_the_report(demo):
     report = demo["report"].read_text()
     assert report.count("data:image/png;base64,") >= len(expected)
     assert "config_hash" in report and "Ground truth of the simulation" in report
+    assert "href='browser/index.html'" in report and demo["browser"].is_file()  # the demo's browse stage
+    for layer in demo["config"]["layers"]:
+        assert f"href='browser/layer_{layer}/index.html'" in report
+        assert (demo["browser"].parent / f"layer_{layer}" / "feature.html").is_file()
 
 
-def test_rerun_reuses_everything(demo, monkeypatch):
-    import sae_eeg.pipeline.tasks as tasks
-
-    ran = []
-    monkeypatch.setattr(tasks, "_run_one", lambda task: ran.append(task.key) or ("ok", None))
-    run_demo(demo["output_dir"], size="small", scheduler="local", echo=lambda line: None)
-    assert ran == []
+def test_rerun_reuses_everything(demo):
+    again = run_demo(demo["output_dir"], size="small", scheduler="local", echo=lambda line: None)
+    assert [report.ran for report in again["reports"]] == [{}, {}]
+    assert all(report.skipped for report in again["reports"])
 
 
 def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
-    """``sae-eeg group`` (one layer) is killed (SIGKILL) after two subjects, then rerun on Dask.
+    """``sae-eeg group`` is killed (SIGKILL) after two subjects, then rerun on Dask.
 
-    The subjects done before the kill ran serially, the others on a 2-worker Dask
-    LocalCluster; every per-subject and group table equals the demo's own run.
+    The copy holds the demo's extraction and preprocessing, not its analyses: only
+    the per-subject and group tasks run. The subjects done before the kill ran
+    serially, the others on a 2-worker Dask LocalCluster; every per-subject and group
+    table equals the demo's own run.
     """
     copy = tmp_path / "copy"
     layer = demo["config"]["layers"][-1]
-    other_layers = [f"layer_{n}" for n in demo["config"]["layers"] if n != layer]
-    shutil.copytree(demo["output_dir"], copy, ignore=shutil.ignore_patterns("alignment", "figures", *other_layers))
-    config = {**demo["config"], "output_dir": str(copy), "layers": [layer]}
+    shutil.copytree(demo["output_dir"], copy, ignore=shutil.ignore_patterns("alignment", "figures", "subject",
+                                                                             "group.json"))
+    config = {**demo["config"], "output_dir": str(copy)}
     serial = tmp_path / "serial.yaml"
     serial.write_text(yaml.safe_dump({**config, "scheduler": None}))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
@@ -67,17 +69,21 @@ def test_killed_cli_run_resumes_on_dask_with_identical_tables(demo, tmp_path):
     subjects = copy / "alignment" / f"layer_{layer}" / "subjects"
     proc = subprocess.Popen([*cli, str(serial), "--force"], env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
+    stamps = copy / ".sae-eeg" / "tasks" / "subject"
+
+    def n_done():
+        return sum('"done"' in p.read_text() for p in stamps.glob("*.json")) if stamps.is_dir() else 0
+
     deadline = time.time() + 600
-    while len(list(subjects.glob("*.done.json"))) < 2 and time.time() < deadline and proc.poll() is None:
+    while n_done() < 2 and time.time() < deadline and proc.poll() is None:
         time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     n_subjects = len(list((copy / "runs" / f"layer_{layer}").iterdir()))
-    assert 2 <= len(list(subjects.glob("*.done.json"))) < n_subjects     # killed mid-way
+    assert 2 <= n_done() < n_subjects                                    # killed mid-way
     for path in copy.glob("alignment/**/*.parquet"):                     # what is there is whole
         pd.read_parquet(path)
-    done = subprocess.run([*cli, str(serial), "--force", "--scheduler", "local"], env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run([*cli, str(serial), "--scheduler", "local"], env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Group tables in" in done.stdout
     tables = sorted((demo["output_dir"] / "alignment" / f"layer_{layer}").glob("*/**/*.parquet"))

@@ -148,3 +148,20 @@ def test_preprocessing_memory_stays_near_one_copy():
     # one extra copy of the data would already exceed this (measured: 0.94 at 2 min,
     # 0.76 at 60 min, the benchmark's size)
     assert peak < 1.25 * size, peak / size
+
+
+def test_all_flat_or_all_bad_recordings_are_errors(raw):
+    flat = raw.copy()
+    flat._data[:16] = 0.0
+    with pytest.raises(InputError, match=r"all 16 EEG channels are flat \(constant\): the recording holds no signal"):
+        preprocess(flat)
+    dead = raw.copy()
+    dead.info["bads"] = list(dead.ch_names[:15])
+    dead._data[15] = 1e-6                                # the one channel not marked bad is constant
+    with pytest.raises(InputError, match=r"all 16 EEG channels are bad \(given \[.*\], detected .*, flat "
+                                         rf"\['{dead.ch_names[15]}'\]\): nothing is left to analyse"):
+        preprocess(dead)
+    marked = raw.copy()
+    marked.info["bads"] = list(marked.ch_names[:16])
+    with pytest.raises(InputError, match=r"all 16 EEG channels are bad"):
+        preprocess(marked, {"detect_bads": False})

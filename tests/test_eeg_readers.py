@@ -10,9 +10,9 @@ import scipy.io
 import yaml
 
 from sae_eeg.eeg import (
-    READERS, check_manifest, find_marker, infer_format, read_cnd, read_raw, read_run,
+    READERS, check_manifest, find_marker, infer_format, read_cnd, read_raw, read_run, recording_files,
 )
-from sae_eeg.errors import InputError
+from sae_eeg.errors import InputError, ManifestError
 from sae_eeg.manifests import load_manifest
 
 SFREQ = 256.0
@@ -34,12 +34,15 @@ def _sha(path):
 
 
 def _manifest(tmp_path, rel, fmt, **eeg):
+    # BIDS events are named annotations (trigger codes live in events.tsv): name them
+    onset, end = ({"annotation": "start"}, {"annotation": "stop"}) if fmt == "bids" else (
+        {"trigger": 1}, {"trigger": 2})
     data = {
         "name": "rt", "licence": "CC0-1.0", "source_url": "https://example.org", "root": ".",
         "montage": "biosemi64", "stimuli": {"s": {"duration": 5.0}},
         "subjects": [{"id": "1", "runs": [{
             "id": "1", "eeg": {"path": rel, "format": fmt, **eeg}, "stimulus": "s",
-            "onset": {"trigger": 1}, "end": {"trigger": 2}}]}],
+            "onset": onset, "end": end}]}],
     }
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(data))
@@ -102,12 +105,7 @@ def test_round_trip_through_manifest(kind, raw_orig, tmp_path):
     assert [raw.ch_names[i] for i in mne.pick_types(raw.info, eeg=True)] == CH_NAMES
     np.testing.assert_allclose(eeg, raw_orig.get_data(), rtol=0, atol=atol)
     entry = manifest.run("1", "1")
-    # BIDS events are named annotations; trigger codes live in events.tsv, so ask by name
-    start = entry.onset if kind != "bids" else entry.onset.model_copy(
-        update={"trigger": None, "annotation": "start"})
-    end = entry.end if kind != "bids" else entry.end.model_copy(
-        update={"trigger": None, "annotation": "stop"})
-    assert (find_marker(raw, start), find_marker(raw, end)) == ONSETS
+    assert (find_marker(raw, entry.onset), find_marker(raw, entry.end)) == ONSETS
     assert raw.get_montage() is not None
     summary = check_manifest(tmp_path / "manifest.yaml")
     assert summary.sampling_rates == [SFREQ]
@@ -228,3 +226,69 @@ def test_unknown_format_and_extension(tmp_path):
     with pytest.raises(InputError, match="Invalid value for 'format': got 'fiff'.*Did you mean 'fif'"):
         read_raw(tmp_path / "x.xyz", format="fiff")
     assert set(READERS) >= {"fif", "brainvision", "edf", "bdf", "eeglab", "bids", "cnd"}
+
+
+def test_damaged_files_are_named_not_parsed_into_tracebacks(raw_orig, tmp_path):
+    _write_fif(raw_orig, tmp_path)
+    whole = (tmp_path / "rec_raw.fif").read_bytes()
+    (tmp_path / "cut_raw.fif").write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(InputError, match=r"EEG file '.*cut_raw.fif' could not be read as 'fif' \(damaged, "
+                                         r"truncated or incomplete\?\): ValueError: "):
+        read_raw(tmp_path / "cut_raw.fif")
+    mne.export.export_raw(tmp_path / "rec.vhdr", raw_orig, fmt="brainvision", verbose=False)
+    (tmp_path / "cut.vhdr").write_text((tmp_path / "rec.vhdr").read_text()[:60])
+    with pytest.raises(InputError, match=r"EEG file '.*cut.vhdr' could not be read as 'brainvision'.*"
+                                         r"RuntimeError: Could not parse"):
+        read_raw(tmp_path / "cut.vhdr")
+    (tmp_path / "rec.eeg").unlink()
+    with pytest.raises(InputError, match=r"'.*rec.vhdr' could not be read .*FileNotFoundError: .*rec.eeg"):
+        read_raw(tmp_path / "rec.vhdr")
+
+
+def test_recording_files_include_companions_and_sidecars(raw_orig, tmp_path):
+    mne.export.export_raw(tmp_path / "rec.vhdr", raw_orig, fmt="brainvision", verbose=False)
+    (tmp_path / "other.vhdr").write_text("x")
+    assert [p.name for p in recording_files(tmp_path / "rec.vhdr")] == ["rec.vhdr", "rec.eeg", "rec.vmrk"]
+    rel, _ = _write_bids(raw_orig, tmp_path)
+    names = [p.name for p in recording_files(tmp_path / rel, "bids")]
+    assert names[0].endswith("_eeg.vhdr") and {"sub-01_task-listen_eeg.eeg", "sub-01_task-listen_eeg.vmrk",
+                                               "sub-01_task-listen_events.tsv",
+                                               "sub-01_task-listen_channels.tsv"} <= set(names)
+
+
+def test_manifest_check_opens_every_recording_and_lists_every_problem(raw_orig, tmp_path):
+    _write_fif(raw_orig, tmp_path)
+    whole = (tmp_path / "rec_raw.fif").read_bytes()
+    (tmp_path / "cut_raw.fif").write_bytes(whole[: len(whole) // 2])
+    run = {"eeg": {"path": "rec_raw.fif"}, "stimulus": "s", "onset": {"trigger": 1}}
+    data = {
+        "name": "chk", "licence": "CC0-1.0", "source_url": "https://example.org", "root": ".",
+        "montage": "biosemi64", "stimuli": {"s": {"duration": 5.0}},
+        "channels": {"reference": ["M1"], "misc": ["EXG1"]},
+        "subjects": [
+            {"id": "1", "runs": [{**run, "id": "1", "eeg": {"path": "rec_raw.fif", "sfreq": 512.0}},
+                                 {**run, "id": "2", "onset": {"trigger": 7}}], "bad_channels": ["Q9"]},
+            {"id": "2", "runs": [{**run, "id": "1", "eeg": {"path": "cut_raw.fif"}}]},
+        ],
+    }
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ManifestError, match=r"has 4 problem\(s\) with its recordings") as err:
+        check_manifest(tmp_path / "m.yaml")
+    message = str(err.value)
+    assert "sampling rate is 256 Hz in the file, the manifest declares eeg.sfreq = 512 Hz" in message
+    assert "channels.reference 'M1', channels.misc 'EXG1', bad_channels of subject '1' 'Q9' not in the recording" \
+        in message
+    assert "subject '1' run '2' (" in message and "trigger 7 (occurrence 1) not found" in message
+    assert "subject '2' run '1': EEG file '" in message and "cut_raw.fif' could not be read" in message
+
+
+def test_manifest_check_refuses_ids_that_are_paths(tmp_path):
+    data = {"name": "x", "licence": "CC0", "source_url": "u", "stimuli": {"/abs/s": {"duration": 2.0}},
+            "subjects": [{"id": "../x", "runs": [{"id": "1", "eeg": {"path": "a.fif"}, "stimulus": "/abs/s",
+                                                  "onset": {"sample": 0}}]}]}
+    (tmp_path / "m.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(ManifestError) as err:
+        check_manifest(tmp_path / "m.yaml", check_files=False)
+    for where, got in (("stimuli./abs/s.[key]", "'/abs/s'"), ("subjects.0.id", "'../x'"),
+                       ("subjects.0.runs.0.stimulus", "'/abs/s'")):
+        assert f"{where}: not a valid id: " in str(err.value) and f"(got {got})" in str(err.value)

@@ -47,11 +47,13 @@ def test_config_file_trains_every_layer(config_file, tmp_path):
 @pytest.mark.parametrize(
     ("change", "match"),
     [
-        (lambda c: c.update(epochs=3), r"Unknown key\(s\) \['epochs'\] in the training config"),
-        (lambda c: c.pop("out_dir"), r"needs the key 'out_dir'"),
-        (lambda c: c["data"]["datasets"]["speech"].update(path="x"), r"Unknown key\(s\) \['path'\] in data.datasets.speech"),
-        (lambda c: c["training"].update(steps=3), r"Unknown training option\(s\) \['steps'\]"),
-        (lambda c: c["data"].update(datasets={}), r"data.datasets is empty"),
+        (lambda c: c.update(epochs=3), r"epochs: Extra inputs are not permitted"),
+        (lambda c: c.pop("out_dir"), r"out_dir: Field required"),
+        (lambda c: c["data"]["datasets"]["speech"].update(path="x"),
+         r"data.datasets.speech.path: Extra inputs are not permitted \(got 'x'\)"),
+        (lambda c: c["training"].update(steps=3), r"training.steps: Extra inputs are not permitted"),
+        (lambda c: c["data"].update(datasets={}), r"data.datasets: Dictionary should have at least 1 item"),
+        (lambda c: c["training"].update(k=True), r"training.k: Input should be a valid integer \(got True\)"),
     ],
 )
 def test_config_errors(config_file, change, match):
@@ -60,3 +62,15 @@ def test_config_errors(config_file, change, match):
     config_file.write_text(yaml.safe_dump(config))
     with pytest.raises(ConfigError, match=match):
         read_training_config(config_file)
+
+
+def test_every_problem_of_a_training_file_at_once(config_file):
+    config = yaml.safe_load(config_file.read_text())
+    config["epochs"] = 3
+    config["training"].update(steps=3, lr=-1.0)
+    config["data"]["augmentation"]["p_noise"] = 2.0
+    config_file.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"train.yaml' has 4 problem\(s\)") as err:
+        read_training_config(config_file)
+    for field in ("epochs", "training.steps", "training.lr", "data.augmentation.p_noise"):
+        assert f"  - {field}: " in str(err.value)

@@ -135,12 +135,14 @@ def test_trainer_threshold_and_auxk():
 
 
 def test_training_config_errors():
-    with pytest.raises(ConfigError, match=r"Unknown training option\(s\) \['n_step'\]"):
+    with pytest.raises(ConfigError, match=r"n_step: Extra inputs are not permitted \(got 10\)"):
         TrainingConfig.from_config({"n_step": 10})
-    with pytest.raises(ConfigError, match=r"numbered from 1, got \(0,\)"):
+    with pytest.raises(ConfigError, match=r"layers.0: Input should be greater than 0 \(got 0\)"):
         TrainingConfig(layers=(0,))
-    with pytest.raises(ValueError, match=r"k must be in \[1, inf\], got 0"):
+    with pytest.raises(ValueError, match=r"k: Input should be greater than 0 \(got 0\)"):
         TrainingConfig(k=0)
+    with pytest.raises(ConfigError, match=r"normalize_input: Input should be a valid boolean \(got 1\)"):
+        TrainingConfig(normalize_input=1)
     acts = {1: np.zeros((10, 4), np.float32)}
     with pytest.raises(ConfigError, match=r"layers \[2\] are not streamed by the store \(it streams \[1\]\)"):
         train_saes(ArrayActivationStore(acts), TrainingConfig(layers=(2,)))

@@ -22,7 +22,7 @@ Conventions (details in :mod:`sae_eeg.backbones._base`):
 """
 
 from ._base import Backbone, LayerActivations, plan_windows
-from ._loading import KNOWN_MODELS, load_backbone
+from ._loading import KNOWN_DIMS, KNOWN_MODELS, load_backbone, model_dims
 from .ctranslate2 import (
     bundled_whisper_path,
     cache_root,
@@ -35,6 +35,7 @@ from .transcribe import normalize_text, transcribe, wer
 from .whisper import WhisperBackbone
 
 __all__ = [
+    "KNOWN_DIMS",
     "KNOWN_MODELS",
     "Backbone",
     "HubertBackbone",
@@ -45,6 +46,7 @@ __all__ = [
     "convert_ctranslate2_whisper",
     "ctranslate2_whisper_path",
     "load_backbone",
+    "model_dims",
     "normalize_text",
     "plan_windows",
     "read_ctranslate2_model",

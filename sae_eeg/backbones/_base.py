@@ -63,7 +63,7 @@ from tqdm.auto import tqdm
 
 from .._check import _ensure_int, _soft_import, _validate_type
 from .._docs import fill_doc
-from ..audio import check_waveform, resample
+from ..audio import check_waveform, resample_blocks
 from ..errors import BackboneError, InputError
 
 logger = logging.getLogger(__name__)
@@ -127,14 +127,19 @@ def plan_windows(n_frames, window_frames, hop_frames):
         return np.zeros(1, dtype=int), np.zeros(n_frames, dtype=int)
     starts = list(range(0, n_frames - window_frames, hop_frames)) + [n_frames - window_frames]
     starts = np.array(sorted(set(starts)))
-    frames = np.arange(n_frames)
-    context = np.full((len(starts), n_frames), -1.0)
+    # one window at a time: memory O(n_frames), not O(n_windows * n_frames)
+    best = np.full(n_frames, -1.0)
+    owner = np.zeros(n_frames, dtype=int)
+    offsets = np.arange(window_frames)
     for w, start in enumerate(starts):
-        inside = (frames >= start) & (frames < start + window_frames)
-        left = np.where(start == 0, np.inf, frames - start)
-        right = np.where(start + window_frames >= n_frames, np.inf, start + window_frames - 1 - frames)
-        context[w, inside] = np.minimum(left, right)[inside]
-    return starts, np.argmax(context, axis=0)
+        left = np.inf if start == 0 else offsets.astype(float)
+        right = np.inf if start + window_frames >= n_frames else (window_frames - 1 - offsets).astype(float)
+        context = np.minimum(left, right)
+        span = slice(start, start + window_frames)
+        better = context > best[span]  # ties stay with the earlier window
+        best[span] = np.where(better, context, best[span])
+        owner[span] = np.where(better, w, owner[span])
+    return starts, owner
 
 
 def resolve_device(device):
@@ -270,8 +275,10 @@ class Backbone(abc.ABC):
 
     def _prepare(self, waveform, sfreq):
         waveform, sfreq = check_waveform(waveform, sfreq)
-        if sfreq != self.sampling_rate:
-            waveform = resample(waveform, sfreq=sfreq, new_sfreq=self.sampling_rate).astype(np.float32)
+        if sfreq != self.sampling_rate:  # in blocks: bounded temporaries for hours of audio
+            source = waveform
+            waveform = resample_blocks(lambda a, b: source[a:b], len(source), sfreq=sfreq,
+                                       new_sfreq=self.sampling_rate).astype(np.float32, copy=False)
         return waveform
 
     def _chunk(self, waveform, start_frame, n_samples):
@@ -336,7 +343,8 @@ class Backbone(abc.ABC):
             chunks = [self._chunk(waveform, int(s), window_samples) for s in batch]
             captured = self._capture(chunks, layers, torch)
             for i, start in enumerate(batch):
-                frames = np.flatnonzero(owner == b0 + i)
+                span = owner[start:start + self.window_frames]
+                frames = start + np.flatnonzero(span == b0 + i)
                 for layer in layers:
                     out[layer][frames] = captured[layer][i, frames - start]
         times = self.frame_times(n_frames)

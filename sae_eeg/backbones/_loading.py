@@ -26,6 +26,48 @@ KNOWN_MODELS = {
 }
 
 
+#: (d_model, n_layers) of the encoders of :data:`KNOWN_MODELS`, to check SAEs and layers before loading.
+KNOWN_DIMS = {
+    **{f"whisper-{size}{en}": dims for size, dims in (
+        ("tiny", (384, 4)), ("base", (512, 6)), ("small", (768, 12)), ("medium", (1024, 24)))
+       for en in ("", ".en")},
+    **{f"whisper-{size}": (1280, 32) for size in ("large", "large-v2", "large-v3", "large-v3-turbo")},
+    "hubert-base": (768, 12), "hubert-large": (1024, 24), "hubert-xlarge": (1280, 48),
+}
+
+
+def model_dims(name_or_path):
+    """Width and number of encoder layers of a model, without loading its weights.
+
+    Parameters
+    ----------
+    name_or_path : str | path-like
+        A short name of :data:`KNOWN_MODELS`, or a transformers model folder
+        (its ``config.json`` is read).
+
+    Returns
+    -------
+    dims : tuple of (int, int) | None
+        ``(d_model, n_layers)``, or None when it cannot be known without loading
+        (a hub id, a CTranslate2 folder, an unreadable config).
+    """
+    name = str(name_or_path)
+    if name in KNOWN_DIMS:
+        return KNOWN_DIMS[name]
+    config_file = Path(name).expanduser() / "config.json"
+    if not config_file.is_file():
+        return None
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    keys = {"whisper": ("d_model", "encoder_layers"), "hubert": ("hidden_size", "num_hidden_layers")}
+    width, depth = keys.get(config.get("model_type"), (None, None))
+    if width in config and depth in config:
+        return int(config[width]), int(config[depth])
+    return None
+
+
 def _load_whisper(source, transformers, name, device, **hub):
     model = transformers.WhisperForConditionalGeneration.from_pretrained(source, dtype="float32", **hub)
     try:

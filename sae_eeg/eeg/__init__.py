@@ -3,8 +3,9 @@
 from .align import AlignedRun, align_run, find_marker, find_run_markers, load_aligned_run
 from .preprocess import PreprocessConfig, detect_bad_channels, preprocess, save_preprocessed
 from .readers import (
-    READERS, CNDRecording, apply_montage, check_finite, infer_format, read_cnd, read_cnd_stim,
-    read_lalor_mat, read_raw, read_run,
+    CND_ONSET_ANNOTATION, READERS, CNDRecording, apply_montage, check_finite, infer_format,
+    match_channel_names, read_cnd, read_cnd_stim, read_lalor_mat, read_raw, read_run,
+    read_stimulus_feature, recording_files,
 )
 from .simulate import FORMATS, SimulatedDataset, random_features, simulate_dataset
 from .summary import ManifestSummary, check_manifest
@@ -13,6 +14,7 @@ __all__ = [
     "AlignedRun", "align_run", "find_marker", "find_run_markers", "load_aligned_run",
     "PreprocessConfig", "detect_bad_channels", "preprocess", "save_preprocessed", "READERS", "CNDRecording",
     "apply_montage", "check_finite", "infer_format", "read_cnd", "read_cnd_stim",
-    "read_lalor_mat", "read_raw", "read_run", "FORMATS", "SimulatedDataset",
+    "read_lalor_mat", "read_raw", "read_run", "CND_ONSET_ANNOTATION", "match_channel_names",
+    "read_stimulus_feature", "recording_files", "FORMATS", "SimulatedDataset",
     "random_features", "simulate_dataset", "ManifestSummary", "check_manifest",
 ]

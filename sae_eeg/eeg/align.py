@@ -20,7 +20,7 @@ from scipy.interpolate import CubicSpline
 from ..errors import AlignmentError
 from ..trajectories import FeatureTrajectory, TimeSeries
 from .preprocess import preprocess
-from .readers import read_run
+from .readers import CND_ONSET_ANNOTATION, read_run
 
 _TRAILING_INT = re.compile(r"(-?\d+)\s*$")
 _TRIGGER_MASK = 2**16 - 1
@@ -120,6 +120,7 @@ def find_marker(raw, marker, *, where="run"):
                 f"{where}: onset sample {marker.sample} is beyond the recording "
                 f"({raw.n_times} samples)."
             )
+        _check_outside_padding(raw, marker.sample, where)
         return int(marker.sample)
     if marker.kind == "trigger":
         samples, codes = _trigger_events(raw)
@@ -135,6 +136,18 @@ def find_marker(raw, marker, *, where="run"):
             f"{len(hits)} of it. Markers present: {found[:20]}."
         )
     return int(np.sort(hits)[marker.occurrence - 1])
+
+
+def _check_outside_padding(raw, sample, where):
+    """A sample marker must not fall in a CND trial's padding (before the stimulus)."""
+    samples, descriptions = _annotation_events(raw)
+    starts = [int(s) for s, d in zip(samples, descriptions) if d == CND_ONSET_ANNOTATION]
+    if starts and sample < starts[0]:
+        raise AlignmentError(
+            f"{where}: onset sample {sample} lies in the padding of this CND trial (its "
+            f"stimulus starts at sample {starts[0]}, eeg.paddingStartSample). Use "
+            f"onset: {{annotation: {CND_ONSET_ANNOTATION}}} in the manifest."
+        )
 
 
 def _warp(data_CT, start, n_times, step):

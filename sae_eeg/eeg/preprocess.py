@@ -17,16 +17,18 @@ from typing import Literal, Optional
 
 import mne
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from .._check import _validate_type
+from .._config import StrictModel, validate_model
 from .._io import provenance, write_json_atomic
-from ..errors import ConfigError, InputError
+from ..errors import InputError
+from .readers import describe_channels
 
 logger = logging.getLogger(__name__)
 
 
-class PreprocessConfig(BaseModel):
+class PreprocessConfig(StrictModel):
     """Preprocessing parameters (defaults follow the paper: 1-8 Hz, 128 Hz, median/IQR).
 
     Attributes
@@ -56,8 +58,6 @@ class PreprocessConfig(BaseModel):
         One scale for all channels (keeps topographies) or one per channel.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     notch: list[float] = Field(default_factory=list)
     l_freq: Optional[float] = Field(default=1.0, gt=0)
     h_freq: Optional[float] = Field(default=8.0, gt=0)
@@ -73,13 +73,8 @@ class PreprocessConfig(BaseModel):
 
     @classmethod
     def from_dict(cls, config):
-        """Validate a dict; every problem is listed in one :class:`ConfigError`."""
-        try:
-            return cls.model_validate(dict(config))
-        except ValidationError as err:
-            lines = [f"  - {'.'.join(map(str, e['loc']))}: {e['msg']} (got {e.get('input')!r:.60})"
-                     for e in err.errors()]
-            raise ConfigError("invalid preprocessing config:\n" + "\n".join(lines)) from err
+        """Validate a dict; every problem is listed in one :class:`~sae_eeg.errors.ConfigError`."""
+        return validate_model(cls, dict(config), source="the preprocessing config")
 
 
 def _eeg_idx(raw):
@@ -166,16 +161,27 @@ def detect_bad_channels(raw, *, bad_z=5.0):
     idx = _eeg_idx(raw)
     diff_std = np.array([np.diff(raw._data[i]).std() for i in idx])
     std = np.array([raw._data[i].std() for i in idx])
-    flat = diff_std < 0.01 * np.median(diff_std)
+    flat = (diff_std < 0.01 * np.median(diff_std)) | (diff_std == 0)
     z = np.maximum(np.abs(_robust_z(diff_std)), np.abs(_robust_z(std)))
     return [raw.ch_names[i] for i, f, zi in zip(idx, flat, z) if f or zi > bad_z]
 
 
 def _bads(raw, config):
     given = list(raw.info["bads"])
+    eeg = [raw.ch_names[i] for i in _eeg_idx(raw)]
+    if not eeg:
+        raise InputError("the recording has no EEG channels (check the channel types of the manifest).")
+    flat = [ch for i, ch in zip(_eeg_idx(raw), eeg) if np.ptp(raw._data[i]) == 0]
+    if len(flat) == len(eeg):
+        raise InputError(f"all {len(eeg)} EEG channels are flat (constant): the recording holds no signal. "
+                         "Check the file and its units.")
     found = detect_bad_channels(raw, bad_z=config.bad_z) if config.detect_bads else []
-    raw.info["bads"] = sorted(set(given) | set(found))
-    return {"step": "bad_channels", "given": given, "detected": found, "bad_z": config.bad_z}
+    raw.info["bads"] = sorted(set(given) | set(found) | set(flat))
+    if set(eeg) <= set(raw.info["bads"]):
+        raise InputError(f"all {len(eeg)} EEG channels are bad (given {sorted(given)}, detected {found}, "
+                         f"flat {flat}): nothing is left to analyse. Check the recording and the manifest's "
+                         "bad_channels.")
+    return {"step": "bad_channels", "given": given, "detected": found, "flat": flat, "bad_z": config.bad_z}
 
 
 def _interpolate(raw, config):
@@ -239,6 +245,19 @@ def _scale(raw, config):
 _STEPS = (_pick, _notch, _bads, _bandpass, _resample, _interpolate, _reference, _scale)
 
 
+def _check_reference_channels(raw, config):
+    """Before anything is dropped: mastoid references must be there, else list what is."""
+    if config.reference != "mastoids":
+        return
+    missing = [ch for ch in config.reference_channels if ch not in raw.ch_names]
+    if config.reference_channels and not missing:
+        return
+    raise InputError(
+        f"reference='mastoids' needs reference_channels present in the recording; given "
+        f"{config.reference_channels}, missing {missing}; {describe_channels(raw)}"
+    )
+
+
 def preprocess(raw, config=None, *, copy=True):
     """Preprocess a Raw and record every step.
 
@@ -264,8 +283,8 @@ def preprocess(raw, config=None, *, copy=True):
     ConfigError
         Invalid configuration (all problems listed).
     InputError
-        Data not preloaded, NaN samples, h_freq above Nyquist, interpolation
-        without montage, missing reference channels.
+        Data not preloaded, NaN samples, every EEG channel flat or bad, h_freq
+        above Nyquist, interpolation without montage, missing reference channels.
     """
     if config is None:
         config = PreprocessConfig()
@@ -273,6 +292,7 @@ def preprocess(raw, config=None, *, copy=True):
         config = PreprocessConfig.from_dict(config)
     if not raw.preload:
         raise InputError("preprocess needs preloaded data: read with preload=True or call raw.load_data().")
+    _check_reference_channels(raw, config)
     if copy:
         raw = raw.copy()
     steps = [{"step": "input", "sfreq": raw.info["sfreq"], "n_channels": len(raw.ch_names),

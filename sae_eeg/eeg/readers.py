@@ -2,19 +2,32 @@
 
 Readers sit in the :data:`READERS` registry keyed by the manifest's ``format`` string;
 the same dict validates the option. :func:`read_run` reads one manifest run and checks
-it (file present, checksum, declared sampling rate, NaNs, montage coverage).
+it (file present, checksum, declared sampling rate, NaNs, channels the manifest names,
+montage coverage).
+
+MATLAB files (CND, Lalor) are read with ``pymatreader`` (MNE's reader for EEGLAB and
+FieldTrip files), which reads ``-v5``/``-v7`` and ``-v7.3`` (HDF5) files alike and
+squeezes as MATLAB users expect: a cell of one element is the element itself, a column
+or row vector is 1-D. The CND helpers below undo that squeezing with what the CND layout
+fixes (trials along cells, time along rows). Gzipped BioSemi/EDF files (``.bdf.gz``, as
+SparrKULee ships them) are decompressed to a temporary file for MNE.
 """
 
 from __future__ import annotations
 
+import configparser
+import contextlib
 import dataclasses
 import functools
+import gzip
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import mne
 import numpy as np
-import scipy.io
+import pymatreader
 
 from .._check import _check_file, _check_option, _soft_import
 from ..errors import InputError
@@ -24,9 +37,13 @@ from ..trajectories import TimeSeries
 logger = logging.getLogger(__name__)
 
 _EXTENSIONS = {
-    ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision", ".edf": "edf", ".bdf": "bdf",
-    ".set": "eeglab", ".mat": "mat",
+    ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision", ".edf": "edf", ".edf.gz": "edf",
+    ".bdf": "bdf", ".bdf.gz": "bdf", ".set": "eeglab", ".mat": "mat",
 }
+
+#: Annotation the CND reader sets at the first stimulus-locked sample of each trial
+#: (``eeg.paddingStartSample``, 0 without padding): ``onset: {annotation: stimulus_onset}``.
+CND_ONSET_ANNOTATION = "stimulus_onset"
 
 
 def infer_format(path):
@@ -54,19 +71,39 @@ def infer_format(path):
     )
 
 
-def _mat_flavour(path):
+def _whosmat(path):
+    """(name, shape, class) of each variable of a .mat file (v5 or v7.3)."""
     try:
-        names = {name for name, _, _ in scipy.io.whosmat(str(path))}
-    except (ValueError, NotImplementedError, OSError) as err:
+        return pymatreader.whosmat(str(path))
+    except (ValueError, TypeError, KeyError, NotImplementedError, OSError) as err:
         raise InputError(f".mat file {str(path)!r} cannot be read: {err}") from err
+
+
+def _mat_flavour(path):
+    variables = _whosmat(path)
+    names = {name for name, _, _ in variables}
     if "eeg" in names:
         return "cnd"
     if "eegData" in names:
         return "lalor_mat"
+    if "stim" not in names and _cnd_neural_name(variables) is not None:
+        return "cnd"
+    hint = (" It is a CND stimulus file (dataStim.mat): read it with read_cnd_stim or "
+            "read_stimulus_feature.") if "stim" in names else ""
     raise InputError(
         f".mat file {str(path)!r} holds {sorted(names)}; expected a CND 'eeg' struct or a "
-        "Lalor-lab 'eegData' matrix."
+        f"Lalor-lab 'eegData' matrix.{hint}"
     )
+
+
+def _cnd_neural_name(variables):
+    """The CND neural struct when it is not called ``eeg``: the file's only struct.
+
+    CNSP's own scripts read a ``dataSub*.mat`` with MATLAB's ``importdata`` (its one
+    variable: ``eeg``, ``meg``, ...), so any single struct other than ``stim`` qualifies.
+    """
+    structs = [name for name, _, cls in variables if cls == "struct" and name != "stim"]
+    return structs[0] if len(structs) == 1 else None
 
 
 def _read_fif(path, **_):
@@ -77,12 +114,35 @@ def _read_brainvision(path, **_):
     return mne.io.read_raw_brainvision(path, preload=True, verbose=False)
 
 
+@contextlib.contextmanager
+def _gunzipped(path, suffix):
+    """``path`` itself, or for ``*.gz`` a decompressed temporary copy (removed on exit).
+
+    MNE's EDF/BDF readers need a seekable file with the right extension. The copy goes
+    to the system temporary folder (``TMPDIR``): a 15-min SparrKULee run is ~1.5 GB.
+    """
+    path = Path(path)
+    if not path.name.lower().endswith(".gz"):
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="sae_eeg_") as tmp:
+        plain = Path(tmp) / f"{path.name[:-3].rsplit('.', 1)[0]}{suffix}"
+        try:
+            with gzip.open(path, "rb") as src, open(plain, "wb") as dst:
+                shutil.copyfileobj(src, dst, length=1 << 24)
+        except (OSError, EOFError) as err:  # gzip.BadGzipFile is an OSError
+            raise InputError(f"gzipped EEG file {str(path)!r} cannot be decompressed: {err}") from err
+        yield plain
+
+
 def _read_edf(path, **_):
-    return mne.io.read_raw_edf(path, preload=True, verbose=False)
+    with _gunzipped(path, ".edf") as plain:
+        return mne.io.read_raw_edf(plain, preload=True, verbose=False)
 
 
 def _read_bdf(path, **_):
-    return mne.io.read_raw_bdf(path, preload=True, verbose=False)
+    with _gunzipped(path, ".bdf") as plain:
+        return mne.io.read_raw_bdf(plain, preload=True, verbose=False)
 
 
 def _read_eeglab(path, **_):
@@ -99,23 +159,55 @@ def _read_bids(path, **_):
     return raw.load_data(verbose=False)
 
 
-def _loadmat(path):
+def _read_mat(path):
+    """The variables of a MATLAB file (v5, v7 or v7.3/HDF5) as pymatreader returns them."""
     try:
-        return scipy.io.loadmat(str(path), squeeze_me=True, struct_as_record=False)
-    except NotImplementedError as err:  # MATLAB v7.3 is HDF5
-        raise InputError(
-            f".mat file {str(path)!r} is MATLAB v7.3 (HDF5), which scipy cannot read; re-save "
-            "it with save(..., '-v7') or convert it."
-        ) from err
-    except (ValueError, OSError) as err:
-        raise InputError(f".mat file {str(path)!r} cannot be read: {err}") from err
+        return pymatreader.read_mat(str(path))
+    except (ValueError, TypeError, KeyError, NotImplementedError, OSError) as err:
+        raise InputError(f".mat file {str(path)!r} cannot be read (MATLAB v5 or v7.3): {err}") from err
 
 
-def _as_list(cell):
-    """A MATLAB cell array (squeezed to a scalar or ndarray of objects) as a list."""
-    if isinstance(cell, np.ndarray) and cell.dtype == object:
-        return list(cell.ravel())
-    return [cell]
+def _cells(value):
+    """A MATLAB cell vector as a list: pymatreader returns a 1 x 1 cell as its element."""
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _cell_grid(value, n_rows, *, where):
+    """A MATLAB ``n_rows`` x N cell as a list of rows (each a list of N entries).
+
+    pymatreader returns a 2-D cell as nested lists (rows) from v5 files and as one
+    column-major list from v7.3 files; a cell with one row or one column is a flat list
+    and a 1 x 1 cell the element itself. Column-major order covers every flat case.
+    """
+    if isinstance(value, list) and value and all(isinstance(v, list) for v in value):
+        if len(value) != n_rows or len({len(v) for v in value}) != 1:
+            raise InputError(f"{where} is a cell of shape {[len(v) for v in value]} rows; "
+                             f"expected {n_rows} equal rows.")
+        return [list(row) for row in value]
+    flat = _cells(value)
+    if len(flat) % n_rows:
+        raise InputError(f"{where} holds {len(flat)} entries, not a multiple of {n_rows} rows.")
+    n_cols = len(flat) // n_rows
+    return [[flat[i + k * n_rows] for k in range(n_cols)] for i in range(n_rows)]
+
+
+def _as_time_by(values, n_times, *, where):
+    """A (T, k) float array from a squeezed MATLAB matrix known to have ``n_times`` rows.
+
+    A T x 1 (or 1 x T) vector loads 1-D; a k x T block (CNSP's Python converter writes
+    each external channel as a row) is transposed.
+    """
+    array = np.asarray(values, dtype=np.float64)
+    if array.ndim == 1:
+        array = array[:, None]
+    if array.ndim != 2:
+        raise InputError(f"{where} has shape {array.shape}; expected (time, channels).")
+    if array.shape[0] != n_times and array.shape[1] == n_times:
+        array = array.T
+    if array.shape[0] != n_times:
+        raise InputError(f"{where} has shape {array.shape}; expected {n_times} samples "
+                         "(the length of the EEG trial) along one axis.")
+    return array
 
 
 def _raw_from_array(data_TC, sfreq, ch_names, ch_types, unit_scale):
@@ -124,13 +216,32 @@ def _raw_from_array(data_TC, sfreq, ch_names, ch_types, unit_scale):
     return mne.io.RawArray(data_CT, info, verbose=False)
 
 
-def _chan_labels(chanlocs, n_channels):
+def _chan_labels(chanlocs, n_channels, *, where):
+    """Channel names from an EEGLAB-style ``chanlocs`` (``labels``; ``name`` from CNSP's Python converter).
+
+    Without ``chanlocs`` the ``n_channels`` channels are named EEG001, EEG002, ...
+    """
     if chanlocs is None:
         return [f"EEG{i + 1:03d}" for i in range(n_channels)]
-    labels = [str(getattr(c, "labels", f"EEG{i + 1:03d}")) for i, c in enumerate(_as_list(chanlocs))]
-    if len(labels) != n_channels:
-        raise InputError(f"chanlocs has {len(labels)} labels for {n_channels} channels.")
-    return labels
+    if isinstance(chanlocs, dict):  # struct array: one list per field (a scalar for one channel)
+        labels = _cells(chanlocs.get("labels", chanlocs.get("name")))
+    else:  # a cell of structs
+        labels = [c.get("labels", c.get("name")) for c in _cells(chanlocs)]
+    if any(not isinstance(label, str) for label in labels):
+        raise InputError(f"{where}: chanlocs has no 'labels' text for every channel.")
+    return [label.strip() for label in labels]
+
+
+def _padding(eeg, n_trials, *, where):
+    """``eeg.paddingStartSample`` per trial (0 when absent): samples before the stimulus."""
+    value = eeg.get("paddingStartSample")
+    if value is None or np.size(value) == 0:
+        return [0] * n_trials
+    values = np.atleast_1d(np.asarray(value, dtype=np.float64)).ravel()
+    if len(values) not in (1, n_trials) or np.any(values < 0) or np.any(values % 1):
+        raise InputError(f"{where}: paddingStartSample = {value!r}; expected one non-negative "
+                         f"integer (or one per trial, {n_trials}).")
+    return [int(v) for v in np.broadcast_to(values, (n_trials,))]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,8 +251,9 @@ class CNDRecording:
     Attributes
     ----------
     raws : list of mne.io.RawArray
-        One Raw per trial (EEG channels, plus the external channels such as mastoids
-        typed ``misc``).
+        One Raw per trial: EEG channels, then the external channels (such as mastoids,
+        typed ``misc``), with the annotation :data:`CND_ONSET_ANNOTATION` at the first
+        stimulus-locked sample (``eeg.paddingStartSample``).
     stim : list of dict of str -> TimeSeries, or None
         Per trial, the features of the CND ``stim`` struct by name.
     """
@@ -151,46 +263,72 @@ class CNDRecording:
 
 
 def read_cnd(path, *, stim_path=None, unit_scale=1e-6):
-    """Read a CND (Continuous-event Neural Data, CNSP) file.
+    """Read a CND (Continuous-event Neural Data, CNSP) ``dataSub*.mat`` file.
 
     Parameters
     ----------
     path : path-like
-        ``dataSubN.mat`` holding the struct ``eeg`` with ``data`` (cell of trials, each
-        (T, C)), ``fs``, optional ``chanlocs`` (struct array with ``labels``) and
-        optional ``extChan`` (cell of structs with ``data`` (cell of trials) and
-        ``description``, e.g. the mastoids).
+        MATLAB v5/v7 or v7.3 file holding the struct ``eeg`` (or, as CNSP's
+        ``importdata`` reads it, the file's only struct) with ``data`` (cell of trials,
+        each time x channels), ``fs``, optional ``chanlocs`` (``labels``), optional
+        ``extChan`` (cell of structs with ``data``, a cell of trials, and
+        ``description``, e.g. ``'Mastoids'``) and optional ``paddingStartSample``
+        (samples recorded before the stimulus in each trial).
     stim_path : path-like | None
-        ``dataStim.mat`` holding the struct ``stim`` with ``data`` (cell, features x
-        trials, each (T, n_dims)), ``names`` and ``fs``.
+        ``dataStim.mat`` (see :func:`read_cnd_stim`).
     unit_scale : float
-        Factor to volts (CND data are in microvolts: 1e-6).
+        Factor to volts (CND EEG data are in microvolts: 1e-6).
 
     Returns
     -------
     recording : CNDRecording
+        External channels are named ``<description><j>`` (``Mastoids1``, ``Mastoids2``),
+        or ``<description>`` alone for a one-channel entry.
     """
     path = _check_file(path, "CND file")
-    mat = _loadmat(path)
-    if "eeg" not in mat:
-        raise InputError(f"CND file {str(path)!r} has no 'eeg' struct (has {sorted(mat)}).")
-    eeg = mat["eeg"]
+    mat = _read_mat(path)
+    name = "eeg" if "eeg" in mat else _cnd_neural_name(_whosmat(path))
+    if name is None or not isinstance(mat.get(name), dict):
+        raise InputError(f"CND file {str(path)!r} has no 'eeg' struct (has "
+                         f"{sorted(k for k in mat if not k.startswith('__'))}).")
+    eeg = mat[name]
+    where = f"CND file {str(path)!r}"
     for field in ("data", "fs"):
-        if not hasattr(eeg, field):
-            raise InputError(f"CND file {str(path)!r}: struct 'eeg' has no field {field!r}.")
-    trials = [np.atleast_2d(t) for t in _as_list(eeg.data)]
-    labels = _chan_labels(getattr(eeg, "chanlocs", None), trials[0].shape[1])
-    ext = [(str(getattr(e, "description", f"ext{i}")), _as_list(e.data))
-           for i, e in enumerate(_as_list(getattr(eeg, "extChan", [])))]
+        if field not in eeg:
+            raise InputError(f"{where}: struct {name!r} has no field {field!r} (has {sorted(eeg)}).")
+    trials = [np.asarray(t, dtype=np.float64) for t in _cells(eeg["data"])]
+    trials = [t[:, None] if t.ndim == 1 else t for t in trials]
+    labels = _chan_labels(eeg.get("chanlocs"), trials[0].shape[1], where=where)
+    for k, trial in enumerate(trials):
+        if trial.ndim != 2 or trial.shape[1] != len(labels):
+            raise InputError(f"{where}: {name}.data{{{k + 1}}} has shape {trial.shape}; CND "
+                             f"stores time x channels with {len(labels)} channels.")
+    ext = [(str(e.get("description", f"ext{i + 1}")), _cells(e["data"]))
+           for i, e in enumerate(_cells(eeg.get("extChan", [])))]
+    for desc, data in ext:
+        if len(data) != len(trials):
+            raise InputError(f"{where}: extChan {desc!r} has {len(data)} trials, "
+                             f"{name}.data {len(trials)}.")
+    padding = _padding(eeg, len(trials), where=where)
     raws = []
     for k, trial in enumerate(trials):
         blocks, names, types = [trial], list(labels), ["eeg"] * len(labels)
         for desc, data in ext:
-            block = np.atleast_2d(data[k]).reshape(len(trial), -1)
+            block = _as_time_by(data[k], len(trial), where=f"{where}: extChan {desc!r} trial {k + 1}")
             blocks.append(block)
-            names += [f"{desc}{j + 1}" for j in range(block.shape[1])]
+            names += [desc] if block.shape[1] == 1 else [f"{desc}{j + 1}" for j in range(block.shape[1])]
             types += ["misc"] * block.shape[1]
-        raws.append(_raw_from_array(np.hstack(blocks), float(eeg.fs), names, types, unit_scale))
+        duplicated = sorted({n for n in names if names.count(n) > 1})
+        if duplicated:
+            raise InputError(f"{where}: channel names {duplicated} occur twice (chanlocs and "
+                             "extChan descriptions must be distinct).")
+        if padding[k] >= len(trial):
+            raise InputError(f"{where}: paddingStartSample {padding[k]} is beyond trial {k + 1} "
+                             f"({len(trial)} samples).")
+        raw = _raw_from_array(np.hstack(blocks), float(eeg["fs"]), names, types, unit_scale)
+        raw.set_annotations(mne.Annotations([padding[k] / raw.info["sfreq"]], [0.0],
+                                            [CND_ONSET_ANNOTATION]))
+        raws.append(raw)
     stim = None if stim_path is None else read_cnd_stim(stim_path)
     if stim is not None and len(stim) != len(raws):
         raise InputError(f"{str(stim_path)!r} has {len(stim)} trials, {str(path)!r} {len(raws)}.")
@@ -203,31 +341,105 @@ def read_cnd_stim(path):
     Parameters
     ----------
     path : path-like
-        ``dataStim.mat`` with the struct ``stim`` (``data`` features x trials,
-        ``names``, ``fs``).
+        MATLAB v5/v7 or v7.3 file with the struct ``stim``: ``data`` (cell, features x
+        trials, each time x dims), ``names`` (cell of feature names) and ``fs``.
 
     Returns
     -------
     trials : list of dict of str -> TimeSeries
-        Per trial, each feature as a (T, n_dims) series starting at 0 s.
+        Per trial, each feature as a (T, n_dims) series starting at 0 s (CND: the
+        first stimulus sample), columns ``<name>_<j>``.
     """
     path = _check_file(path, "CND stimulus file")
-    mat = _loadmat(path)
-    if "stim" not in mat:
-        raise InputError(f"CND file {str(path)!r} has no 'stim' struct (has {sorted(mat)}).")
-    stim = mat["stim"]
-    names = [str(n) for n in _as_list(stim.names)]
-    cells = np.asarray(stim.data, dtype=object).reshape(len(names), -1)
+    mat = _read_mat(path)
+    where = f"CND stimulus file {str(path)!r}"
+    stim = mat.get("stim")
+    if not isinstance(stim, dict):
+        raise InputError(f"{where} has no 'stim' struct (has "
+                         f"{sorted(k for k in mat if not k.startswith('__'))}).")
+    missing = [f for f in ("data", "names", "fs") if f not in stim]
+    if missing:
+        raise InputError(f"{where}: struct 'stim' lacks {missing} (has {sorted(stim)}).")
+    names = [str(n) for n in _cells(stim["names"])]
+    grid = _cell_grid(stim["data"], len(names), where=f"{where}: stim.data")
     trials = []
-    for k in range(cells.shape[1]):
+    for k in range(len(grid[0])):
         feats = {}
         for i, name in enumerate(names):
-            values = np.asarray(cells[i, k], dtype=np.float64)
-            values = values.reshape(len(values), -1)
+            values = np.asarray(grid[i][k], dtype=np.float64)
+            values = values.reshape(len(np.atleast_1d(values)), -1)
             cols = tuple(f"{name}_{j}" for j in range(values.shape[1]))
-            feats[name] = TimeSeries(values, float(stim.fs), 0.0, cols)
+            feats[name] = TimeSeries(values, float(stim["fs"]), 0.0, cols)
         trials.append(feats)
     return trials
+
+
+def read_stimulus_feature(path, *, feature=None, trial=None, sfreq=None):
+    """Read one precomputed stimulus feature shipped with a release, as a time series.
+
+    Two layouts are understood:
+
+    * a CND ``dataStim.mat`` (struct ``stim``): ``feature`` is one of ``stim.names``
+      (matched case-insensitively) and ``trial`` the 1-based trial;
+    * a ``.mat`` file with one matrix per variable, such as the Dryad Broderick 2018
+      envelopes ``Stimuli/Envelopes/audio<k>_128Hz.mat`` (``env``, time x 1, and
+      ``fs`` when present): ``feature`` is the variable (default: the only variable
+      other than ``fs``).
+
+    Parameters
+    ----------
+    path : path-like
+        The feature file.
+    feature : str | None
+        Feature name (CND) or variable name.
+    trial : int | None
+        1-based trial of a CND stimulus file.
+    sfreq : float | None
+        Sampling rate in Hz when the file has no ``fs``; must agree with it otherwise.
+
+    Returns
+    -------
+    series : TimeSeries
+        Shape (T, n_dims), first sample at 0 s.
+    """
+    path = _check_file(path, "stimulus feature file")
+    mat = _read_mat(path)
+    variables = {k: v for k, v in mat.items() if not k.startswith("__")}
+    if isinstance(variables.get("stim"), dict):
+        trials = read_cnd_stim(path)
+        names = list(trials[0])
+        if feature is None and len(names) == 1:
+            feature = names[0]
+        by_lower = {n.lower(): n for n in names}
+        if feature is None or str(feature).lower() not in by_lower:
+            raise InputError(f"{str(path)!r}: give 'feature', one of the CND stim.names "
+                             f"{names}; got {feature!r}.")
+        if trial is None or not 1 <= int(trial) <= len(trials):
+            raise InputError(f"{str(path)!r} holds {len(trials)} trials; give trial in "
+                             f"1..{len(trials)}, got {trial!r}.")
+        series = trials[int(trial) - 1][by_lower[str(feature).lower()]]
+        return _check_feature_rate(series, sfreq, path)
+    candidates = sorted(k for k, v in variables.items() if k != "fs" and isinstance(v, np.ndarray))
+    if feature is None and len(candidates) == 1:
+        feature = candidates[0]
+    if feature not in candidates:
+        raise InputError(f"{str(path)!r}: give 'feature', one of its matrices {candidates}; "
+                         f"got {feature!r}.")
+    file_rate = variables.get("fs")
+    if file_rate is None and sfreq is None:
+        raise InputError(f"{str(path)!r} has no 'fs' variable; give sfreq (Hz) for its "
+                         f"feature {feature!r}.")
+    values = np.asarray(variables[feature], dtype=np.float64)
+    values = values[:, None] if values.ndim == 1 else values
+    cols = (feature,) if values.shape[1] == 1 else tuple(f"{feature}_{j}" for j in range(values.shape[1]))
+    series = TimeSeries(values, float(sfreq if file_rate is None else file_rate), 0.0, cols)
+    return _check_feature_rate(series, sfreq, path)
+
+
+def _check_feature_rate(series, sfreq, path):
+    if sfreq is not None and abs(float(sfreq) - series.sfreq) > 1e-9:
+        raise InputError(f"{str(path)!r} is at {series.sfreq} Hz; sfreq = {sfreq} Hz was given.")
+    return series
 
 
 @functools.lru_cache(maxsize=1)
@@ -256,7 +468,7 @@ def read_lalor_mat(path, *, unit_scale=1e-6, **_):
     Parameters
     ----------
     path : path-like
-        ``Subject<N>_Run<M>.mat``.
+        ``Subject<N>_Run<M>.mat`` (MATLAB v5/v7 or v7.3).
     unit_scale : float
         Factor to volts (the data are in microvolts: 1e-6).
 
@@ -265,17 +477,18 @@ def read_lalor_mat(path, *, unit_scale=1e-6, **_):
     raw : mne.io.RawArray
     """
     path = _check_file(path, "Lalor .mat file")
-    mat = _loadmat(path)
+    mat = _read_mat(path)
     missing = [k for k in ("eegData", "fs") if k not in mat]
     if missing:
         raise InputError(f"{str(path)!r} lacks {missing}; has {sorted(k for k in mat if k[0] != '_')}.")
-    data = np.atleast_2d(mat["eegData"])
+    data = np.asarray(mat["eegData"], dtype=np.float64)
+    data = data[:, None] if data.ndim == 1 else data
     n_channels = data.shape[1]
     names = (mne.channels.make_standard_montage("biosemi128").ch_names
              if n_channels == 128 else [f"EEG{i + 1:03d}" for i in range(n_channels)])
     types = ["eeg"] * n_channels
     if "mastoids" in mat:
-        mastoids = np.atleast_2d(mat["mastoids"]).reshape(len(data), -1)
+        mastoids = _as_time_by(mat["mastoids"], len(data), where=f"{str(path)!r}: mastoids")
         data = np.hstack([data, mastoids])
         names = list(names) + [f"M{j + 1}" for j in range(mastoids.shape[1])]
         types += ["misc"] * mastoids.shape[1]
@@ -311,7 +524,49 @@ def read_raw(path, *, format="auto", trial=None, unit_scale=1e-6):
     path = _check_file(path, "EEG file")
     fmt = infer_format(path) if format == "auto" else format
     _check_option("format", fmt, READERS)
-    return READERS[fmt](path, trial=trial, unit_scale=unit_scale)
+    try:
+        return READERS[fmt](path, trial=trial, unit_scale=unit_scale)
+    except InputError:
+        raise
+    except _PARSE_ERRORS as err:  # MNE's readers fail on damaged files with many types
+        raise InputError(f"EEG file {str(path)!r} could not be read as {fmt!r} (damaged, truncated or "
+                         f"incomplete?): {type(err).__name__}: {err}") from err
+
+
+#: What MNE's readers raise on truncated or damaged files (numpy buffer errors, configparser
+#: errors of a BrainVision header, a missing data file, ...).
+_PARSE_ERRORS = (ValueError, OSError, RuntimeError, KeyError, IndexError, TypeError, EOFError,
+                 UnicodeDecodeError, configparser.Error)
+
+
+def recording_files(path, format="auto"):
+    """Every file a reader reads for one recording: the file and its companions.
+
+    Companions are the files of the same name with another extension (BrainVision
+    ``.eeg``/``.vmrk``, EEGLAB ``.fdt``) and, for BIDS, the sidecars of the
+    recording (``*_channels.tsv``, ``*_events.tsv``, ``*_eeg.json``, ...: the files
+    beside it that share its entities). A change to any of them changes what is read.
+
+    Parameters
+    ----------
+    path : path-like
+        The recording (as named in a manifest).
+    format : str
+        Its format (a key of :data:`READERS`, ``"auto"`` or ``"bids"``).
+
+    Returns
+    -------
+    files : list of pathlib.Path
+        Sorted, the recording first.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        return [path]
+    prefix = path.name.rsplit("_", 1)[0] + "_" if format == "bids" and "_" in path.name else None
+    stem = path.name.split(".", 1)[0]
+    companions = sorted(p for p in path.parent.iterdir() if p.is_file() and p != path and (
+        p.name.split(".", 1)[0] == stem or (prefix is not None and p.name.startswith(prefix))))
+    return [path, *companions]
 
 
 def check_finite(raw, *, name="EEG"):
@@ -362,11 +617,68 @@ def apply_montage(raw, montage, *, name="EEG"):
     return raw
 
 
+def describe_channels(raw):
+    """One sentence naming a recording's non-EEG channels and its first channels (for errors)."""
+    eeg = set(mne.pick_types(raw.info, eeg=True, exclude=[]))
+    others = [ch for i, ch in enumerate(raw.ch_names) if i not in eeg]
+    more = "..." if len(raw.ch_names) > 8 else ""
+    return (f"its non-EEG channels are {others}; its channels {raw.ch_names[:8]}{more} "
+            f"({len(raw.ch_names)} in all).")
+
+
+def match_channel_names(raw, channels, *, name="EEG"):
+    """Give the channels a manifest names (eog, misc, reference) the manifest's spelling.
+
+    Names are matched case-insensitively (CND names external channels after
+    ``extChan.description``: ``Mastoids1`` for a manifest's ``mastoids1``); a matching
+    channel is renamed to the manifest's spelling, so configs that use that spelling
+    (``reference_channels``) find it.
+
+    Parameters
+    ----------
+    raw : mne.io.Raw
+        Modified in place.
+    channels : Channels
+        The manifest's ``channels`` section.
+    name : str
+        Names the recording in the message.
+
+    Raises
+    ------
+    InputError
+        A named channel is absent; the message lists the channels present.
+    """
+    wanted = list(dict.fromkeys([*channels.eog, *channels.misc, *channels.reference]))
+    by_lower = {}
+    for ch in raw.ch_names:
+        by_lower.setdefault(ch.lower(), []).append(ch)
+    rename, missing = {}, []
+    for ch in wanted:
+        if ch in raw.ch_names:
+            continue
+        found = by_lower.get(ch.lower(), [])
+        if len(found) == 1:
+            rename[found[0]] = ch
+        else:
+            missing.append(ch)
+    if missing:
+        raise InputError(
+            f"{name}: channel(s) {missing} named in the manifest's 'channels' (eog, misc, "
+            f"reference) are not in the recording; {describe_channels(raw)} Fix the names in "
+            "the manifest."
+        )
+    if rename:
+        raw.rename_channels(rename, verbose=False)
+    return raw
+
+
 def read_run(manifest, subject, run):
     """Read one run of a manifest as a preloaded :class:`mne.io.Raw`, checked.
 
-    Channel types (``channels.eog``/``misc``), the montage and the subject's bad
-    channels from the manifest are applied.
+    The channels the manifest names are given its spelling (matched
+    case-insensitively, see :func:`match_channel_names`), then channel types
+    (``channels.eog``/``misc``), the montage and the subject's bad channels from the
+    manifest are applied.
 
     Parameters
     ----------
@@ -383,7 +695,8 @@ def read_run(manifest, subject, run):
     ------
     InputError
         Missing file, checksum mismatch, sampling rate differing from the manifest's
-        ``eeg.sfreq``, NaN/Inf samples, an EEG channel missing from the montage.
+        ``eeg.sfreq``, NaN/Inf samples, a channel the manifest names absent, an EEG
+        channel missing from the montage.
     """
     entry = manifest.run(subject, run)
     where = f"subject {subject!r} run {run!r}"
@@ -406,8 +719,9 @@ def read_run(manifest, subject, run):
             f"declares eeg.sfreq = {entry.eeg.sfreq} Hz."
         )
     check_finite(raw, name=name)
-    types = {ch: "eog" for ch in manifest.channels.eog if ch in raw.ch_names}
-    types.update({ch: "misc" for ch in manifest.channels.misc if ch in raw.ch_names})
+    match_channel_names(raw, manifest.channels, name=name)
+    types = {ch: "eog" for ch in manifest.channels.eog}
+    types.update({ch: "misc" for ch in manifest.channels.misc})
     if types:
         raw.set_channel_types(types, verbose=False)
     if manifest.montage is not None:

@@ -1,13 +1,13 @@
-"""``sae-eeg manifest check FILE``: validate a manifest and summarise the dataset."""
+"""``sae-eeg manifest check FILE``: validate a manifest and its recordings, and summarise the dataset."""
 
 from __future__ import annotations
 
 import dataclasses
 
-import mne
-
+from ..errors import AlignmentError, InputError, ManifestError
 from ..manifests import load_manifest
-from .readers import infer_format, read_raw
+from .align import find_run_markers
+from .readers import apply_montage, check_finite, describe_channels, match_channel_names, read_raw
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,21 +57,77 @@ class ManifestSummary:
         )
 
 
-def _header(path, fmt, trial):
-    """(sfreq, duration s) of a recording, reading only its header where MNE can."""
-    fmt = infer_format(path) if fmt in ("auto", "bids") else fmt  # a BIDS file is a plain file
-    lazy = {"fif": mne.io.read_raw_fif, "brainvision": mne.io.read_raw_brainvision,
-            "edf": mne.io.read_raw_edf, "bdf": mne.io.read_raw_bdf,
-            "eeglab": mne.io.read_raw_eeglab}
-    if fmt in lazy:
-        raw = lazy[fmt](path, preload=False, verbose=False)
+def _recording_problems(manifest, raw, path, uses):
+    """Problems of one opened recording: rate, samples, channels named by the manifest, run markers."""
+    problems = []
+    runs = ", ".join(f"subject {sub!r} run {run.id!r}" for sub, run in uses)
+    where = f"{runs} ({str(path)!r})"
+    declared = {run.eeg.sfreq for _, run in uses if run.eeg.sfreq is not None}
+    for sfreq in sorted(declared):
+        if abs(raw.info["sfreq"] - sfreq) > 1e-6:
+            problems.append(f"{where}: sampling rate is {raw.info['sfreq']:g} Hz in the file, the manifest "
+                            f"declares eeg.sfreq = {sfreq:g} Hz")
+    try:
+        check_finite(raw, name=where)
+    except InputError as err:
+        problems.append(str(err))
+    named = [(f"channels.{kind}", ch) for kind in ("reference", "misc", "eog")
+             for ch in getattr(manifest.channels, kind)]
+    named += [(f"bad_channels of subject {sub!r}", ch) for sub in dict.fromkeys(sub for sub, _ in uses)
+              for ch in manifest.subject_bad_channels(sub)]
+    # channels.* are matched case-insensitively, as read_run matches them; bad channels exactly
+    present = set(raw.ch_names) | {ch.lower() for ch in raw.ch_names}
+    missing = [f"{field} {ch!r}" for field, ch in named
+               if (ch.lower() if field.startswith("channels.") else ch) not in present]
+    if missing:
+        problems.append(f"{where}: {', '.join(missing)} not in the recording; {describe_channels(raw)}")
     else:
-        raw = read_raw(path, format=fmt, trial=trial)
-    return raw.info["sfreq"], raw.n_times / raw.info["sfreq"]
+        match_channel_names(raw, manifest.channels, name=where)
+    present = set(raw.ch_names)
+    if manifest.montage is not None:
+        types = {ch: "eog" for ch in manifest.channels.eog if ch in present}
+        types.update({ch: "misc" for ch in manifest.channels.misc if ch in present})
+        if types:
+            raw.set_channel_types(types, verbose=False)
+        try:
+            apply_montage(raw, manifest.montage, name=where)
+        except InputError as err:
+            problems.append(str(err))
+    for sub, run in uses:
+        try:
+            find_run_markers(raw, run, where=f"subject {sub!r} run {run.id!r} ({str(path)!r})")
+        except AlignmentError as err:
+            problems.append(str(err))
+    return problems
+
+
+def _open_recordings(manifest):
+    """Open every recording once; return (problems, {recording: (sfreq, duration)})."""
+    uses = {}
+    for sub, run in manifest.runs():
+        uses.setdefault((run.eeg.path, run.eeg.trial, run.eeg.format), []).append((sub, run))
+    problems, headers = [], {}
+    for (rel_path, trial, fmt), runs in uses.items():
+        path = manifest.resolve(rel_path)
+        try:
+            raw = read_raw(path, format=fmt, trial=trial, unit_scale=manifest.channels.unit_scale)
+        except InputError as err:
+            names = ", ".join(f"subject {sub!r} run {run.id!r}" for sub, run in runs)
+            problems.append(f"{names}: {err}")
+            continue
+        headers[(rel_path, trial)] = (raw.info["sfreq"], raw.n_times / raw.info["sfreq"])
+        problems += _recording_problems(manifest, raw, path, runs)
+    return problems, headers
 
 
 def check_manifest(path, *, root=None, check_files=True):
-    """Validate a manifest file and summarise it (the ``manifest check`` command).
+    """Validate a manifest file and its recordings, and summarise it (the ``manifest check`` command).
+
+    With ``check_files`` every recording is opened (fully read) and checked: it
+    reads, its sampling rate matches the manifest's ``eeg.sfreq``, it holds no NaN,
+    the channels the manifest names (``channels.reference``/``misc``/``eog``, the
+    subjects' bad channels) exist, its EEG channels are in the montage, and the onset
+    (and end) marker of every run using it is present. Every problem is listed at once.
 
     Parameters
     ----------
@@ -80,8 +136,8 @@ def check_manifest(path, *, root=None, check_files=True):
     root : path-like | None
         Dataset folder overriding the manifest's ``root``.
     check_files : bool
-        Check files and checksums, and read the EEG headers for durations and rates.
-        With False only the schema is checked and declared values are summarised.
+        Check files, checksums and recordings as above. With False only the schema
+        is checked and declared values are summarised.
 
     Returns
     -------
@@ -90,16 +146,23 @@ def check_manifest(path, *, root=None, check_files=True):
     Raises
     ------
     ManifestError
-        Listing every problem of the manifest.
+        Listing every problem of the manifest and its recordings.
     """
     manifest = load_manifest(path, root=root, check_files=check_files)
+    headers = {}
+    if check_files:
+        problems, headers = _open_recordings(manifest)
+        if problems:
+            listing = "\n".join(f"  - {p}" for p in problems)
+            raise ManifestError(f"manifest {str(path)!r} has {len(problems)} problem(s) with its recordings:\n"
+                                f"{listing}")
     recordings, rates, sources = {}, set(), set()
     for _, run in manifest.runs():
         key = (run.eeg.path, run.eeg.trial)
         if key in recordings:
             continue
         if check_files:
-            sfreq, duration = _header(manifest.resolve(run.eeg.path), run.eeg.format, run.eeg.trial)
+            sfreq, duration = headers[key]
             sources.add("files")
         elif run.eeg.duration is not None:
             sfreq, duration = run.eeg.sfreq, run.eeg.duration

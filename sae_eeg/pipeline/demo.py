@@ -24,10 +24,12 @@ from ..backbones import bundled_whisper_path, load_backbone, transcribe, wer
 from ..eeg import simulate_dataset
 from ..speech import speak, synth_music_like, synth_noise_like
 from ..trajectories import FeatureTrajectory
-from .outputs import prepare_output_dir
-from ..alignment.io import read_table
 from ..viz import ReportSection
+from .._io import read_table
+from .config import load_pipeline_config
+from .outputs import claim_output_dir, output_path
 from .reporting import make_report
+from .resources import browser_dir
 from .stages import EXTRACT, run_stages
 
 logger = logging.getLogger(__name__)
@@ -279,35 +281,42 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
 
     Returns
     -------
-    outputs : dict of str -> pathlib.Path
+    outputs : dict
+        ``output_dir``, ``manifest``, ``report``, ``browser`` (paths; the browser's
+        ``index.html`` lists a site per layer), ``recovery`` (see
+        :func:`planted_recovery`), ``config`` (the analysis config) and ``reports``
+        (the :class:`~sae_eeg.pipeline.TaskReport` of each call of the pipeline).
     """
     demo_size = SIZES[size]
-    out = prepare_output_dir(out_dir, {"demo": size, "size": demo_size.__dict__}, force=force)
-    step = _Steps(echo)
-    step("1/6 Whisper tiny.en (bundled, offline) on spoken sentences...")
-    check = _cached_speech_check(out / "speech_check.json")
-    echo(f"    WER {check.wer:.3f}; layer activations {check.layer_shapes[1]} per sentence, "
-         f"frames at {', '.join(f'{t:.2f}' for t in check.frame_times)} s")
-    step("2/6 Speaking the story and writing evaluation clips...")
-    stimuli = write_stimuli(out / "stimuli", demo_size)
-    clips = write_eval_clips(out / "clips")
-    stim_config = demo_config(out, demo_size, stimuli=stimuli, scheduler=scheduler)
-    step(f"3/6 Layer activations, SAEs for layers {list(demo_size.layers)} (trained, or reused), trajectories...")
-    run_stages(stim_config, EXTRACT, verbose=True)
-    step("4/6 Simulating EEG with responses planted on chosen SAE features...")
-    eeg_manifest, truth = _simulate(out, demo_size)
-    planted = [int(p["feature"]) for p in truth["planted"]]
-    config = demo_config(out, demo_size, manifest=eeg_manifest, scheduler=scheduler, planted=planted,
-                         channels=sorted(set(best_channels(truth)) | {"Pz"}), clips=clips)
-    step("5/6 Preprocessing, per-subject analyses, group statistics and SAE evaluations...")
-    run_stages(config, ("preprocess", "subject", "group", "evaluate"), verbose=True)
-    check = planted_recovery(config, truth)
-    echo(f"    planted features found by the paper protocol: {check['n_found']} of {check['n_planted']}")
-    step("6/6 Figures and report...")
-    report = make_report(config, extra_sections=[_truth_section(check)])
-    echo(f"    report: {report}")
-    step.done()
-    return {"output_dir": out, "manifest": eeg_manifest, "report": report, "recovery": check, "config": config}
+    with claim_output_dir(out_dir, {"demo": size, "size": dataclasses.asdict(demo_size)}, force=force) as out:
+        step = _Steps(echo)
+        step("1/6 Whisper tiny.en (bundled, offline) on spoken sentences...")
+        check = _cached_speech_check(out / "speech_check.json")
+        echo(f"    WER {check.wer:.3f}; layer activations {check.layer_shapes[1]} per sentence, "
+             f"frames at {', '.join(f'{t:.2f}' for t in check.frame_times)} s")
+        step("2/6 Speaking the story and writing evaluation clips...")
+        stimuli = write_stimuli(out / "stimuli", demo_size)
+        clips = write_eval_clips(out / "clips")
+        stim_config = demo_config(out, demo_size, stimuli=stimuli, scheduler=scheduler)
+        step(f"3/6 Layer activations, SAEs for layers {list(demo_size.layers)} (trained, or reused), "
+             "trajectories...")
+        reports = [run_stages(stim_config, EXTRACT, verbose=True)]
+        step("4/6 Simulating EEG with responses planted on chosen SAE features...")
+        eeg_manifest, truth = _simulate(out, demo_size)
+        planted = [int(p["feature"]) for p in truth["planted"]]
+        config = demo_config(out, demo_size, manifest=eeg_manifest, scheduler=scheduler, planted=planted,
+                             channels=sorted(set(best_channels(truth)) | {"Pz"}), clips=clips)
+        step("5/6 Preprocessing, per-subject analyses, group statistics, SAE evaluations, feature browser...")
+        reports.append(run_stages(config, ("preprocess", "subject", "group", "evaluate", "browse"), verbose=True))
+        check = planted_recovery(config, truth)
+        echo(f"    planted features found by the paper protocol: {check['n_found']} of {check['n_planted']}")
+        step("6/6 Figures and report...")
+        report = make_report(config, extra_sections=[_truth_section(check)])
+        echo(f"    report: {report}")
+        step.done()
+    browser = browser_dir(load_pipeline_config(config, check_files=False)) / "index.html"
+    return {"output_dir": out, "manifest": eeg_manifest, "report": report, "browser": browser, "recovery": check,
+            "config": config, "reports": reports}
 
 
 class _Steps:
@@ -340,8 +349,8 @@ def planted_recovery(config, truth):
         ``n_planted``, ``n_found``, ``found`` (feature ids) and ``table`` (the
         protocol's rows of the planted features at the planted layer).
     """
-    table = read_table(Path(config["output_dir"]) / "alignment" / f"layer_{PLANTED_LAYER}" / "group"
-                       / "protocol_features.parquet")
+    table = read_table(output_path(config["output_dir"], "alignment", f"layer_{PLANTED_LAYER}", "group",
+                                   "protocol_features.parquet"))
     planted = [int(p["feature"]) for p in truth["planted"]]
     rows = table[table.feature.isin(planted)]
     found = sorted(int(f) for f in rows[rows.significant].feature.unique())

@@ -8,8 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..alignment.io import read_table
-from ..alignment.run import EncodingSettings
 from ..viz import (
     ReportSection,
     plot_consistency,
@@ -25,12 +23,15 @@ from ..viz import (
     write_report,
 )
 from .config import load_pipeline_config
-from .resources import manifest_of
+from .evaluate import evaluation_layer
+from .._io import read_table
+from .outputs import PROVENANCE_FILE, output_path
+from .resources import browser_dir, evals_dir, group_dir, manifest_of, subjects_dir
 
 
 def _sae_space_text(cfg):
     """How the "sae" encoding space was formed, from the alignment config."""
-    enc = EncodingSettings.model_validate(cfg.alignment.get("encoding", {}))
+    enc = cfg.alignment.encoding
     if enc.max_sae_dims is None:
         return "The SAE space holds every selected feature."
     if enc.sae_reduce == "pca":
@@ -46,18 +47,16 @@ def _concat(paths):
 
 
 def _group_table(cfg, name):
-    root = Path(cfg.output_dir) / "alignment"
-    return _concat([root / f"layer_{n}" / "group" / f"{name}.parquet" for n in cfg.layers])
+    return _concat([group_dir(cfg, n) / f"{name}.parquet" for n in cfg.layers])
 
 
 def _subject_tables(cfg, name, layers=None):
-    root = Path(cfg.output_dir) / "alignment"
     return _concat(sorted(p for n in (layers or cfg.layers)
-                          for p in (root / f"layer_{n}" / "subjects").glob(f"*/{name}.parquet")))
+                          for p in subjects_dir(cfg, n).glob(f"*/{name}.parquet")))
 
 
 def _eval_table(cfg, name):
-    path = Path(cfg.output_dir) / "evals" / f"{name}.parquet"
+    path = evals_dir(cfg) / f"{name}.parquet"
     return read_table(path) if path.is_file() else None
 
 
@@ -74,8 +73,8 @@ def make_figures(config):
 
     Written to ``output_dir/figures/<name>.png`` and ``.svg``.
     """
-    cfg = load_pipeline_config(config)
-    out = Path(cfg.output_dir) / "figures"
+    cfg = load_pipeline_config(config, check_files=False)
+    out = output_path(cfg.output_dir, "figures")
     figures = {}
     summary = _group_table(cfg, "protocol_summary")
     if summary is not None:
@@ -102,10 +101,13 @@ def make_figures(config):
         if table is not None:
             figures[name] = draw(table, out / name).png
     tsne, classes = _eval_table(cfg, "tsne"), _eval_table(cfg, "feature_classes")
-    if tsne is not None and classes is not None:
-        labels = classes[classes.layer == tsne.layer.iloc[0]][["feature", "label"]]
-        figures["tsne"] = plot_tsne_by_label(tsne, out / "tsne", labels=labels).png
-    fields_path = Path(cfg.output_dir) / "evals" / "receptive_fields.npz"
+    if tsne is not None and classes is not None and cfg.evaluate is not None:
+        layer = evaluation_layer(cfg)  # the table maps every layer; the figure shows this one
+        tsne = tsne[tsne.layer == layer]
+        if len(tsne):
+            labels = classes[classes.layer == layer][["feature", "label"]]
+            figures["tsne"] = plot_tsne_by_label(tsne, out / "tsne", labels=labels).png
+    fields_path = evals_dir(cfg) / "receptive_fields.npz"
     if fields_path.is_file():
         with np.load(fields_path) as z:
             if len(z["features"]):
@@ -130,6 +132,22 @@ def _best_channel(trf, feature):
     return str(rows.groupby("channel").weight.apply(lambda w: w.abs().mean()).idxmax())
 
 
+def _browser_section(cfg):
+    """A section linking the feature browser (``browse`` stage) of each layer, when it was built."""
+    folder = browser_dir(cfg)
+    if not (folder / "index.html").is_file():
+        return None
+    pages = {"Every layer": folder / "index.html"}
+    pages.update({f"Layer {n}": folder / f"layer_{n}" / "index.html" for n in cfg.layers
+                  if (folder / f"layer_{n}" / "index.html").is_file()})
+    links = {label: page.relative_to(Path(cfg.output_dir).resolve()).as_posix() for label, page in pages.items()}
+    return ReportSection(
+        "Feature browser: look at and listen to every feature",
+        "A page per SAE feature with its top clips (playable, activation drawn over the waveform), mel receptive "
+        "field, nearest features, label, and its TRF and topography; an index that sorts and filters them by every "
+        "result. It opens from disk, with no server and no network.", links=links)
+
+
 def make_report(config, *, extra_sections=()):
     """Write ``output_dir/report.html`` with every figure, the key numbers and the provenance.
 
@@ -144,10 +162,13 @@ def make_report(config, *, extra_sections=()):
     -------
     path : pathlib.Path
     """
-    cfg = load_pipeline_config(config)
+    cfg = load_pipeline_config(config, check_files=False)
     figures = make_figures(cfg)
     fig = lambda *names: [figures[n] for n in names if n in figures]  # noqa: E731
     sections = list(extra_sections)
+    browser = _browser_section(cfg)
+    if browser is not None:
+        sections.append(browser)
     summary = _group_table(cfg, "protocol_summary")
     sections.append(ReportSection(
         "Which SAE features does the EEG track? (AudioSAE protocol)",
@@ -188,7 +209,7 @@ def make_report(config, *, extra_sections=()):
         figures=fig("reconstruction", "consistency", "erasure", "steering", "tsne", "receptive_fields"),
         numbers=numbers, table=_eval_table(cfg, "steering"),
     ))
-    record = Path(cfg.output_dir) / "provenance.json"
-    provenance = json.loads(record.read_text()) if record.is_file() else {"config": cfg.model_dump(mode="json")}
-    return write_report(Path(cfg.output_dir) / "report.html", title=f"sae-eeg report: {cfg.name}",
+    record = output_path(cfg.output_dir, PROVENANCE_FILE)
+    provenance = json.loads(record.read_text()) if record.is_file() else {"config": cfg.results_config()}
+    return write_report(output_path(cfg.output_dir, "report.html"), title=f"sae-eeg report: {cfg.name}",
                         sections=sections, provenance=provenance)

@@ -1,202 +1,389 @@
-"""The stages of the analysis, each a list of resumable tasks.
+"""The stages of the analysis, declared once, and the one task graph they make.
 
 ``activations`` (per stimulus) -> ``train_sae`` -> ``encode`` (per stimulus) ->
-``preprocess`` (per subject) -> ``subject`` (per subject) -> ``group``. Every stage reads what the previous one
-wrote under ``output_dir``:
-
-* ``sae/layer_n/ae.pt``: the SAEs (unless the config names a checkpoint);
-* ``features/<stimulus>/``: SAE trajectories per layer at the frame rate,
-  dense activations per layer, acoustic baselines;
-* ``runs/layer_n/<subject>/<run>.npz``: preprocessed EEG aligned with the
-  features of that layer (:func:`sae_eeg.alignment.save_run`);
-* ``alignment/layer_n/``: per-subject and group tables of :mod:`sae_eeg.alignment`.
-
-Task functions take the config as a plain dict so they can run on Dask workers.
+``preprocess`` (per subject) -> ``subject`` (per subject) -> ``group``, and
+``evaluate``. Each :class:`Stage` names the stages it reads from and a planner that
+declares its tasks: for each task the function and its arguments, the slice of
+the config it reads, the files it reads, the tasks it needs and the outputs it
+writes. :func:`build_graph` turns the declarations into content-addressed tasks
+(:func:`~sae_eeg.pipeline.graph.task_key`), so adding a stage means writing its task
+function (:mod:`~sae_eeg.pipeline.steps`), its planner and one line of
+:data:`STAGES`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
-from pathlib import Path
+from dataclasses import dataclass
+from typing import Callable
 
-import numpy as np
-
-from ..alignment.io import save_run
-from ..alignment.run import run_group, run_subject
-from ..audio import load_audio
-from ..eeg import PreprocessConfig, load_aligned_run
-from ..sae import ArrayActivationStore, train_saes
-from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelopes
-from .config import load_pipeline_config
+from ..errors import ConfigError
+from .config import PipelineConfig, check_scheduler, load_pipeline_config, model_name
+from .browser import browse_task, browser_montage
 from .evaluate import evaluate_task
+from .fingerprints import Fingerprints
+from .graph import Task, TaskGraph, run_graph, task_key
+from .outputs import STATE_DIR, claim_output_dir, output_path
 from .resources import (
-    analysis_sfreq, fingerprints, load_series, manifest_of, open_backbone, open_saes, sae_dir, save_series,
-    stimulus_files, training_config,
+    BASELINES, analysis_sfreq, backbone_files, browser_dir, checkpoint_files, eeg_files, evals_dir, feature_file,
+    group_dir, manifest_of, runs_dir, stimulus_files, subject_dir,
 )
-from .tasks import Task, run_tasks
+from .steps import activations_task, encode_task, group_task, preprocess_task, subject_task, train_sae_task
 
 logger = logging.getLogger(__name__)
 
-def _config_dict(cfg):
-    return cfg.model_dump(mode="json")
+
+class Planner:
+    """Builds the tasks of a config, stage after stage, computing each task's content key.
+
+    Attributes
+    ----------
+    cfg : PipelineConfig
+    fingerprints : Fingerprints
+    verbose : bool
+        Whether tasks that can show progress (SAE training) do.
+    tasks : dict of str -> Task
+        The tasks planned so far, in order.
+    """
+
+    def __init__(self, cfg, fingerprints, *, verbose=False):
+        self.cfg = cfg
+        self.fingerprints = fingerprints
+        self.verbose = verbose
+        self.tasks = {}
+
+    @functools.cached_property
+    def manifest(self):
+        """The config's manifest (read once)."""
+        return manifest_of(self.cfg)
+
+    @functools.cached_property
+    def stimuli(self):
+        """Stimulus name -> audio file."""
+        return stimulus_files(self.cfg, None if self.cfg.stimuli else self.manifest)
+
+    @functools.cached_property
+    def subjects(self):
+        """The subject ids to analyse."""
+        return [s.id for s in self.manifest.all_subjects()]
+
+    def add(self, name, func, *, args=(), config=None, files=None, needs=(), outputs=(), where=None, local=False):
+        """Declare one task; its key is computed from ``config``, the contents of ``files`` and ``needs``' keys.
+
+        Parameters
+        ----------
+        name : str
+            ``"<stage>/<id>"`` or ``"<stage>"``.
+        func : callable
+            The task function, called as ``func(*args)``.
+        args : tuple
+            Its arguments.
+        config : dict | None
+            The slice of the config the task reads.
+        files : dict | None
+            Label -> path of every input file it reads (fingerprinted by content).
+        needs : sequence of str
+            Tasks whose outputs it reads.
+        outputs : sequence of path
+            What it writes (inside the output folder).
+        where : dict | None
+            Labels for its error messages (``subject``, ``stimulus``, ``file``).
+        local : bool
+            Run in the main process even with a Dask scheduler.
+
+        Returns
+        -------
+        task : Task
+        """
+        needs = tuple(dict.fromkeys(needs))
+        key = task_key(func, config=config, files=self.fingerprints.digests(files or {}),
+                       upstream={n: self.tasks[n].key for n in needs})
+        task = Task(name, func, tuple(args), tuple(outputs), key, needs, dict(where or {}), local)
+        self.tasks[name] = task
+        return task
+
+    def keys(self, names):
+        """Name -> key of planned tasks (recorded in the provenance of tables)."""
+        return {n: self.tasks[n].key for n in names}
 
 
-# --- tasks -------------------------------------------------------------------------------
+def _common(cfg):
+    return {"backbone": model_name(cfg), "device": cfg.device, "layers": list(cfg.layers)}
 
 
-def activations_task(config, stimulus, out_dir):
-    """Layer activations (all layers, one pass) and acoustic baselines of one stimulus."""
-    cfg = load_pipeline_config(config)
-    audio = load_audio(stimulus_files(cfg)[stimulus])
-    acts = open_backbone(cfg).activations(audio.waveform, audio.sfreq, list(cfg.layers))
-    out_dir = Path(out_dir)
-    for layer, act in acts.items():
-        dense = TimeSeries(act.values, act.frame_rate, float(act.times[0]),
-                           tuple(f"d{i}" for i in range(act.values.shape[1])))
-        save_series(dense, out_dir / f"dense_layer_{layer}.npz")
-    rate = analysis_sfreq(cfg)
-    save_series(envelope(audio.waveform, audio.sfreq, new_sfreq=rate), out_dir / "envelope.npz")
-    save_series(mel_envelopes(audio.waveform, audio.sfreq, new_sfreq=rate), out_dir / "mel.npz")
+def plan_activations(p):
+    """Per stimulus: layer activations and acoustic baselines; reads the audio and the backbone's weights."""
+    cfg = p.cfg
+    weights = backbone_files(cfg)
+    for name, audio in p.stimuli.items():
+        outputs = [feature_file(cfg, name, f"dense_layer_{n}") for n in cfg.layers]
+        outputs += [feature_file(cfg, name, b) for b in BASELINES]
+        p.add(f"activations/{name}", activations_task, args=(cfg, name, str(audio)),
+              config={**_common(cfg), "sfreq": analysis_sfreq(cfg)}, files={"audio": audio, **weights},
+              outputs=outputs, where={"stimulus": name, "file": audio})
 
 
-def train_sae_task(config, verbose=False):
-    """Train one SAE per layer on the activations of every stimulus (resumes if interrupted)."""
-    cfg = load_pipeline_config(config)
-    features = Path(cfg.output_dir) / "features"
-    acts = {layer: np.concatenate([load_series(features / name / f"dense_layer_{layer}.npz").data
-                                   for name in stimulus_files(cfg)]) for layer in cfg.layers}
-    training = training_config(cfg)
-    store = ArrayActivationStore(acts, seed=training.seed)
-    train_saes(store, training, out_dir=sae_dir(cfg), device=cfg.device, verbose=verbose)
+def _sae_source(p):
+    """What the SAEs come from: their checkpoint files, or the training task."""
+    if p.cfg.sae.checkpoint is not None:
+        return checkpoint_files(p.cfg), ()
+    return {}, ("train_sae",)
 
 
-def encode_task(config, stimulus, out_dir):
-    """SAE feature trajectories of one stimulus, every layer, at the backbone's frame rate."""
-    cfg = load_pipeline_config(config)
-    saes = open_saes(cfg)
-    out_dir = Path(out_dir)
-    for layer, sae in saes.items():
-        dense = load_series(out_dir / f"dense_layer_{layer}.npz")
-        codes = sae.encode_sparse(dense.data)
-        FeatureTrajectory(codes, dense.sfreq, dense.tmin, np.arange(codes.shape[1])).save(
-            out_dir / f"layer_{layer}.npz")
+def plan_train_sae(p):
+    """One task training every layer's SAE on all stimuli's activations (none with a checkpoint)."""
+    cfg = p.cfg
+    if cfg.sae.checkpoint is not None:
+        return
+    stimuli = list(p.stimuli)
+    p.add("train_sae", train_sae_task, args=(cfg, stimuli, p.verbose),
+          config={**_common(cfg), "training": cfg.sae.training.model_dump(mode="json"), "stimuli": stimuli},
+          needs=[f"activations/{s}" for s in stimuli], outputs=[output_path(cfg.output_dir, "sae")], local=True)
 
 
-def preprocess_task(config, subject, out_dir):
-    """Preprocess and align every run of one subject; write one run file per layer and run."""
-    cfg = load_pipeline_config(config)
-    manifest = manifest_of(cfg)
-    preprocess = PreprocessConfig.from_dict(cfg.preprocess)
-    features_root = Path(cfg.output_dir) / "features"
-    for run in manifest.subject(subject).runs:
-        stim_dir = features_root / run.stimulus
-        trajs = {layer: FeatureTrajectory.load(stim_dir / f"layer_{layer}.npz") for layer in cfg.layers}
-        first = cfg.layers[0]
-        aligned, _steps = load_aligned_run(manifest, subject, run.id, trajs[first], config=preprocess)
-        grid = {"tmin": 0.0, "n_times": aligned.n_times}
-        baselines = {name: load_series(stim_dir / f"{name}.npz").resample(aligned.sfreq, **grid).data
-                     for name in ("envelope", "mel")}
-        for layer in cfg.layers:
-            feats = aligned.features if layer == first else trajs[layer].resample(aligned.sfreq, **grid)
-            dense = load_series(stim_dir / f"dense_layer_{layer}.npz").resample(aligned.sfreq, **grid).data
-            save_run(Path(out_dir) / f"layer_{layer}" / subject / f"{run.id}.npz", eeg=aligned.eeg,
-                     features=feats.data, sfreq=aligned.sfreq, ch_names=aligned.ch_names,
-                     feature_ids=feats.feature_ids, spaces={**baselines, "dense": dense})
+def plan_encode(p):
+    """Per stimulus: SAE feature trajectories; reads its activations and the SAEs (checkpoint files or training)."""
+    cfg = p.cfg
+    files, trained = _sae_source(p)
+    for name in p.stimuli:
+        p.add(f"encode/{name}", encode_task, args=(cfg, name), config=_common(cfg), files=files,
+              needs=[f"activations/{name}", *trained],
+              outputs=[feature_file(cfg, name, f"layer_{n}") for n in cfg.layers], where={"stimulus": name})
 
 
-def alignment_config(cfg, layer):
-    """The :mod:`sae_eeg.alignment` config of one layer: run files of every subject."""
-    manifest = manifest_of(cfg)
-    runs_root = Path(cfg.output_dir) / "runs" / f"layer_{layer}"
-    runs = {s.id: [str(runs_root / s.id / f"{r.id}.npz") for r in s.runs] for s in manifest.all_subjects()}
-    return {**cfg.alignment, "output_dir": str(Path(cfg.output_dir) / "alignment" / f"layer_{layer}"),
-            "model": cfg.backbone, "layer": layer, "runs": runs,
-            "sfreq": analysis_sfreq(cfg)}
+def _manifest_slice(manifest, subject):
+    """What the manifest says about a subject, minus file paths (their contents are fingerprinted)."""
+    runs = [run.model_dump(mode="json", exclude={"eeg": {"path", "sha256"}}) for run in manifest.subject(subject).runs]
+    stimuli = {r["stimulus"]: manifest.stimuli[r["stimulus"]].model_dump(mode="json", exclude={"path", "sha256"})
+               for r in runs}
+    return {"runs": runs, "bad_channels": manifest.subject_bad_channels(subject), "stimuli": stimuli,
+            "channels": manifest.channels.model_dump(mode="json"), "montage": manifest.montage}
 
 
-def subject_task(config, subject):
-    """Every per-subject alignment analysis of one subject, for every layer."""
-    cfg = load_pipeline_config(config)
-    memo = {}                                  # acoustic encodings: fitted once for all layers
-    for layer in cfg.layers:
-        run_subject(alignment_config(cfg, layer), subject, memo=memo)
+def plan_preprocess(p):
+    """Per subject: preprocessed, aligned runs; reads its EEG files and manifest entries, its stimuli's features."""
+    cfg = p.cfg
+    for s in p.subjects:
+        stimuli = [run.stimulus for run in p.manifest.subject(s).runs]
+        p.add(f"preprocess/{s}", preprocess_task, args=(cfg, s),
+              config={"layers": list(cfg.layers), "preprocess": cfg.preprocess.model_dump(mode="json"),
+                      "manifest": _manifest_slice(p.manifest, s)},
+              files=eeg_files(p.manifest, s),
+              needs=[f"{stage}/{name}" for name in stimuli for stage in ("activations", "encode")],
+              outputs=[runs_dir(cfg, n, s) for n in cfg.layers], where={"subject": s})
 
 
-def group_task(config):
-    """Group statistics of every layer."""
-    cfg = load_pipeline_config(config)
-    for layer in cfg.layers:
-        run_group(alignment_config(cfg, layer))
+def _alignment_config(cfg):
+    return {"backbone": model_name(cfg), "layers": list(cfg.layers), "alignment": cfg.alignment.model_dump(mode="json")}
 
 
-# --- stages ------------------------------------------------------------------------------
+def plan_subject(p):
+    """Per subject: the alignment analyses of every layer; reads its run files."""
+    cfg = p.cfg
+    for s in p.subjects:
+        needs = [f"preprocess/{s}"]
+        p.add(f"subject/{s}", subject_task, args=(cfg, s, p.keys(needs)),
+              config={**_alignment_config(cfg), "runs": [run.id for run in p.manifest.subject(s).runs]},
+              needs=needs, outputs=[subject_dir(cfg, n, s) for n in cfg.layers], where={"subject": s})
 
 
-def stage_tasks(config, stage, *, verbose=False):
-    """The tasks of one stage (one of :data:`STAGES`)."""
-    cfg = load_pipeline_config(config)
-    conf = _config_dict(cfg)
-    out = Path(cfg.output_dir)
-    subjects = [] if stage in EXTRACT else [s.id for s in manifest_of(cfg).all_subjects()]
-    first = f"layer_{cfg.layers[0]}"
-    upstream = {"sae": cfg.sae.model_dump(mode="json"), "layers": cfg.layers, "backbone": cfg.backbone}
-    features = out / "features"
-    if stage == "activations":
-        return [Task(f"activations-{name}", activations_task, features / name / "mel.npz",
-                     args=(conf, name, str(features / name)),
-                     config={**upstream, "preprocess": cfg.preprocess, "audio": fingerprints([path])})
-                for name, path in stimulus_files(cfg).items()]
-    if stage == "train_sae":
-        if cfg.sae.checkpoint:
-            return []
-        return [Task("train-sae", train_sae_task, out / "sae", args=(conf,), kwargs={"verbose": verbose},
-                     config={**upstream, "audio": fingerprints(stimulus_files(cfg).values())})]
-    if stage == "encode":
-        return [Task(f"encode-{name}", encode_task, features / name / f"layer_{cfg.layers[-1]}.npz",
-                     args=(conf, name, str(features / name)),
-                     config={**upstream, "audio": fingerprints([path])})
-                for name, path in stimulus_files(cfg).items()]
-    if stage == "preprocess":
-        return [Task(f"preprocess-{s}", preprocess_task, out / "runs" / first / s,
-                     args=(conf, s, str(out / "runs")), config={**upstream, "preprocess": cfg.preprocess})
-                for s in subjects]
-    if stage == "subject":
-        return [Task(f"subject-{s}", subject_task, out / "alignment" / first / "subjects" / s,
-                     args=(conf, s), config={**upstream, "preprocess": cfg.preprocess,
-                                             "alignment": cfg.alignment})
-                for s in subjects]
-    if stage == "group":
-        return [Task("group", group_task, out / "alignment" / first / "group", args=(conf,),
-                     config={**upstream, "preprocess": cfg.preprocess, "alignment": cfg.alignment,
-                             "subjects": subjects})]
-    if stage == "evaluate":
-        if cfg.evaluate is None:
-            return []
-        clips = list(cfg.evaluate.speech) + list(cfg.evaluate.music) + list(cfg.evaluate.noise)
-        return [Task("evaluate", evaluate_task, out / "evals" / "receptive_fields.npz", args=(conf,),
-                     config={**upstream, "evaluate": cfg.evaluate.model_dump(mode="json"),
-                             "clips": fingerprints(clips)})]
-    raise ValueError(f"unknown stage {stage!r}; stages are {STAGES}")
+def plan_group(p):
+    """One task: the group statistics of every layer; reads every subject's tables."""
+    cfg = p.cfg
+    subjects = sorted(p.subjects)
+    needs = [f"subject/{s}" for s in subjects]
+    montage = cfg.alignment.clusters.montage or p.manifest.montage
+    p.add("group", group_task, args=(cfg, subjects, p.keys(needs), montage),
+          config={**_alignment_config(cfg), "subjects": subjects, "montage": montage}, needs=needs,
+          outputs=[group_dir(cfg, n) for n in cfg.layers], local=True)
 
 
-STAGES = ("activations", "train_sae", "encode", "preprocess", "subject", "group", "evaluate")
+def plan_evaluate(p):
+    """One task: the SAE evaluations; reads the clips, the SAEs, the backbone and the stimuli's activations."""
+    cfg = p.cfg
+    if cfg.evaluate is None:
+        return
+    e = cfg.evaluate
+    files, trained = _sae_source(p)
+    clips = {f"{kind} {i}": path for kind in ("speech", "music", "noise") for i, path in enumerate(getattr(e, kind))}
+    p.add("evaluate", evaluate_task, args=(cfg, list(p.stimuli)),
+          config={**_common(cfg), "evaluate": e.model_dump(mode="json", exclude={"speech", "music", "noise"}),
+                  "training": cfg.sae.training.model_dump(mode="json"), "stimuli": list(p.stimuli)},
+          files={**clips, **files, **backbone_files(cfg)},
+          needs=[*(f"activations/{s}" for s in p.stimuli), *trained],
+          outputs=[evals_dir(cfg), output_path(cfg.output_dir, "sae_second_seed")], local=True)
+
+
+def plan_browse(p):
+    """One task: the feature browser of every layer; reads the trajectories, SAEs, EEG and evaluation results.
+
+    With a manifest, the EEG results join the pages: their stages are planned here when not asked for.
+    """
+    cfg = p.cfg
+    if cfg.manifest is not None:
+        for stage in ("preprocess", "subject", "group"):
+            if not any(task.stage == stage for task in p.tasks.values()):
+                STAGES[stage].plan(p)
+    files, trained = _sae_source(p)
+    needs = [name for name, task in p.tasks.items() if task.stage in ("encode", "subject", "group", "evaluate")]
+    needs += trained
+    p.add("browse", browse_task, args=(cfg, p.keys(needs)),
+          config={**_common(cfg), "stimuli": list(p.stimuli), "montage": browser_montage(cfg)}, files=files,
+          needs=needs, outputs=[browser_dir(cfg)], local=True)
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage of the analysis.
+
+    Attributes
+    ----------
+    name : str
+    plan : callable
+        ``plan(planner)`` declares the stage's tasks with :meth:`Planner.add`.
+    needs : tuple of str
+        Stages whose tasks its tasks read (planned before it).
+    per_subject : bool
+        Its tasks are named ``<stage>/<subject>`` (``subjects=`` selects among them).
+    """
+
+    name: str
+    plan: Callable
+    needs: tuple = ()
+    per_subject: bool = False
+
+
+#: Every stage, in an order where each comes after the stages it needs.
+STAGES = {stage.name: stage for stage in (
+    Stage("activations", plan_activations),
+    Stage("train_sae", plan_train_sae, needs=("activations",)),
+    Stage("encode", plan_encode, needs=("activations", "train_sae")),
+    Stage("preprocess", plan_preprocess, needs=("activations", "encode"), per_subject=True),
+    Stage("subject", plan_subject, needs=("preprocess",), per_subject=True),
+    Stage("group", plan_group, needs=("subject",)),
+    Stage("evaluate", plan_evaluate, needs=("activations", "train_sae")),
+    Stage("browse", plan_browse, needs=("encode", "evaluate")),
+)}
+#: The stages that need no EEG.
 EXTRACT = ("activations", "train_sae", "encode")
+#: The stages a run brings up to date unless told which: all but ``browse``, a view asked for by name.
+ANALYSES = tuple(name for name in STAGES if name != "browse")
 
 
-def run_stages(config, stages=STAGES, *, verbose=False):
-    """Run the given stages in order; stop at the first stage with failed tasks.
+def build_graph(cfg, stages=ANALYSES, *, subjects=None, verbose=False):
+    """The task graph of ``stages`` (with every task they need) for a config.
+
+    Parameters
+    ----------
+    cfg : PipelineConfig
+        A validated config.
+    stages : sequence of str
+        Names of :data:`STAGES` to bring up to date.
+    subjects : sequence of str | None
+        Only these subjects' tasks of per-subject stages (default all).
+    verbose : bool
+        Let tasks that can show progress (SAE training) do.
 
     Returns
     -------
-    reports : dict
-        Stage name -> :class:`~sae_eeg.pipeline.TaskReport`.
+    graph : TaskGraph
     """
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}.")
+    wanted, todo = set(), list(stages)
+    while todo:
+        name = todo.pop()
+        if name not in wanted:
+            wanted.add(name)
+            todo.extend(STAGES[name].needs)
+    fingerprints = Fingerprints(output_path(cfg.output_dir, STATE_DIR, "fingerprints.json"))
+    planner = Planner(cfg, fingerprints, verbose=verbose)
+    if subjects is not None:
+        unknown = sorted(set(subjects) - set(planner.subjects))
+        if unknown:
+            raise ConfigError(f"unknown subject(s) {unknown}; the manifest's subjects are {planner.subjects}.")
+    for name, stage in STAGES.items():
+        if name in wanted:
+            stage.plan(planner)
+    fingerprints.save()
+    graph = TaskGraph(planner.tasks.values(), cfg.output_dir)
+    targets = [t.name for t in graph.tasks if t.stage in stages and (
+        subjects is None or not STAGES[t.stage].per_subject or t.name.split("/", 1)[1] in subjects)]
+    return graph.select(targets)
+
+
+def run_stages(config, stages=ANALYSES, *, subjects=None, verbose=False):
+    """Bring ``stages`` up to date in a folder the caller has claimed (see :func:`run_pipeline`).
+
+    Every task whose key changed, or whose outputs are missing, runs; the others
+    are skipped. Tasks of failed tasks are not run; all others are.
+
+    Parameters
+    ----------
+    config : path-like | dict | PipelineConfig
+    stages : sequence of str
+        Names of :data:`STAGES` (their upstream tasks are included).
+    subjects : sequence of str | None
+        Only these subjects in per-subject stages (default all).
+    verbose : bool
+        Progress bars.
+
+    Returns
+    -------
+    report : TaskReport
+
+    Raises
+    ------
+    TaskFailedError
+        One line per failed task, and the log file with the tracebacks.
+    """
+    cfg = config if isinstance(config, PipelineConfig) else load_pipeline_config(config)
+    graph = build_graph(cfg, stages, subjects=subjects, verbose=verbose)
+    report = run_graph(graph, scheduler=cfg.scheduler, n_workers=cfg.n_workers, verbose=verbose,
+                       log_dir=output_path(cfg.output_dir, "logs"))
+    report.raise_for_failures()
+    return report
+
+
+def run_pipeline(config, stages=ANALYSES, *, subjects=None, scheduler=None, force=False, verbose=False):
+    """Check a config whole, claim its output folder and bring ``stages`` up to date.
+
+    Parameters
+    ----------
+    config : path-like | dict | PipelineConfig
+        The pipeline config; every problem of every section and of the inputs is
+        reported before any task runs.
+    stages : sequence of str
+        Names of :data:`STAGES` (default :data:`ANALYSES`, all but ``browse``; upstream tasks are included).
+    subjects : sequence of str | None
+        Only these subjects in per-subject stages.
+    scheduler : str | None
+        Override the config's scheduler (``"serial"`` for one process).
+    force : bool
+        Take over an output folder written with another configuration.
+    verbose : bool
+        Progress bars.
+
+    Returns
+    -------
+    report : TaskReport
+
+    Raises
+    ------
+    ConfigError
+        The config or its inputs are invalid (every problem listed).
+    OutputExistsError
+        The output folder belongs to another configuration, or is in use.
+    TaskFailedError
+        Tasks failed (one line each); the others' results are kept.
+    """
+    override = scheduler is not None
+    if override:  # checked first: a bad option is reported even when the config has problems too
+        scheduler = check_scheduler(None if scheduler == "serial" else scheduler)
     cfg = load_pipeline_config(config)
-    reports = {}
-    for stage in stages:
-        parallel = stage in ("activations", "encode", "preprocess", "subject")
-        report = run_tasks(stage_tasks(cfg, stage, verbose=verbose), scheduler=cfg.scheduler if parallel else None,
-                           n_workers=cfg.n_workers, verbose=verbose, desc=stage)
-        reports[stage] = report
-        report.raise_for_failures()
-    return reports
+    if override:
+        cfg = cfg.model_copy(update={"scheduler": scheduler})
+    with claim_output_dir(cfg.output_dir, cfg.results_config(), force=force):
+        return run_stages(cfg, stages, subjects=subjects, verbose=verbose)

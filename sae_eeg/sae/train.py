@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import torch
 import yaml
+from pydantic import Field, StrictBool, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from .._check import _check_file, _check_range, _ensure_int, _validate_type
+from .._check import _check_file, _ensure_int, _validate_type
+from .._config import (
+    NonNegativeInt, Number, PositiveInt, StrictModel, resolve_path, resolve_paths, validate_model,
+)
 from .._io import atomic_path, config_hash, write_json_atomic
 from ..backbones import load_backbone
 from ..errors import ConfigError, OutputExistsError
@@ -22,17 +26,17 @@ from .store import ActivationStore, Augmentation, audio_files
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["TrainingConfig", "read_training_config", "store_from_config", "train_saes", "train_saes_from_config"]
+__all__ = ["TrainingConfig", "TrainingFile", "TrainingSettings", "read_training_config", "store_from_config", "train_saes", "train_saes_from_config"]
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainingConfig:
-    """Hyperparameters of a multi-layer BatchTopK training run.
+class TrainingSettings(StrictModel):
+    """Hyperparameters of a BatchTopK training run, except the layers.
+
+    This is the ``sae.training`` section of a pipeline config (whose layers are the
+    pipeline's); :class:`TrainingConfig` adds ``layers``.
 
     Attributes
     ----------
-    layers : tuple of int
-        Layers to train an SAE on, numbered from 1.
     expansion : int
         n_features = expansion * d_model. Default 8.
     k : int
@@ -46,11 +50,11 @@ class TrainingConfig:
     warmup_steps : int
         Linear warm-up steps. Default 1000.
     decay_fraction : float
-        Linear decay over the final fraction of the steps. Default 0.2.
+        Linear decay over the final fraction of the steps, in [0, 1]. Default 0.2.
     threshold_start : int
         First step of the inference-threshold EMA. Default 1000.
     threshold_beta : float
-        EMA factor. Default 0.999.
+        EMA factor, in [0, 1). Default 0.999.
     auxk_coef : float
         AuxK loss weight (0 = off, the default; 1/32 in dictionary_learning).
     dead_window : int
@@ -65,49 +69,44 @@ class TrainingConfig:
         Save the resumable training state every this many steps. Default 1000.
     """
 
-    layers: tuple = (1,)
-    expansion: int = 8
-    k: int = 50
-    n_steps: int = 10000
-    batch_size: int = 2048
-    lr: float = 2e-4
-    warmup_steps: int = 1000
-    decay_fraction: float = 0.2
-    threshold_start: int = 1000
-    threshold_beta: float = 0.999
-    auxk_coef: float = 0.0
-    dead_window: int = 10_000_000
-    grad_clip: float = 1.0
-    normalize_input: bool = False
-    seed: int = 0
-    checkpoint_every: int = 1000
+    expansion: PositiveInt = 8
+    k: PositiveInt = 50
+    n_steps: PositiveInt = 10000
+    batch_size: PositiveInt = 2048
+    lr: Number = Field(2e-4, gt=0)
+    warmup_steps: NonNegativeInt = 1000
+    decay_fraction: Number = Field(0.2, ge=0, le=1)
+    threshold_start: NonNegativeInt = 1000
+    threshold_beta: Number = Field(0.999, ge=0, lt=1)
+    auxk_coef: Number = Field(0.0, ge=0)
+    dead_window: NonNegativeInt = 10_000_000
+    grad_clip: Number = Field(1.0, gt=0)
+    normalize_input: StrictBool = False
+    seed: NonNegativeInt = 0
+    checkpoint_every: PositiveInt = 1000
 
-    def __post_init__(self):
-        _validate_type(self.layers, (tuple, list), "layers")
-        object.__setattr__(self, "layers", tuple(_ensure_int(n, "layers[i]") for n in self.layers))
-        if not self.layers or min(self.layers) < 1:
-            raise ConfigError(f"layers must be non-empty and numbered from 1, got {self.layers!r}.")
-        for name in ("expansion", "k", "n_steps", "batch_size", "checkpoint_every"):
-            _check_range(name, _ensure_int(getattr(self, name), name), 1)
-        for name in ("warmup_steps", "threshold_start", "dead_window", "seed"):
-            _check_range(name, _ensure_int(getattr(self, name), name), 0)
-        _validate_type(self.normalize_input, bool, "normalize_input")
+
+class TrainingConfig(TrainingSettings):
+    """Hyperparameters of a multi-layer BatchTopK training run (:class:`TrainingSettings` + layers).
+
+    Attributes
+    ----------
+    layers : tuple of int
+        Layers to train an SAE on, numbered from 1. Default (1,).
+    """
+
+    layers: tuple[PositiveInt, ...] = Field((1,), min_length=1)
 
     def to_config(self):
         """The configuration as a JSON-serialisable dict."""
-        config = dataclasses.asdict(self)
+        config = self.model_dump()
         config["layers"] = list(self.layers)
         return config
 
     @classmethod
     def from_config(cls, config):
-        """Build from a dict; unknown keys raise :class:`ConfigError` naming them."""
-        _validate_type(config, dict, "config")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(f"Unknown training option(s) {unknown}; allowed options are {sorted(known)}.")
-        return cls(**config)
+        """Build from a dict; every problem (unknown keys included) is listed in one :class:`ConfigError`."""
+        return validate_model(cls, config, source="the SAE training config")
 
 
 def _layer_seed(seed, layer):
@@ -235,45 +234,87 @@ def train_saes(store, config, *, out_dir=None, device="cpu", resume=True, verbos
     return saes
 
 
-_CONFIG_KEYS = {"backbone", "device", "out_dir", "data", "training", "verbose"}
-_DATA_KEYS = {"datasets", "augmentation", "buffer_size", "refill_fraction", "cache_dir", "seed"}
-_DATASET_KEYS = {"folder", "files", "weight"}
-_AUGMENT_KEYS = {"noise", "music", "noise_folder", "music_folder", "p_noise", "p_music", "snr_db"}
+class DatasetSource(StrictModel):
+    """One training corpus: audio files and/or a folder of them, and its sampling weight."""
+
+    folder: Optional[Path] = None
+    files: list[Path] = []
+    weight: Number = Field(1.0, gt=0)
+    _resolve_folder = field_validator("folder")(resolve_path)
+    _resolve_files = field_validator("files")(resolve_paths)
+
+    @model_validator(mode="after")
+    def _some_audio(self):
+        if self.folder is None and not self.files:
+            raise ValueError("give 'folder' or 'files'")
+        return self
 
 
-def _check_keys(mapping, allowed, where):
-    _validate_type(mapping, dict, where)
-    unknown = sorted(set(mapping) - allowed)
-    if unknown:
-        raise ConfigError(f"Unknown key(s) {unknown} in {where}; allowed keys are {sorted(allowed)}.")
-    return mapping
+class AugmentationSettings(StrictModel):
+    """Noise/music augmentation (:class:`~sae_eeg.sae.Augmentation`): clip files and/or folders."""
+
+    noise: list[Path] = []
+    music: list[Path] = []
+    noise_folder: Optional[Path] = None
+    music_folder: Optional[Path] = None
+    p_noise: Optional[Number] = Field(None, ge=0, le=1)
+    p_music: Optional[Number] = Field(None, ge=0, le=1)
+    snr_db: tuple[Number, Number] = (0.0, 20.0)
+    _resolve_lists = field_validator("noise", "music")(resolve_paths)
+    _resolve_folders = field_validator("noise_folder", "music_folder")(resolve_path)
 
 
-def _resolve(path, base):
-    path = Path(path).expanduser()
-    return path if path.is_absolute() or base is None else base / path
+class DataSettings(StrictModel):
+    """The ``data`` section of a training file: corpora, augmentation, activation buffer."""
+
+    datasets: dict[str, DatasetSource] = Field(min_length=1)
+    augmentation: Optional[AugmentationSettings] = None
+    buffer_size: PositiveInt = 65536
+    refill_fraction: Number = Field(0.5, gt=0, le=1)
+    cache_dir: Optional[Path] = None
+    seed: Optional[NonNegativeInt] = None
+    _resolve_cache = field_validator("cache_dir")(resolve_path)
 
 
-def _clip_list(section, kind, base):
-    clips = [_resolve(p, base) for p in section.get(kind, [])]
-    if f"{kind}_folder" in section:
-        clips += audio_files(_resolve(section[f"{kind}_folder"], base))
+class TrainingFile(StrictModel):
+    """A training configuration file (the ``sae-eeg train-sae`` command).
+
+    Keys: ``backbone`` (name or model folder; a folder relative to the file is
+    resolved against it), ``out_dir``, ``device`` (default "cpu"), ``verbose``
+    (default False), ``data`` (:class:`DataSettings`) and ``training``
+    (:class:`TrainingConfig`). Relative paths are relative to the file.
+    """
+
+    backbone: str
+    out_dir: Path
+    device: str = "cpu"
+    verbose: StrictBool = False
+    data: DataSettings
+    training: TrainingConfig
+    _resolve_out = field_validator("out_dir")(resolve_path)
+
+    @field_validator("backbone")
+    @classmethod
+    def _backbone_folder(cls, value, info):
+        candidate = resolve_path(value, info)
+        return str(candidate) if candidate.exists() else value
+
+
+def _clip_list(section, kind):
+    clips = list(getattr(section, kind))
+    folder = getattr(section, f"{kind}_folder")
+    if folder is not None:
+        clips += audio_files(folder)
     return tuple(clips)
 
 
 def read_training_config(config):
-    """Read and check a training configuration (dict, or a YAML/JSON file).
+    """Read and check a training configuration (dict, or a YAML/JSON file; see :class:`TrainingFile`).
 
     Parameters
     ----------
     config : dict | path-like
-        Keys: ``backbone`` (name or folder), ``out_dir``, ``device`` (default
-        "cpu"), ``verbose`` (default False), ``data`` and ``training``.
-        ``data`` has ``datasets`` (name -> ``{folder | files, weight}``), optional
-        ``augmentation`` (``noise`` / ``music`` file lists or ``noise_folder`` /
-        ``music_folder``, ``p_noise``, ``p_music``, ``snr_db``), ``buffer_size``,
-        ``refill_fraction``, ``cache_dir``, ``seed``. ``training`` holds the fields
-        of :class:`TrainingConfig`. Relative paths in a file are relative to it.
+        The settings, or the file holding them.
 
     Returns
     -------
@@ -285,52 +326,38 @@ def read_training_config(config):
     Raises
     ------
     ConfigError
-        Unknown keys or invalid values, naming the key.
+        Listing every unknown key and invalid value with its field path.
     """
-    base = None
+    base, source = None, "the training config"
     if not isinstance(config, dict):
         path = _check_file(config, "config")
-        base = path.parent
+        base, source = path.parent, f"training config {str(path)!r}"
         text = path.read_text()
         try:
             config = yaml.safe_load(text) if path.suffix.lower() in (".yaml", ".yml") else json.loads(text)
         except (yaml.YAMLError, json.JSONDecodeError) as err:
             raise ConfigError(f"config file {str(path)!r} could not be parsed ({err}).") from err
-    _check_keys(config, _CONFIG_KEYS, "the training config")
-    for key in ("backbone", "out_dir", "data", "training"):
-        if key not in config:
-            raise ConfigError(f"The training config needs the key {key!r} (it has {sorted(config)}).")
-    data = _check_keys(config["data"], _DATA_KEYS, "data")
-    datasets = _check_keys(data.get("datasets", {}), set(data.get("datasets", {})), "data.datasets")
-    if not datasets:
-        raise ConfigError("data.datasets is empty; name at least one dataset with a folder or files.")
+    checked = validate_model(TrainingFile, config, source=source, base_dir=base)
+    data = checked.data
     sources, weights = {}, {}
-    for name, spec in datasets.items():
-        _check_keys(spec, _DATASET_KEYS, f"data.datasets.{name}")
-        files = [_resolve(p, base) for p in spec.get("files", [])]
-        if "folder" in spec:
-            files += audio_files(_resolve(spec["folder"], base))
+    for name, spec in data.datasets.items():
+        files = list(spec.files) + (audio_files(spec.folder) if spec.folder is not None else [])
         if not files:
-            raise ConfigError(f"data.datasets.{name} lists no audio (give 'folder' or 'files').")
-        sources[name], weights[name] = files, float(spec.get("weight", 1.0))
+            raise ConfigError(f"data.datasets.{name} lists no audio ({str(spec.folder)!r} holds no audio file).")
+        sources[name], weights[name] = files, float(spec.weight)
     augmentation = None
-    if data.get("augmentation"):
-        section = _check_keys(data["augmentation"], _AUGMENT_KEYS, "data.augmentation")
-        noise, music = _clip_list(section, "noise", base), _clip_list(section, "music", base)
-        augmentation = Augmentation(noise=noise, music=music, p_noise=section.get("p_noise", 0.5 if noise else 0.0),
-                                    p_music=section.get("p_music", 0.3 if music else 0.0),
-                                    snr_db=tuple(section.get("snr_db", (0.0, 20.0))))
-    training = TrainingConfig.from_config(dict(config["training"]))
-    backbone = config["backbone"]
-    if isinstance(backbone, str) and base is not None and _resolve(backbone, base).exists():
-        backbone = str(_resolve(backbone, base))
+    if data.augmentation is not None:
+        section = data.augmentation
+        noise, music = _clip_list(section, "noise"), _clip_list(section, "music")
+        augmentation = Augmentation(
+            noise=noise, music=music, snr_db=tuple(section.snr_db),
+            p_noise=section.p_noise if section.p_noise is not None else (0.5 if noise else 0.0),
+            p_music=section.p_music if section.p_music is not None else (0.3 if music else 0.0))
     return {
-        "backbone": backbone, "device": config.get("device", "cpu"), "verbose": bool(config.get("verbose", False)),
-        "out_dir": _resolve(config["out_dir"], base), "training": training, "sources": sources, "weights": weights,
-        "augmentation": augmentation, "buffer_size": data.get("buffer_size", 65536),
-        "refill_fraction": data.get("refill_fraction", 0.5),
-        "cache_dir": None if data.get("cache_dir") is None else _resolve(data["cache_dir"], base),
-        "seed": data.get("seed", training.seed),
+        "backbone": checked.backbone, "device": checked.device, "verbose": checked.verbose,
+        "out_dir": checked.out_dir, "training": checked.training, "sources": sources, "weights": weights,
+        "augmentation": augmentation, "buffer_size": data.buffer_size, "refill_fraction": data.refill_fraction,
+        "cache_dir": data.cache_dir, "seed": data.seed if data.seed is not None else checked.training.seed,
     }
 
 
