@@ -15,6 +15,6 @@ __all__ = [
     "PreprocessConfig", "detect_bad_channels", "preprocess", "save_preprocessed", "READERS", "CNDRecording",
     "apply_montage", "check_finite", "infer_format", "read_cnd", "read_cnd_stim",
     "read_lalor_mat", "read_raw", "read_run", "CND_ONSET_ANNOTATION", "match_channel_names",
-    "read_manifest_feature", "read_stimulus_feature", "recording_files", "stimulus_feature_problems", "FORMATS", "SimulatedDataset",
-    "random_features", "simulate_dataset", "ManifestSummary", "check_manifest",
+    "read_manifest_feature", "read_stimulus_feature", "recording_files", "stimulus_feature_problems",
+    "FORMATS", "SimulatedDataset", "random_features", "simulate_dataset", "ManifestSummary", "check_manifest",
 ]
