@@ -104,7 +104,7 @@ def test_schema_errors_are_all_reported(dataset):
     message = str(info.value)
     assert "licence: Field required" in message
     assert "subjects.0.runs.0.eeg.format" in message and "'fiff'" in message
-    assert "exactly one of 'trigger', 'annotation', 'sample'; got ['trigger', 'sample']" in message
+    assert "exactly one of 'trigger', 'annotation', 'sample', 'trigger_template'; got ['trigger', 'sample']" in message
     assert "occurrence: Input should be greater than or equal to 1" in message
 
 

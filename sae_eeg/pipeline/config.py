@@ -37,7 +37,7 @@ from pydantic import Field
 
 from ..alignment.encoding import DEFAULT_ALPHAS
 from .._config import (
-    Id, Int, Number, PositiveInt, StrictModel, format_validation_error, load_yaml_model, resolve_path,
+    Id, Int, Number, PositiveInt, StrictModel, format_validation_error, read_yaml_mapping, resolve_path,
     resolve_paths, validate_model,
 )
 from ..backbones import KNOWN_MODELS, bundled_whisper_path, model_dims
@@ -416,7 +416,31 @@ def input_problems(cfg):
     return problems
 
 
-def load_pipeline_config(config, *, check_files=True):
+def merge_overrides(data, overrides):
+    """``data`` with ``overrides`` merged in: nested mappings merge key by key, anything else replaces.
+
+    Parameters
+    ----------
+    data : dict
+        Settings (e.g. a parsed config file); not modified.
+    overrides : dict
+        Settings to change, shaped like the config (``{"alignment": {"protocol":
+        {"n_dev_runs": 1}}}`` changes one field of one section).
+
+    Returns
+    -------
+    merged : dict
+    """
+    merged = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_overrides(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_pipeline_config(config, *, check_files=True, overrides=None):
     """A :class:`PipelineConfig` from a YAML file, a dict or a config, checked whole.
 
     Parameters
@@ -427,6 +451,10 @@ def load_pipeline_config(config, *, check_files=True):
     check_files : bool
         Also check the inputs the config names (:func:`input_problems`): manifest
         and its files, stimuli, clips, backbone, SAE widths. Default True.
+    overrides : dict | None
+        Settings to change before validation (:func:`merge_overrides`), e.g. to run a
+        shipped config with another backbone, layers or output folder; relative paths
+        in them resolve as the config's own. Not for a :class:`PipelineConfig`.
 
     Returns
     -------
@@ -439,13 +467,19 @@ def load_pipeline_config(config, *, check_files=True):
         at once); when the schema is valid, every problem of the inputs.
     """
     if isinstance(config, PipelineConfig):
+        if overrides:
+            raise ConfigError("overrides apply to a config file or dict, not to a validated PipelineConfig; "
+                              "use its model_copy(update=...).")
         cfg, source = config, "the pipeline config"
     elif isinstance(config, dict):
         source = "the pipeline config"
-        cfg = validate_model(PipelineConfig, config, source=source, base_dir=Path.cwd())
+        cfg = validate_model(PipelineConfig, merge_overrides(config, overrides or {}), source=source,
+                             base_dir=Path.cwd())
     else:
-        cfg = load_yaml_model(config, PipelineConfig)
-        source = f"config file {str(config)!r}"
+        data, path = read_yaml_mapping(config)
+        source = f"config file {str(path)!r}"
+        cfg = validate_model(PipelineConfig, merge_overrides(data, overrides or {}), source=source,
+                             base_dir=path.parent)
     if check_files:
         problems = input_problems(cfg)
         if problems:

@@ -409,7 +409,8 @@ def run_stages(config, stages=tuple(STAGES), *, subjects=None, verbose=False):
     return report
 
 
-def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None, force=False, verbose=False):
+def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None, force=False, verbose=False,
+                 overrides=None):
     """Check a config whole, claim its output folder and bring ``stages`` up to date.
 
     Parameters
@@ -427,6 +428,9 @@ def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None,
         Take over an output folder written with another configuration.
     verbose : bool
         Progress bars.
+    overrides : dict | None
+        Settings of a config file or dict to change before it is checked (see
+        :func:`~sae_eeg.pipeline.config.load_pipeline_config`).
 
     Returns
     -------
@@ -444,7 +448,7 @@ def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None,
     override = scheduler is not None
     if override:  # checked first: a bad option is reported even when the config has problems too
         scheduler = check_scheduler(None if scheduler == "serial" else scheduler)
-    cfg = load_pipeline_config(config)
+    cfg = load_pipeline_config(config, overrides=overrides)
     if override:
         cfg = cfg.model_copy(update={"scheduler": scheduler})
     with claim_output_dir(cfg.output_dir, cfg.results_config(), force=force):
