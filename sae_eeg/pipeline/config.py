@@ -368,6 +368,29 @@ def _stimulus_problems(cfg, manifest):
     return problems
 
 
+def _run_count_problems(cfg, manifest):
+    """Subjects with fewer runs than the protocol's split or variance partitioning needs."""
+    counts = {s.id: len(s.runs) for s in manifest.all_subjects()}
+    if not counts:
+        return []
+    fewest = min(counts.values())
+    short = [s for s, n in counts.items() if n == fewest][:5]
+    problems = []
+    p = cfg.alignment.protocol
+    needed = p.n_dev_runs + (p.n_test_runs or 1)
+    if fewest < needed and has_audio(cfg, manifest):  # without audio the protocol is skipped
+        problems.append(f"alignment.protocol: n_dev_runs={p.n_dev_runs} + n_test_runs={p.n_test_runs} need "
+                        f"{needed} runs per subject; subjects {short} have {fewest}")
+    e = cfg.alignment.encoding
+    audio = has_audio(cfg, manifest)
+    presented = list(dict.fromkeys(run.stimulus for _, run in manifest.runs()))
+    bands = [b for b in (e.bands or []) if audio or all(b in manifest.stimuli[n].features for n in presented)]
+    if e.enabled and len(bands) >= 2 and fewest < 3:
+        problems.append(f"alignment.encoding.bands: variance partitioning needs 3 runs per subject (2 to train, "
+                        f"1 to test); subjects {short} have {fewest}: set bands: null")
+    return problems
+
+
 def input_problems(cfg):
     """Every problem of the inputs a config names, found without running anything.
 
@@ -401,6 +424,7 @@ def input_problems(cfg):
                                 "adjacency (e.g. 'biosemi64'), and the manifest names none; or set "
                                 "clusters: {enabled: false}")
             problems += _stimulus_problems(cfg, manifest)
+            problems += _run_count_problems(cfg, manifest)
             if cfg.evaluate is not None and not has_audio(cfg, manifest):
                 problems.append("evaluate: the SAE evaluations need the stimuli's audio (the SAEs' training data), "
                                 "and the stimuli have none; remove the 'evaluate' section or add the audio")
