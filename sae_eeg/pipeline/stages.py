@@ -286,6 +286,17 @@ def plan_evaluate(p):
           outputs=[evals_dir(cfg), output_path(cfg.output_dir, "sae_second_seed")], local=True)
 
 
+#: The error of the ``evaluate`` stage asked for on a config without an ``evaluate`` section.
+EVALUATE_MISSING = """the 'evaluate' stage needs an 'evaluate' section in the config, which has none. Add one, e.g.:
+
+evaluate:
+  speech: [clips/speech_0.wav, clips/speech_1.wav]  # utterances (at most 30 s each), relative to the config
+  references: ["the first utterance's words", "the second's"]   # one transcript per speech clip
+  music: [clips/music_0.wav]     # non-speech clips (optional)
+  noise: [clips/noise_0.wav]     # (optional)
+  layer: 12                      # layer of the consistency, erasure and steering evaluations (default the last)"""
+
+
 def _where_audio(cfg):
     return ("give each stimulus's audio in the config's 'stimuli'" if cfg.manifest is None else
             "put each stimulus's audio file where its manifest 'path' says, or give them in the config's 'stimuli'")
@@ -363,6 +374,8 @@ def build_graph(cfg, stages=tuple(STAGES), *, subjects=None, verbose=False):
         unknown = sorted(set(subjects) - set(planner.subjects))
         if unknown:
             raise ConfigError(f"unknown subject(s) {unknown}; the manifest's subjects are {planner.subjects}.")
+    if "evaluate" in stages and cfg.evaluate is None and set(stages) <= {"evaluate", *STAGES["evaluate"].needs}:
+        raise ConfigError(EVALUATE_MISSING)
     if not planner.has_audio and all(s in AUDIO_STAGES for s in stages):
         raise ConfigError(f"stage(s) {list(stages)} need the stimuli's audio, and the stimuli have none: "
                           f"{_where_audio(cfg)}.")
