@@ -114,13 +114,39 @@ def _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times, rows=No
     return np.clip(idx, 0, max(n_in - 1, 0)), weights
 
 
+def _operator(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times, rows=None):
+    """The resampling operator's rows ``rows`` (a slice; default all), CSR (n_rows, n_in)."""
+    idx, weights = _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times, rows=rows)
+    n_rows = len(idx)
+    matrix = sparse.coo_array(
+        (weights.ravel(), (np.repeat(np.arange(n_rows), idx.shape[1]), idx.ravel())), shape=(n_rows, n_in)
+    ).tocsr()  # duplicate clipped indices carry zero weight; summing them is harmless
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _row_chunks(n_times):
+    """Slices of :data:`_ROWS_PER_CHUNK` output rows: the operator of hours at once would hold (rows x
+    taps) indices and weights, ~0.5 GB an hour at 128 Hz."""
+    return [slice(a, min(a + _ROWS_PER_CHUNK, n_times)) for a in range(0, n_times, _ROWS_PER_CHUNK)]
+
+
+def _output_length(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times):
+    if n_times is not None:
+        return int(n_times)
+    new_tmin = float(tmin) if new_tmin is None else float(new_tmin)
+    return _default_n_times(n_in, _check_rate(sfreq, "sfreq"), float(tmin), _check_rate(new_sfreq, "new_sfreq"),
+                            new_tmin)
+
+
 @fill_doc
 def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None):
     """Sparse banded resampling operator R, shape (n_times, n_in): ``y = R @ x``.
 
     Each row holds a Kaiser-windowed sinc low-pass (cut-off between 0.8 and 1.0 of the
     lower of the two Nyquist rates, 60 dB stop band) evaluated at the input times
-    around one output time, so any rate ratio (rational or not) is exact in time.
+    around one output time, so any rate ratio (rational or not) is exact in time. On
+    the input's own grid (same rate, whole-sample offset) R selects samples.
 
     Parameters
     ----------
@@ -132,21 +158,15 @@ def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=
     -------
     R : scipy.sparse.csr_array, shape (n_times, n_in), float64
     """
-    idx, weights = _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times)
-    n_times = len(idx)
-    rows = np.repeat(np.arange(n_times), idx.shape[1])
-    matrix = sparse.coo_array(
-        (weights.ravel(), (rows, idx.ravel())), shape=(n_times, n_in)
-    ).tocsr()  # duplicate clipped indices carry zero weight; summing them is harmless
-    matrix.eliminate_zeros()
-    return matrix
+    return _operator(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times)
 
 
 @fill_doc
 def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None):
-    """Resample a dense (T, F) array with the same filter as :func:`resample_matrix`.
+    """Resample a dense (T, F) array with the operator of :func:`resample_matrix`.
 
-    Computed tap by tap (no matrix), feature columns kept dense: use it for few columns.
+    The operator is built and applied a chunk of output rows at a time, so memory stays
+    bounded for hours of signal; each output row is the same sum whatever the chunks.
 
     Parameters
     ----------
@@ -160,19 +180,10 @@ def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None
     """
     x = np.asarray(x, dtype=np.float64)
     x2 = x.reshape(len(x), -1)
-    if n_times is None:
-        new_tmin_ = float(tmin) if new_tmin is None else float(new_tmin)
-        n_times = _default_n_times(len(x2), _check_rate(sfreq, "sfreq"), float(tmin),
-                                   _check_rate(new_sfreq, "new_sfreq"), new_tmin_)
+    n_times = _output_length(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times)
     out = np.zeros((n_times, x2.shape[1]))
-    # output rows in chunks: the (rows, taps) index and weight tables of a 2-hour
-    # stimulus would take ~0.6 GB at once
-    for start in range(0, n_times, _ROWS_PER_CHUNK):
-        rows = slice(start, min(start + _ROWS_PER_CHUNK, n_times))
-        idx, weights = _resampling_weights(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times,
-                                           rows=rows)
-        for tap in range(idx.shape[1]):
-            out[rows] += weights[:, tap, None] * x2[idx[:, tap]]
+    for rows in _row_chunks(n_times):
+        out[rows] = _operator(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times, rows=rows) @ x2
     return out.reshape((n_times,) + x.shape[1:])
 
 
@@ -312,23 +323,15 @@ class FeatureTrajectory:
         """
         new_tmin = self.tmin if tmin is None else float(tmin)
         new_sfreq = _check_rate(new_sfreq, "new_sfreq")
-        if n_times is None:
-            n_times = _default_n_times(self.n_times, self.sfreq, self.tmin, new_sfreq, new_tmin)
+        n_times = _output_length(self.n_times, self.sfreq, new_sfreq, self.tmin, new_tmin, n_times)
         data = self.data.astype(np.float64)
-        blocks = []
-        # output rows in chunks: the operator of hours of features at once would hold
-        # (rows x taps) indices and weights, ~0.5 GB an hour at 128 Hz
-        for start in range(0, max(n_times, 1), _ROWS_PER_CHUNK):
-            rows = slice(start, min(start + _ROWS_PER_CHUNK, n_times))
-            idx, weights = _resampling_weights(self.n_times, self.sfreq, new_sfreq, self.tmin, new_tmin,
-                                               n_times, rows=rows)
-            n_rows = len(idx)
-            matrix = sparse.coo_array(
-                (weights.ravel(), (np.repeat(np.arange(n_rows), idx.shape[1]), idx.ravel())),
-                shape=(n_rows, self.n_times)).tocsr()
-            blocks.append(sparse.csr_array(matrix @ data).astype(self.data.dtype))
-        out = sparse.csr_array(sparse.vstack(blocks, format="csr")) if blocks else sparse.csr_array(
-            (0, self.data.shape[1]), dtype=self.data.dtype)
+        blocks = [_operator(self.n_times, self.sfreq, new_sfreq, self.tmin, new_tmin, n_times, rows=rows) @ data
+                  for rows in _row_chunks(n_times)]
+        if not blocks:
+            out = sparse.csr_array((0, self.data.shape[1]), dtype=self.data.dtype)
+        else:
+            out = sparse.csr_array(blocks[0] if len(blocks) == 1 else sparse.vstack(blocks, format="csr"))
+            out = out.astype(self.data.dtype)
         out.eliminate_zeros()
         return FeatureTrajectory(out, new_sfreq, new_tmin, self.feature_ids)
 
