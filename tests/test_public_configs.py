@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 from _pipeline_study import write_backbone
-from _release_fixtures import build_broderick_cnd, savemat
+from _release_fixtures import build_broderick_cnd, build_broderick_dryad, savemat
 
 from sae_eeg.eeg import read_stimulus_feature
 from sae_eeg.errors import ConfigError
@@ -32,12 +32,12 @@ SMALL_STUDY = {"alignment": {"protocol": {"n_dev_runs": 1, "n_test_runs": 1},
                              "encoding": {"bands": None, "n_null": 5, "max_sae_dims": 4}}}
 
 
-def _manifest(folder):
-    """The shipped CND manifest with its grid cut to the tree's subjects and runs (root from its variable)."""
-    data = yaml.safe_load((SHIPPED / "broderick2018_cnd.yaml").read_text())
+def _manifest(folder, release="cnd"):
+    """A shipped manifest with its grid cut to the tree's subjects and runs (root from its variable)."""
+    data = yaml.safe_load((SHIPPED / f"broderick2018_{release}.yaml").read_text())
     data["grid"]["subjects"], data["grid"]["runs"] = list(SUBJECTS), list(RUNS)
     data["stimuli"] = {f"audio{r}": data["stimuli"][f"audio{r}"] for r in RUNS}
-    path = folder / "broderick2018_cnd.yaml"
+    path = folder / f"broderick2018_{release}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -122,6 +122,23 @@ def test_shipped_config_without_audio_runs_the_envelope_path(tmp_path, rng, monk
     with pytest.raises(ConfigError, match=r"stage\(s\) \['activations', 'train_sae', 'encode'\] need the stimuli's "
                                           r"audio, and the stimuli have none: put each stimulus's audio file"):
         run_pipeline(config, EXTRACT, overrides=paths)
+
+
+def test_shipped_config_on_the_dryad_release_without_audio(tmp_path, rng, monkeypatch):
+    """The same config on the Dryad layout: only the manifest changes (mastoids M1/M2 from its channels)."""
+    root = tmp_path / "Natural Speech"
+    envelopes = build_broderick_dryad(root, rng, subjects=SUBJECTS, runs=RUNS, seconds=12.0, with_audio=False)
+    monkeypatch.setenv("SAE_EEG_BRODERICK2018", str(root))
+    overrides = {"output_dir": str(tmp_path / "out"), "manifest": str(_manifest(tmp_path, "dryad")),
+                 "scheduler": None, "alignment": {"encoding": {"n_null": 5}}}
+    ran = _run(CONFIGS / "broderick2018_hubert_base.yaml", overrides)
+    assert {"release_features/audio1", "preprocess/2", "subject/2"} <= set(ran)
+    run = load_run(tmp_path / "out" / "runs" / "2" / "1.npz")
+    assert run.eeg.shape == (len(envelopes["1"]), 128)        # the envelope's length: 3 samples short of the file
+    assert "M1" not in run.ch_names and run.record["samples_after"] == 3
+    import pandas as pd
+    encoding = pd.read_parquet(tmp_path / "out" / "alignment" / "layer_12" / "subjects" / "2" / "encoding.parquet")
+    assert set(encoding.feature_space) == {"envelope"} and len(encoding) == 128
 
 
 def test_some_stimuli_with_audio_and_others_without_is_refused_at_load(tmp_path, rng, monkeypatch):

@@ -425,6 +425,10 @@ def input_problems(cfg):
                                 "clusters: {enabled: false}")
             problems += _stimulus_problems(cfg, manifest)
             problems += _run_count_problems(cfg, manifest)
+            pre = cfg.preprocess
+            if pre.reference == "mastoids" and not pre.reference_channels and not manifest.channels.reference:
+                problems.append("preprocess.reference: 'mastoids' needs reference_channels, or the manifest's "
+                                "channels.reference (it names none)")
             if cfg.evaluate is not None and not has_audio(cfg, manifest):
                 problems.append("evaluate: the SAE evaluations need the stimuli's audio (the SAEs' training data), "
                                 "and the stimuli have none; remove the 'evaluate' section or add the audio")

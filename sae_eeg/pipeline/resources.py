@@ -109,6 +109,16 @@ def release_feature_kinds(manifest, stimuli):
     return tuple(k for k in RELEASE_FEATURES if kinds and all(k in have for have in kinds))
 
 
+def preprocess_settings(cfg, manifest):
+    """The preprocessing of a config's runs: ``reference: mastoids`` without ``reference_channels``
+    takes the manifest's ``channels.reference`` (so one config serves manifests that name them
+    differently, e.g. CND's ``mastoids1`` and Dryad's ``M1``)."""
+    pre = cfg.preprocess
+    if pre.reference == "mastoids" and not pre.reference_channels and manifest is not None:
+        return pre.model_copy(update={"reference_channels": list(manifest.channels.reference)})
+    return pre
+
+
 def training_config(cfg):
     """The :class:`TrainingConfig` of the pipeline (its layers are the pipeline's)."""
     return TrainingConfig(**cfg.sae.training.model_dump(), layers=tuple(cfg.layers))

@@ -28,8 +28,8 @@ from .outputs import STATE_DIR, claim_output_dir, output_path
 from .analyses import without_audio
 from .resources import (
     BASELINES, analysis_sfreq, audio_files, backbone_files, checkpoint_files, duration_files, eeg_files, evals_dir,
-    feature_file, group_dir, manifest_of, presented_stimuli, release_feature_files, release_feature_kinds,
-    runs_dir, subject_dir,
+    feature_file, group_dir, manifest_of, preprocess_settings, presented_stimuli, release_feature_files,
+    release_feature_kinds, runs_dir, subject_dir,
 )
 from .steps import (
     activations_task, encode_task, group_task, preprocess_task, release_features_task, subject_task,
@@ -222,7 +222,7 @@ def plan_preprocess(p):
     for s in p.subjects:
         stimuli = list(dict.fromkeys(run.stimulus for run in p.manifest.subject(s).runs))
         p.add(f"preprocess/{s}", preprocess_task, args=(cfg, s),
-              config={"preprocess": cfg.preprocess.model_dump(mode="json"),
+              config={"preprocess": preprocess_settings(cfg, p.manifest).model_dump(mode="json"),
                       "manifest": _manifest_slice(p.manifest, s)},
               files={**eeg_files(p.manifest, s), **duration_files(cfg, p.manifest, stimuli)},
               outputs=[runs_dir(cfg, s)], where={"subject": s})

@@ -25,8 +25,8 @@ from .config import model_name
 from .graph import failing_in
 from .io import RunData, load_run, load_series, read_table, save_run, save_series, write_table
 from .resources import (
-    analysis_sfreq, feature_file, group_dir, manifest_of, open_backbone, open_saes, run_file, sae_dir, subject_dir,
-    training_config,
+    analysis_sfreq, feature_file, group_dir, manifest_of, open_backbone, open_saes, preprocess_settings, run_file,
+    sae_dir, subject_dir, training_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def preprocess_task(cfg, subject):
     durations = stimulus_durations(cfg, manifest, dict.fromkeys(run.stimulus for run in runs))
     for run in runs:
         with failing_in(run=run.id, stimulus=run.stimulus, file=manifest.resolve(run.eeg.path)):
-            aligned, _steps = load_aligned_run(manifest, subject, run.id, config=cfg.preprocess,
+            aligned, _steps = load_aligned_run(manifest, subject, run.id, config=preprocess_settings(cfg, manifest),
                                                duration=durations[run.stimulus])
         save_run(run_file(cfg, subject, run.id), eeg=aligned.eeg, sfreq=aligned.sfreq, ch_names=aligned.ch_names,
                  stimulus=run.stimulus, record={"onset_sample": aligned.onset_sample,
