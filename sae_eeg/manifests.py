@@ -222,6 +222,12 @@ class Run(_Strict):
                              "correct the drift)")
         if self.end is not None and self.onset.kind == "trigger_template":
             raise ValueError("an onset from a trigger_template corrects drift with its last pulses; remove 'end'")
+        if self.onset.kind == "trigger_template":
+            try:
+                self.onset.trigger_template.format(stimulus=self.stimulus)
+            except (KeyError, IndexError, ValueError) as err:
+                raise ValueError(f"trigger_template {self.onset.trigger_template!r} may hold the placeholder "
+                                 f"{{stimulus}} only (in a grid also {{subject}} and {{run}}); got {err!r}") from None
         return self
 
 

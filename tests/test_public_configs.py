@@ -18,7 +18,7 @@ from _release_fixtures import build_broderick_cnd, build_broderick_dryad, savema
 
 from sae_eeg.eeg import read_stimulus_feature
 from sae_eeg.errors import ConfigError
-from sae_eeg.pipeline import EXTRACT, run_pipeline
+from sae_eeg.pipeline import EXTRACT, load_pipeline_config, make_report, run_pipeline
 from sae_eeg.pipeline.io import load_run, load_series
 
 CONFIGS = Path(__file__).parents[1] / "analyses" / "configs"
@@ -139,6 +139,8 @@ def test_shipped_config_on_the_dryad_release_without_audio(tmp_path, rng, monkey
     import pandas as pd
     encoding = pd.read_parquet(tmp_path / "out" / "alignment" / "layer_12" / "subjects" / "2" / "encoding.parquet")
     assert set(encoding.feature_space) == {"envelope"} and len(encoding) == 128
+    report = make_report(load_pipeline_config(CONFIGS / "broderick2018_hubert_base.yaml", overrides=overrides))
+    assert "Multivariate encoding" in report.read_text()       # what ran is reported; the rest is absent
 
 
 def test_some_stimuli_with_audio_and_others_without_is_refused_at_load(tmp_path, rng, monkeypatch):
