@@ -349,6 +349,10 @@ class Manifest(_Strict):
         """Every ``(subject_id, Run)`` pair, in manifest order."""
         return [(s.id, r) for s in self.all_subjects() for r in s.runs]
 
+    def presented_stimuli(self):
+        """The stimuli the runs present, in order of first use."""
+        return list(dict.fromkeys(run.stimulus for _, run in self.runs()))
+
     def subject(self, subject):
         """The :class:`Subject` of id ``subject`` (a str), or :class:`ManifestError`."""
         for entry in self.all_subjects():

@@ -330,7 +330,7 @@ def missing_audio_message(missing, presented):
 
 def _presented_audio(cfg, manifest):
     """(presented stimuli, those without audio) of a config with a manifest."""
-    presented = list(dict.fromkeys(run.stimulus for _, run in manifest.runs()))
+    presented = manifest.presented_stimuli()
     if cfg.stimuli:
         return presented, [n for n in presented if n not in cfg.stimuli]
     return presented, [n for n in presented if manifest.audio_file(n) is None]
@@ -383,7 +383,7 @@ def _run_count_problems(cfg, manifest):
                         f"{needed} runs per subject; subjects {short} have {fewest}")
     e = cfg.alignment.encoding
     audio = has_audio(cfg, manifest)
-    presented = list(dict.fromkeys(run.stimulus for _, run in manifest.runs()))
+    presented = manifest.presented_stimuli()
     bands = [b for b in (e.bands or []) if audio or all(b in manifest.stimuli[n].features for n in presented)]
     if e.enabled and len(bands) >= 2 and fewest < 3:
         problems.append(f"alignment.encoding.bands: variance partitioning needs 3 runs per subject (2 to train, "

@@ -98,11 +98,6 @@ def audio_files(cfg, manifest=None):
     return {name: manifest.audio_file(name) for name in manifest.stimuli if manifest.audio_file(name) is not None}
 
 
-def presented_stimuli(manifest):
-    """The stimuli the manifest's runs present, in order of first use."""
-    return list(dict.fromkeys(run.stimulus for _, run in manifest.runs()))
-
-
 def release_feature_kinds(manifest, stimuli):
     """The release features every one of ``stimuli`` has (a feature space must exist in every run)."""
     kinds = [set(manifest.stimuli[name].features) for name in stimuli]

@@ -28,7 +28,7 @@ from .outputs import STATE_DIR, claim_output_dir, output_path
 from .analyses import without_audio
 from .resources import (
     BASELINES, analysis_sfreq, audio_files, backbone_files, checkpoint_files, duration_files, eeg_files, evals_dir,
-    feature_file, group_dir, manifest_of, preprocess_settings, presented_stimuli, release_feature_files,
+    feature_file, group_dir, manifest_of, preprocess_settings, release_feature_files,
     release_feature_kinds, runs_dir, subject_dir,
 )
 from .steps import (
@@ -71,7 +71,7 @@ class Planner:
     @functools.cached_property
     def presented(self):
         """The stimuli the runs present (the config's ``stimuli`` without a manifest)."""
-        return presented_stimuli(self.manifest) if self.cfg.manifest is not None else list(self.cfg.stimuli)
+        return self.manifest.presented_stimuli() if self.cfg.manifest is not None else list(self.cfg.stimuli)
 
     @functools.cached_property
     def has_audio(self):
