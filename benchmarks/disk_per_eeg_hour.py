@@ -32,7 +32,7 @@ import numpy as np
 from scipy import sparse
 
 from sae_eeg.pipeline.io import load_run, load_series, save_run, save_series
-from sae_eeg.trajectories import FeatureTrajectory, TimeSeries
+from sae_eeg.trajectories import FeatureTrajectory, TimeSeries, resample_dense
 
 FRAME_RATE = 50.0
 
@@ -68,9 +68,9 @@ def _old_save_run(path, *, eeg, features, sfreq, ch_names, spaces):
         np.savez(f, **arrays)
 
 
-def _peak_mb():
+def _status_mb(field):
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024.0
     return float("nan")
 
@@ -117,19 +117,26 @@ def main():
         new_layer = sum((tmp / f).stat().st_size for f in ("layer.npz", "dense.npz")) * scale / 1e6
         new_acoustic = sum((tmp / f).stat().st_size for f in ("envelope.npz", "mel.npz")) * scale / 1e6
         _reset_peak()
-        start = time.perf_counter()
+        before, start = _status_mb("VmRSS"), time.perf_counter()
         at_eeg = FeatureTrajectory.load(tmp / "layer.npz").resample(args.sfreq, tmin=0.0, n_times=n_eeg)
-        dense_eeg = load_series(tmp / "dense.npz").resample(args.sfreq, tmin=0.0, n_times=n_eeg).data
-        align_s, align_peak = time.perf_counter() - start, _peak_mb()
+        stored = load_series(tmp / "dense.npz")
+        dense_eeg = resample_dense(stored.data, sfreq=stored.sfreq, new_sfreq=args.sfreq, tmin=stored.tmin,
+                                   new_tmin=0.0, n_times=n_eeg, dtype=np.float32)   # as the analyses align it
+        align_s, align_mb = time.perf_counter() - start, _status_mb("VmHWM") - before
+        held_mb = (sum(a.nbytes for a in (at_eeg.data.data, at_eeg.data.indices, at_eeg.data.indptr))
+                   + dense_eeg.nbytes) / 2**20
         _old_save_run(tmp / "old.npz", eeg=eeg, features=at_eeg.data, sfreq=args.sfreq, ch_names=ch_names,
                       spaces={"envelope": envelope.data, "mel": mel.data, "dense": dense_eeg})
         old_run = (tmp / "old.npz").stat().st_size * scale / 1e6
         nnz_per_sample = at_eeg.data.nnz / n_eeg
+        del at_eeg, dense_eeg
         _reset_peak()
-        start = time.perf_counter()
+        before, start = _status_mb("VmRSS"), time.perf_counter()
         with np.load(tmp / "old.npz") as z:
-            _ = {k: z[k] for k in z.files}
-        old_read_s, old_read_peak = time.perf_counter() - start, _peak_mb()
+            old = {k: z[k] for k in z.files}
+        old_read_s = time.perf_counter() - start
+        old_held_mb = sum(a.nbytes for a in old.values()) / 2**20
+        del old
         start = time.perf_counter()
         load_run(tmp / "run.npz")
         new_read_s = time.perf_counter() - start
@@ -148,9 +155,11 @@ def main():
           f"{1.0:>7.1f}")
     print("  (features/ is written once per stimulus, whatever the number of subjects; runs/ once per subject "
           "and run, and before once per layer too)")
-    print(f"aligning one EEG hour's SAE features and activations on the fly: {align_s * scale:.1f} s, peak "
-          f"{align_peak:.0f} MB for {args.minutes:g} min; reading the old run file: {old_read_s * scale:.1f} s "
-          f"(peak {old_read_peak:.0f} MB); the new run file: {new_read_s * scale:.1f} s")
+    print(f"per EEG hour and layer: aligning the SAE features and activations to the runs takes {align_s * scale:.0f} s "
+          f"(once per subject and layer in 'preprocess' before, in each run of 'subject' now) and they hold "
+          f"{held_mb * scale:.0f} MB in memory (the old run files' arrays {old_held_mb * scale:.0f} MB, read in "
+          f"{old_read_s * scale:.1f} s; the new ones are read in {new_read_s * scale:.1f} s); aligning one "
+          f"{args.minutes:g}-min run peaks at +{align_mb:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from ..audio import load_audio
 from ..eeg import load_aligned_run, read_manifest_feature, stimulus_duration
 from ..errors import CheckpointError, InputError
 from ..sae import ArrayActivationStore, train_saes
-from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelopes
+from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelopes, resample_dense
 from .analyses import AUDIO_SPACES, SUBJECT_TABLES, check_runs, group_tables, subject_tables
 from .config import model_name
 from .graph import failing_in
@@ -138,7 +138,8 @@ class StimulusFeatures:
         """A stored time series (``envelope``, ``mel``, ``dense_layer_n``) on the grid, float32."""
         def make():
             series = load_series(feature_file(self.cfg, stimulus, name))
-            return series.resample(sfreq, tmin=0.0, n_times=n_times).data.astype(np.float32)
+            return resample_dense(series.data, sfreq=series.sfreq, new_sfreq=sfreq, tmin=series.tmin, new_tmin=0.0,
+                                  n_times=n_times, dtype=np.float32)
         return self._get((name, stimulus, sfreq, n_times), make)
 
     def forget_layer(self, layer):
