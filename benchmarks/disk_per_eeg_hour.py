@@ -155,8 +155,8 @@ def main():
           f"{1.0:>7.1f}")
     print("  (features/ is written once per stimulus, whatever the number of subjects; runs/ once per subject "
           "and run, and before once per layer too)")
-    print(f"per EEG hour and layer: aligning the SAE features and activations to the runs takes {align_s * scale:.0f} s "
-          f"(once per subject and layer in 'preprocess' before, in each run of 'subject' now) and they hold "
+    print(f"per EEG hour and layer: aligning the SAE features and activations to the runs takes "
+          f"{align_s * scale:.0f} s (once per subject and layer in 'preprocess' before, in each run of 'subject' now) and they hold "
           f"{held_mb * scale:.0f} MB in memory (the old run files' arrays {old_held_mb * scale:.0f} MB, read in "
           f"{old_read_s * scale:.1f} s; the new ones are read in {new_read_s * scale:.1f} s); aligning one "
           f"{args.minutes:g}-min run peaks at +{align_mb:.0f} MB")

@@ -33,9 +33,14 @@ from .outputs import output_path
 BASELINES = RELEASE_FEATURES
 
 
+def features_dir(cfg, stimulus):
+    """``features/<stimulus>/``: every stored feature of one stimulus."""
+    return output_path(cfg.output_dir, "features", stimulus)
+
+
 def feature_file(cfg, stimulus, name):
     """``features/<stimulus>/<name>.npz``."""
-    return output_path(cfg.output_dir, "features", stimulus, f"{name}.npz")
+    return output_path(features_dir(cfg, stimulus), f"{name}.npz")
 
 
 def sae_dir(cfg):

@@ -25,8 +25,8 @@ from .config import model_name
 from .graph import failing_in
 from .io import RunData, load_run, load_series, read_table, save_run, save_series, write_table
 from .resources import (
-    analysis_sfreq, feature_file, group_dir, manifest_of, open_backbone, open_saes, preprocess_settings, run_file,
-    sae_dir, subject_dir, training_config,
+    analysis_sfreq, feature_file, features_dir, group_dir, manifest_of, open_backbone, open_saes, preprocess_settings,
+    run_file, sae_dir, subject_dir, training_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -182,8 +182,10 @@ def subject_task(cfg, subject, inputs, settings, audio):
     feats = StimulusFeatures(cfg)
     memo = {}                                  # acoustic encodings: fitted once for all layers
     for layer in cfg.layers:
-        with failing_in(file=feature_file(cfg, runs[0].stimulus, f"layer_{layer}").parent):
-            data = [_run_data(run, feats, layer=layer, spaces=spaces, sae=audio) for run in runs]
+        data = []
+        for run_id, run in zip(run_ids, runs):
+            with failing_in(run=run_id, stimulus=run.stimulus, file=features_dir(cfg, run.stimulus)):
+                data.append(_run_data(run, feats, layer=layer, spaces=spaces, sae=audio))
         tables = subject_tables(data, settings, subject=subject, model=model_name(cfg), layer=layer, memo=memo)
         feats.forget_layer(layer)
         prov = {**provenance(cfg.results_config(), inputs=inputs), "subject": subject, "sfreq": runs[0].sfreq,
