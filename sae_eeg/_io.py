@@ -1,4 +1,4 @@
-"""Atomic writes and provenance records for every file the package writes."""
+"""Atomic writes and provenance records for every file the package writes, and result tables."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ import platform
 import tempfile
 from importlib import metadata
 from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: umask can only be read by setting it
@@ -89,3 +92,40 @@ def provenance(config=None, *, inputs=None):
         "inputs": dict(inputs or {}),
         "versions": package_versions(),
     }
+
+
+def write_table(table, stem, prov, *, csv=True):
+    """Write ``table`` as ``stem.parquet`` and ``stem.csv`` (atomic) with provenance.
+
+    The provenance record is stored in the parquet schema metadata (key
+    ``sae_eeg_provenance``) and beside the tables as ``stem.provenance.json``.
+    ``csv=False`` writes the parquet file only (for tables of many rows, such as
+    per-subject TRF weights, whose CSV copy would cost more time and disk than the fit).
+
+    Returns
+    -------
+    path : pathlib.Path
+        The parquet file.
+    """
+    parquet = stem.with_suffix(".parquet")
+    table = table.copy()
+    table.attrs = {}
+    arrow = pa.Table.from_pandas(table, preserve_index=False)
+    meta = dict(arrow.schema.metadata or {})
+    meta[b"sae_eeg_provenance"] = json.dumps(prov, default=str).encode()
+    with atomic_path(parquet) as tmp:
+        pq.write_table(arrow.replace_schema_metadata(meta), tmp)
+    if csv:
+        with atomic_path(stem.with_suffix(".csv")) as tmp:
+            table.to_csv(tmp, index=False)
+    write_json_atomic(stem.with_suffix(".provenance.json"), prov)
+    return parquet
+
+
+def read_table(path):
+    """Read a parquet table written by :func:`write_table` (provenance in ``attrs``)."""
+    arrow = pq.read_table(path)
+    table = arrow.to_pandas()
+    raw = (arrow.schema.metadata or {}).get(b"sae_eeg_provenance")
+    table.attrs["provenance"] = json.loads(raw) if raw else {}
+    return table

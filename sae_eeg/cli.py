@@ -17,12 +17,16 @@ from pathlib import Path
 import typer
 
 from . import __version__
+from ._check import _check_option
+from .browse import BrowserSite, read_feature_table
 from .eeg import check_manifest
-from .errors import SaeEegError
+from .errors import InputError, SaeEegError
+from .pipeline.browser import build_browser
 from .pipeline.config import load_pipeline_config
 from .pipeline.demo import run_demo
 from .pipeline.reporting import make_figures, make_report
-from .pipeline.stages import EXTRACT, STAGES, run_pipeline
+from .pipeline.resources import browser_dir
+from .pipeline.stages import ANALYSES, EXTRACT, run_pipeline
 from .sae import read_training_config, train_saes_from_config
 
 app = typer.Typer(no_args_is_help=True, help="SAE features of audio models vs EEG.")
@@ -131,8 +135,9 @@ def evaluate(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDU
 @app.command()
 @_clean_errors
 def run(config: Path = CONFIG, force: bool = FORCE, scheduler: str = SCHEDULER):
-    """Every stage: extraction, preprocessing, per-subject and group analyses, evaluations."""
-    cfg = _stages(config, tuple(STAGES), force, scheduler)
+    """Every analysis stage: extraction, preprocessing, per-subject and group analyses, evaluations (the feature
+    browser is `sae-eeg browse`)."""
+    cfg = _stages(config, ANALYSES, force, scheduler)
     typer.echo(f"Results in {cfg.output_dir}")
 
 
@@ -149,6 +154,53 @@ def figures(config: Path = CONFIG):
 def report(config: Path = CONFIG):
     """The HTML report: figures, key numbers and provenance."""
     typer.echo(f"Report: {make_report(config)}")
+
+
+@app.command()
+@_clean_errors
+def browse(
+    config: Path = CONFIG,
+    out: Path = typer.Option(None, help="Write a browser with the options below into this folder, from the results "
+                                        "present (default: bring the 'browse' stage up to date in "
+                                        "<output_dir>/browser)."),
+    layer: list[int] = typer.Option(None, "--layer", help="With --out: layer to browse (repeat for several); default "
+                                                          "every layer of the config."),
+    table: list[str] = typer.Option(None, "--table", help="With --out: more per-feature results, NAME=FILE: a parquet "
+                                                          "or CSV table with a 'feature' column (and 'layer'); "
+                                                          "repeatable."),
+    channel: str = typer.Option(None, help="With --out: channel the TRFs open on (default each feature's best "
+                                           "protocol channel)."),
+    tsne: bool = typer.Option(True, "--tsne/--no-tsne", help="With --out: compute the t-SNE map of layers the "
+                                                            "evaluations did not map."),
+    force: bool = FORCE,
+    scheduler: str = SCHEDULER,
+):
+    """Static feature browser: every SAE feature with its clips, receptive field and EEG response (opens from disk)."""
+    custom = {"--layer": layer, "--table": table, "--channel": channel, "--no-tsne": not tsne}
+    if out is None:
+        given = [name for name, value in custom.items() if value]
+        if given:
+            raise InputError(f"{', '.join(given)} choose what a custom browser shows: give --out DIR too (without "
+                             "options, the 'browse' stage writes <output_dir>/browser).")
+        cfg = _stages(config, ("browse",), force, scheduler)
+        folder = browser_dir(cfg)
+        sites = {n: BrowserSite.read(folder / f"layer_{n}") for n in cfg.layers}
+    else:
+        cfg = load_pipeline_config(config)
+        layers = [_check_option("--layer", n, cfg.layers) for n in layer] if layer else None
+        extra = []
+        for spec in table or ():
+            name, sep, path = spec.partition("=")
+            if not sep:
+                raise InputError(f"--table takes NAME=FILE (e.g. attribution=attribution.parquet), got {spec!r}.")
+            extra.append(read_feature_table(name, path))
+        folder = out
+        sites = build_browser(cfg, layers=layers, out_dir=out, tables=extra, channel=channel, compute_tsne=tsne)
+    for n, site in sites.items():
+        parts = ", ".join(f"{k} {v / 1e6:.1f}" for k, v in site.sizes.items())
+        typer.echo(f"Layer {n}: {site.n_features} features, {site.n_files} files, {site.total_bytes / 1e6:.1f} MB "
+                   f"({parts}), built in {site.seconds:.0f} s")
+    typer.echo(f"Feature browser: {Path(folder) / 'index.html'}")
 
 
 @app.command()

@@ -15,3 +15,12 @@ import pytest  # noqa: E402
 def rng():
     """A seeded generator; tests never seed globally."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory):
+    """The reduced demo (``run_demo(size="small")``), run once per session for every test that reads it."""
+    from sae_eeg.pipeline.demo import run_demo
+
+    out = tmp_path_factory.mktemp("demo") / "out"
+    return run_demo(out, size="small", scheduler="local", echo=lambda line: None)

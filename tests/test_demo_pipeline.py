@@ -16,9 +16,8 @@ from sae_eeg.pipeline.demo import run_demo
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "out"
-    return run_demo(out, size="small", scheduler="local", echo=lambda line: None)
+def demo(small_demo):
+    return small_demo  # conftest.py: one run per session, shared with the feature browser's test
 
 
 def test_demo_finds_planted_features(demo):
@@ -38,6 +37,10 @@ def test_demo_writes_every_figure_and_the_report(demo):
     report = demo["report"].read_text()
     assert report.count("data:image/png;base64,") >= len(expected)
     assert "config_hash" in report and "Ground truth of the simulation" in report
+    assert "href='browser/index.html'" in report and demo["browser"].is_file()  # the demo's browse stage
+    for layer in demo["config"]["layers"]:
+        assert f"href='browser/layer_{layer}/index.html'" in report
+        assert (demo["browser"].parent / f"layer_{layer}" / "feature.html").is_file()
 
 
 def test_rerun_reuses_everything(demo):

@@ -17,6 +17,7 @@ from sae_eeg.evals import (
     feature_frequencies,
     feature_tsne,
     log_mel_spectrogram,
+    mel_receptive_fields,
     plot_feature_tsne,
     top_clips_for_feature,
 )
@@ -114,6 +115,45 @@ def test_log_mel_and_activation_windows(rng):
         empty.receptive_field()
     with pytest.raises(InputError, match="log_mels has no entry for clip 0"):
         feature_activation_windows(codes, 1, np.zeros(150, int), frame_times, {7: mel})
+
+
+def test_activation_windows_across_clips_are_padded_with_each_clips_minimum(rng):
+    """Windows past a clip's edges hold that clip's minimum; the rest are its own log-mel rows."""
+    mels = {c: log_mel_spectrogram(rng.standard_normal(8000) * (k + 1), 16000) for k, c in enumerate("ab")}
+    clip_ids = np.repeat(["a", "b"], 25)
+    times = np.tile(np.arange(25) * 0.02 + 0.01, 2)
+    codes = np.zeros((50, 1))
+    codes[[24, 25, 10, 37], 0] = [4.0, 3.0, 2.0, 1.0]  # end of a, start of b, inside a, inside b
+    wins = feature_activation_windows(codes, 0, clip_ids, times, mels, tmin=-0.1, tmax=0.1)
+    assert list(wins.events["clip"]) == ["a", "b", "a", "b"] and list(wins.events["activation"]) == [4, 3, 2, 1]
+    lag_idx = np.arange(-10, 11)
+    for window, frame in zip(wins.windows, [24, 25, 10, 37]):
+        mel = mels[clip_ids[frame]]
+        idx = int(np.round((times[frame] - mel.tmin) * mel.sfreq)) + lag_idx
+        inside = (idx >= 0) & (idx < mel.values.shape[0])
+        expected = np.where(inside[:, None], mel.values[np.clip(idx, 0, mel.values.shape[0] - 1)],
+                            mel.values.min())
+        np.testing.assert_array_equal(window, expected)
+    assert wins.windows[1, 0, 0] == mels["b"].values.min() != mels["a"].values.min()
+
+
+def test_mel_receptive_fields_are_the_mean_windows_of_each_feature(rng):
+    """Many features at once equal one feature at a time (ties, clip edges, more activations than windows)."""
+    mels = {c: log_mel_spectrogram(rng.standard_normal(16000) * (k + 1), 16000) for k, c in enumerate((3, 8))}
+    clip_ids = np.repeat([3, 8], 50)
+    times = np.tile(np.arange(50) * 0.02 + 0.01, 2)
+    codes = sp.random_array((100, 12), density=0.3, random_state=1, format="csr", dtype=np.float32)
+    codes.data = np.round(codes.data * 4) / 4 + 0.25          # few distinct values: many ties
+    codes = sp.csr_array(codes.toarray() * (np.arange(12) != 5))  # feature 5 never fires
+    fields = mel_receptive_fields(codes, clip_ids, times, mels, features=[7, 5, 0, 11], n_windows=6)
+    assert fields.features.tolist() == [7, 0, 11] and fields.fields.shape == (3, 21, 80)
+    for feature, field in zip(fields.features, fields.fields):
+        one = feature_activation_windows(codes, feature, clip_ids, times, mels, n_windows=6)
+        np.testing.assert_array_equal(field, one.receptive_field())
+        np.testing.assert_array_equal(fields.lags, one.lags)
+    assert mel_receptive_fields(codes, clip_ids, times, mels).features.tolist() == [f for f in range(12) if f != 5]
+    with pytest.raises(InputError, match=r"features must be ids in \[0, 11\], got \[12, -1\]"):
+        mel_receptive_fields(codes, clip_ids, times, mels, features=[0, 12, -1])
 
 
 def test_acoustic_descriptors(rng):

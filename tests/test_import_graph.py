@@ -13,7 +13,7 @@ RANK = {
     "errors": 0, "_docs": 0, "_check": 1, "_io": 2, "_config": 2,
     "manifests": 3, "audio": 3, "speech": 4, "backbones": 5, "sae": 6,
     "trajectories": 7, "eeg": 8, "stats": 9, "alignment": 10, "evals": 10,
-    "viz": 11, "pipeline": 12, "demo": 12, "cli": 13,
+    "viz": 11, "browse": 11.5, "pipeline": 12, "demo": 12, "cli": 13,  # browse: after viz, before the pipeline
 }
 # The TRF engine lifts out whole: it imports nothing of ours.
 ISOLATED = {"trf"}

@@ -11,7 +11,8 @@ from sae_eeg.pipeline.analyses import check_lags, check_runs, group_tables, sae_
 from sae_eeg.pipeline.config import AlignmentSettings
 from scipy import sparse
 
-from sae_eeg.pipeline.io import RunData, load_run, read_table, save_run, write_table
+from sae_eeg._io import read_table, write_table
+from sae_eeg.pipeline.io import RunData, load_run, save_run
 
 CH_NAMES = ["Fz", "Cz", "Pz", "Oz", "C3", "C4"]
 

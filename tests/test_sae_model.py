@@ -84,6 +84,24 @@ def test_encode_modes_and_sparse_encoding():
     assert csr.nnz == int((z_thr > 0).sum())
 
 
+def test_threshold_encoding_without_estimated_threshold_is_an_error():
+    """use_threshold=True never silently keeps every positive pre-activation (threshold -1)."""
+    sae = _random_sae(k=5)
+    x_TD = torch.randn(50, 16, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(InputError, match=r"use_threshold=True.*threshold was never estimated.*-1.*"
+                                         r"use_threshold=None.*False"):
+        sae.encode(x_TD, use_threshold=True)
+    with pytest.raises(InputError, match=r"use_threshold=True"):
+        sae(x_TD, use_threshold=True)
+    sae.threshold = torch.full((64,), 0.2)
+    sae.threshold[7] = -1.0  # a per-feature (JumpReLU) threshold missing for one feature
+    with pytest.raises(InputError, match=r"never estimated for 1 of 64 features \(e\.g\. feature 7\)"):
+        sae.encode(x_TD, use_threshold=True)
+    sae.threshold[7] = 0.2
+    h = torch.relu(sae.encoder(x_TD - sae.b_dec))
+    torch.testing.assert_close(sae.encode(x_TD, use_threshold=True), h * (h > 0.2))
+
+
 def test_normalize_input_restores_scale():
     sae = _random_sae()
     sae.normalize_input = True

@@ -24,6 +24,7 @@ from .consistency import (
 from .erasure import ErasureResult, concept_erasure, fisher_scores
 from .interpret import (
     ActivationWindows,
+    MelReceptiveFields,
     aggregate_max_activations,
     classify_features,
     collect_dataset_stats,
@@ -31,6 +32,7 @@ from .interpret import (
     feature_activation_windows,
     feature_frequencies,
     feature_tsne,
+    mel_receptive_fields,
     plot_feature_tsne,
     top_clips_for_feature,
 )
@@ -63,6 +65,7 @@ __all__ = [
     "ErasureResult",
     "LassoProbe",
     "LogMel",
+    "MelReceptiveFields",
     "SteeringReport",
     "acoustic_descriptors",
     "activation_consistency",
@@ -91,6 +94,7 @@ __all__ = [
     "log_mel_spectrogram",
     "match_features",
     "mel_filterbank",
+    "mel_receptive_fields",
     "no_speech_probability",
     "plot_feature_tsne",
     "probe_sparsity_levels",

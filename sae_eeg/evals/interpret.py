@@ -262,6 +262,49 @@ class ActivationWindows:
         return self.windows.mean(axis=0)
 
 
+def _window_lags(tmin, tmax, n_windows, log_mels):
+    """Checked window settings: the lags in log-mel frames, the number of windows and one LogMel of the clips."""
+    n_windows = _ensure_int(n_windows, "n_windows")
+    _check_range("n_windows", n_windows, 1)
+    if not tmin <= 0 <= tmax:
+        raise InputError(f"tmin <= 0 <= tmax is required, got tmin={tmin!r}, tmax={tmax!r}.")
+    _validate_type(log_mels, dict, "log_mels")
+    any_mel = next(iter(log_mels.values()), None)
+    if any_mel is None:
+        raise InputError("log_mels is empty; give one LogMel per clip.")
+    lag_idx = np.arange(int(np.round(tmin * any_mel.sfreq)), int(np.round(tmax * any_mel.sfreq)) + 1)
+    return lag_idx, n_windows, any_mel
+
+
+def _gather_windows(frame_clips, frame_times, log_mels, lag_idx, n_mels):
+    """Log-mel windows (n, n_lags, n_mels) around frames of the given clips and times."""
+    windows = np.empty((frame_clips.size, lag_idx.size, n_mels), np.float32)
+    # one clip at a time, in order of first appearance (the first unknown clip is the one reported)
+    _, first = np.unique(frame_clips, return_index=True)
+    for clip in frame_clips[np.sort(first)]:
+        clip = clip.item()  # a plain Python id, as the dict keys are
+        if clip not in log_mels:
+            raise InputError(f"log_mels has no entry for clip {clip!r}.")
+        mel = log_mels[clip]
+        _validate_type(mel, LogMel, f"log_mels[{clip!r}]")
+        rows = np.flatnonzero(frame_clips == clip)
+        centre = np.round((frame_times[rows] - mel.tmin) * mel.sfreq).astype(np.int64)
+        idx = centre[:, None] + lag_idx[None, :]
+        n_times = mel.values.shape[0]
+        block = mel.values[np.clip(idx, 0, n_times - 1)].astype(np.float32, copy=False)
+        outside = (idx < 0) | (idx >= n_times)
+        if outside.any():  # a window past the clip's edge: pad with its minimum (a pass over the clip)
+            block[outside] = mel.values.min()
+        windows[rows] = block
+    return windows
+
+
+def _strongest(rows, values, n_windows):
+    """The ``n_windows`` largest ``values`` (ties: the earlier row first) and their rows."""
+    order = np.argsort(-values, kind="stable")[:n_windows]
+    return rows[order], values[order]
+
+
 @fill_doc
 def feature_activation_windows(codes, feature, clip_ids, times, log_mels, *, tmin=-0.1, tmax=0.1, n_windows=50):
     """Log-mel windows around the largest activations of a feature.
@@ -289,46 +332,110 @@ def feature_activation_windows(codes, feature, clip_ids, times, log_mels, *, tmi
     windows : ActivationWindows
         Windows that would run past a clip's edges are padded with the clip's
         minimum log-mel value.
+
+    See Also
+    --------
+    mel_receptive_fields : the mean window of many features at once.
     """
     csr = _as_csr(codes)
     feature = _ensure_int(feature, "feature")
     _check_range("feature", feature, 0, csr.shape[1] - 1)
-    n_windows = _ensure_int(n_windows, "n_windows")
-    _check_range("n_windows", n_windows, 1)
-    if not tmin <= 0 <= tmax:
-        raise InputError(f"tmin <= 0 <= tmax is required, got tmin={tmin!r}, tmax={tmax!r}.")
+    lag_idx, n_windows, any_mel = _window_lags(tmin, tmax, n_windows, log_mels)
     clip_ids = _check_labels(clip_ids, csr.shape[0], "clip_ids")
     times = _check_labels(times, csr.shape[0], "times").astype(np.float64)
-    _validate_type(log_mels, dict, "log_mels")
     column = csr[:, [feature]].tocoo()
-    order = np.argsort(-column.data, kind="stable")[:n_windows]
-    frames, values = column.row[order], column.data[order]
-    any_mel = next(iter(log_mels.values()), None)
-    if any_mel is None:
-        raise InputError("log_mels is empty; give one LogMel per clip.")
-    lag_idx = np.arange(int(np.round(tmin * any_mel.sfreq)), int(np.round(tmax * any_mel.sfreq)) + 1)
-    windows = []
-    for frame in frames:
-        clip = clip_ids[frame].item()  # a plain Python id, as the dict keys are
-        if clip not in log_mels:
-            raise InputError(f"log_mels has no entry for clip {clip!r}.")
-        mel = log_mels[clip]
-        _validate_type(mel, LogMel, f"log_mels[{clip!r}]")
-        centre = int(np.round((times[frame] - mel.tmin) * mel.sfreq))
-        idx = centre + lag_idx
-        inside = (idx >= 0) & (idx < mel.values.shape[0])
-        win = np.full((lag_idx.size, mel.values.shape[1]), mel.values.min(), dtype=np.float32)
-        win[inside] = mel.values[idx[inside]]
-        windows.append(win)
+    frames, values = _strongest(column.row, column.data, n_windows)
+    windows = _gather_windows(clip_ids[frames], times[frames], log_mels, lag_idx, any_mel.values.shape[1])
     events = pd.DataFrame(
         {"feature": feature, "clip": clip_ids[frames], "frame": frames.astype(np.int64),
          "time": times[frames], "activation": values.astype(np.float64)}
     )
-    n_mels = any_mel.values.shape[1]
     return ActivationWindows(
-        windows=np.stack(windows) if windows else np.zeros((0, lag_idx.size, n_mels), np.float32),
+        windows=windows,
         lags=lag_idx / any_mel.sfreq,
         events=events,
+        mel_freqs=any_mel.mel_freqs,
+    )
+
+
+@dataclass(frozen=True)
+class MelReceptiveFields:
+    """The receptive field in mel space of several features.
+
+    Attributes
+    ----------
+    fields : ndarray, shape (n, n_lags, n_mels), float32
+        Mean log-mel window around the strongest activations of each feature
+        (:meth:`ActivationWindows.receptive_field`).
+    features : ndarray of int, shape (n,)
+        The feature of each field: those asked for that fire, in the order asked.
+    lags : ndarray, shape (n_lags,)
+        Time of each window row relative to the activating frame, in s.
+    mel_freqs : ndarray, shape (n_mels,)
+        Centre frequency of each mel band, in Hz.
+    """
+
+    fields: np.ndarray
+    features: np.ndarray
+    lags: np.ndarray
+    mel_freqs: np.ndarray
+
+
+def mel_receptive_fields(codes, clip_ids, times, log_mels, *, features=None, tmin=-0.1, tmax=0.1, n_windows=50):
+    """Mean log-mel window around the largest activations of each feature (its receptive field).
+
+    The same windows as :func:`feature_activation_windows`, averaged, for many
+    features at once: the inputs are checked and the codes converted once, then
+    each feature costs only its own activations (thousands of features take a
+    second).
+
+    Parameters
+    ----------
+    codes : scipy.sparse array | ndarray, shape (n_frames, n_features)
+        Frame-level codes.
+    clip_ids : array-like, shape (n_frames,)
+        Clip of each frame.
+    times : array-like, shape (n_frames,)
+        Time of each frame in its clip, in s (frame centres).
+    log_mels : dict
+        Clip id -> :class:`LogMel` of that clip (:func:`log_mel_spectrogram`).
+    features : array-like of int | None
+        Features, in the order wanted; default all.
+    tmin, tmax : float
+        Window start and end relative to the activating frame, in s. Defaults
+        -0.1 and 0.1.
+    n_windows : int
+        Average the windows of the ``n_windows`` largest activations. Default 50.
+
+    Returns
+    -------
+    fields : MelReceptiveFields
+        Features that never fire are left out.
+    """
+    csr = _as_csr(codes)
+    n_features = csr.shape[1]
+    lag_idx, n_windows, any_mel = _window_lags(tmin, tmax, n_windows, log_mels)
+    clip_ids = _check_labels(clip_ids, csr.shape[0], "clip_ids")
+    times = _check_labels(times, csr.shape[0], "times").astype(np.float64)
+    ids = np.arange(n_features) if features is None else np.asarray(features, dtype=np.int64).ravel()
+    bad = ids[(ids < 0) | (ids >= n_features)]
+    if bad.size:
+        raise InputError(f"features must be ids in [0, {n_features - 1}], got {bad[:5].tolist()}.")
+    csc = csr.tocsc()
+    csc.sort_indices()  # rows ascending in each column: ties go to the earlier frame, as for one feature
+    n_mels = any_mel.values.shape[1]
+    fields, used = [], []
+    for feature in ids:
+        lo, hi = csc.indptr[feature], csc.indptr[feature + 1]
+        if lo == hi:
+            continue
+        frames, _ = _strongest(csc.indices[lo:hi], csc.data[lo:hi], n_windows)
+        fields.append(_gather_windows(clip_ids[frames], times[frames], log_mels, lag_idx, n_mels).mean(axis=0))
+        used.append(int(feature))
+    return MelReceptiveFields(
+        fields=np.stack(fields) if fields else np.zeros((0, lag_idx.size, n_mels), np.float32),
+        features=np.array(used, dtype=np.int64),
+        lags=lag_idx / any_mel.sfreq,
         mel_freqs=any_mel.mel_freqs,
     )
 

@@ -11,17 +11,19 @@ Modules, along the flow of a run:
 * :mod:`~sae_eeg.pipeline.analyses`: the per-subject and group alignment analyses on loaded runs;
 * :mod:`~sae_eeg.pipeline.io`: run files, time series and tables; :mod:`~sae_eeg.pipeline.resources`: the
   output layout and the config's backbone, SAEs and inputs;
-* :mod:`~sae_eeg.pipeline.reporting`, :mod:`~sae_eeg.pipeline.demo`.
+* :mod:`~sae_eeg.pipeline.reporting`, :mod:`~sae_eeg.pipeline.browser` (the feature browser of an output
+  folder), :mod:`~sae_eeg.pipeline.demo`.
 """
 
+from .browser import build_browser
 from .config import PipelineConfig, load_pipeline_config
 from .graph import Task, TaskGraph, TaskReport, run_graph, task_key
 from .outputs import claim_output_dir, output_path
 from .reporting import make_figures, make_report
-from .stages import EXTRACT, STAGES, Stage, build_graph, run_pipeline, run_stages
+from .stages import ANALYSES, EXTRACT, STAGES, Stage, build_graph, run_pipeline, run_stages
 
 __all__ = [
-    "EXTRACT", "PipelineConfig", "STAGES", "Stage", "Task", "TaskGraph", "TaskReport", "build_graph",
-    "claim_output_dir", "load_pipeline_config", "make_figures", "make_report", "output_path", "run_graph",
-    "run_pipeline", "run_stages", "task_key",
+    "ANALYSES", "EXTRACT", "PipelineConfig", "STAGES", "Stage", "Task", "TaskGraph", "TaskReport", "build_browser",
+    "build_graph", "claim_output_dir", "load_pipeline_config", "make_figures", "make_report", "output_path",
+    "run_graph", "run_pipeline", "run_stages", "task_key",
 ]

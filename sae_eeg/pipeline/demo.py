@@ -25,9 +25,11 @@ from ..eeg import simulate_dataset
 from ..speech import speak, synth_music_like, synth_noise_like
 from ..trajectories import FeatureTrajectory
 from ..viz import ReportSection
-from .io import read_table
+from .._io import read_table
+from .config import load_pipeline_config
 from .outputs import claim_output_dir, output_path
 from .reporting import make_report
+from .resources import browser_dir
 from .stages import EXTRACT, run_stages
 
 logger = logging.getLogger(__name__)
@@ -280,7 +282,8 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
     Returns
     -------
     outputs : dict
-        ``output_dir``, ``manifest``, ``report`` (paths), ``recovery`` (see
+        ``output_dir``, ``manifest``, ``report``, ``browser`` (paths; the browser's
+        ``index.html`` lists a site per layer), ``recovery`` (see
         :func:`planted_recovery`), ``config`` (the analysis config) and ``reports``
         (the :class:`~sae_eeg.pipeline.TaskReport` of each call of the pipeline).
     """
@@ -303,16 +306,17 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
         planted = [int(p["feature"]) for p in truth["planted"]]
         config = demo_config(out, demo_size, manifest=eeg_manifest, scheduler=scheduler, planted=planted,
                              channels=sorted(set(best_channels(truth)) | {"Pz"}), clips=clips)
-        step("5/6 Preprocessing, per-subject analyses, group statistics and SAE evaluations...")
-        reports.append(run_stages(config, ("preprocess", "subject", "group", "evaluate"), verbose=True))
+        step("5/6 Preprocessing, per-subject analyses, group statistics, SAE evaluations, feature browser...")
+        reports.append(run_stages(config, ("preprocess", "subject", "group", "evaluate", "browse"), verbose=True))
         check = planted_recovery(config, truth)
         echo(f"    planted features found by the paper protocol: {check['n_found']} of {check['n_planted']}")
         step("6/6 Figures and report...")
         report = make_report(config, extra_sections=[_truth_section(check)])
         echo(f"    report: {report}")
         step.done()
-    return {"output_dir": out, "manifest": eeg_manifest, "report": report, "recovery": check, "config": config,
-            "reports": reports}
+    browser = browser_dir(load_pipeline_config(config, check_files=False)) / "index.html"
+    return {"output_dir": out, "manifest": eeg_manifest, "report": report, "browser": browser, "recovery": check,
+            "config": config, "reports": reports}
 
 
 class _Steps:

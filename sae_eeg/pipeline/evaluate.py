@@ -7,9 +7,12 @@ All tables go to ``output_dir/evals/`` (parquet + CSV with provenance):
 * ``feature_classes``: speech / sounds / music label of every feature, per layer;
 * ``consistency``: the steering layer's SAE against a second seed and an
   untrained SAE (activation IoU and decoder-cosine variants);
+* ``seed_matches``: per feature of that layer, the second seed's feature matched
+  to it one-to-one (Hungarian on decoder cosine), their ``cosine`` and whether it
+  counts as ``shared``: the feature browser's seed-consistency column;
 * ``erasure_curves`` / ``erasure_summary``: concept erasure of the clip category;
 * ``steering``: false-positive rate on non-speech and WER on speech per alpha;
-* ``tsne``: 2-D embedding of the steering layer's encoder rows;
+* ``tsne``: 2-D embedding of each layer's encoder rows (the features that fire on the clips);
 * ``receptive_fields.npz``: mean log-mel windows around the top speech features.
 """
 
@@ -26,14 +29,17 @@ from ..evals import (
     collect_dataset_stats,
     compare_saes,
     concept_erasure,
+    decoder_consistency,
+    decoder_directions,
     false_speech_experiment,
-    feature_activation_windows,
     feature_tsne,
     log_mel_spectrogram,
+    mel_receptive_fields,
 )
 from ..sae import ArrayActivationStore, BatchTopKSAE, reconstruction_metrics, train_saes
 from ..sae.splice import spliced_evaluation
-from .io import load_series, write_table
+from .._io import write_table
+from .io import load_series
 from .outputs import output_path
 from .resources import evals_dir, feature_file, open_backbone, open_saes, training_config
 
@@ -69,6 +75,35 @@ def second_seed_sae(cfg, layer, seed, out_dir, acts):
                       device=cfg.device)[layer]
 
 
+def evaluation_layer(cfg):
+    """The layer of the consistency, erasure and steering evaluations (``evaluate.layer``, default the last)."""
+    return cfg.evaluate.layer or cfg.layers[-1]
+
+
+def seed_matches(sae, other, *, layer, seed):
+    """Each feature of ``sae`` with the feature of ``other`` matched to it (Hungarian on decoder cosine).
+
+    Returns
+    -------
+    table : pandas.DataFrame
+        ``layer``, ``feature``, ``seed`` (of ``other``), ``match``, ``cosine``,
+        ``shared`` (cosine at or above :func:`~sae_eeg.evals.decoder_consistency`'s
+        threshold).
+    """
+    matches = decoder_consistency(decoder_directions(sae), decoder_directions(other), random_state=0).matches
+    return pd.DataFrame({"layer": layer, "feature": matches["feature_a"], "seed": seed, "match": matches["feature_b"],
+                         "cosine": matches["cosine"], "shared": matches["shared"]})
+
+
+def _tsne(sae, codes, layer):
+    """t-SNE map of the encoder rows of the features that fire in ``codes`` (empty under 3 of them)."""
+    alive = np.flatnonzero(np.asarray((codes != 0).sum(axis=0)).ravel() > 0)
+    if alive.size < 3:
+        return pd.DataFrame({"feature": np.array([], np.int64), "x": [], "y": [], "layer": []})
+    W_enc = sae.encoder.weight.detach().cpu().numpy()
+    return feature_tsne(W_enc, features=alive, random_state=0).assign(layer=layer)
+
+
 def evaluate_task(cfg, stimuli):
     """Run every evaluation and write the tables under ``output_dir/evals``.
 
@@ -78,12 +113,12 @@ def evaluate_task(cfg, stimuli):
     out = evals_dir(cfg)
     prov = provenance(cfg.results_config())
     backbone, saes = open_backbone(cfg), open_saes(cfg)
-    layer = settings.layer or cfg.layers[-1]
+    layer = evaluation_layer(cfg)
     speech, music, noise = _clips(settings.speech), _clips(settings.music), _clips(settings.noise)
     clips = speech + music + noise
     categories_clip = np.array(["speech"] * len(speech) + ["music"] * len(music) + ["sounds"] * len(noise))
 
-    recon, classes = [], []
+    recon, classes, maps = [], [], []
     for n, sae in saes.items():
         acts, clip_ids, times = _encode_clips(backbone, n, clips)
         is_speech = categories_clip[clip_ids] == "speech"
@@ -93,6 +128,7 @@ def evaluate_task(cfg, stimuli):
         codes = sae.encode_sparse(acts)
         stats = collect_dataset_stats(codes, clip_ids, categories_clip[clip_ids])
         classes.append(classify_features(stats).assign(layer=n))
+        maps.append(_tsne(sae, codes, n))
         if n == layer:
             layer_data = (acts, clip_ids, times, codes)
     write_table(pd.DataFrame(recon), out / "reconstruction", prov)
@@ -105,8 +141,10 @@ def evaluate_task(cfg, stimuli):
     if settings.second_seed is not None:
         train_acts = np.concatenate([load_series(feature_file(cfg, name, f"dense_layer_{layer}")).data
                                      for name in stimuli])
-        compared[f"seed {settings.second_seed}"] = second_seed_sae(
-            cfg, layer, settings.second_seed, output_path(cfg.output_dir, "sae_second_seed"), train_acts)
+        other = second_seed_sae(cfg, layer, settings.second_seed, output_path(cfg.output_dir, "sae_second_seed"),
+                                train_acts)
+        compared[f"seed {settings.second_seed}"] = other
+        write_table(seed_matches(sae, other, layer=layer, seed=settings.second_seed), out / "seed_matches", prov)
     compared["untrained"] = BatchTopKSAE(sae.d_model, sae.n_features, int(sae.k), random_state=123).eval()
     consistency = compare_saes(compared, acts, clip_ids, reference="seed 0", k_per_frame=int(sae.k),
                                random_state=0).assign(layer=layer)
@@ -125,10 +163,7 @@ def evaluate_task(cfg, stimuli):
                                      random_state=0)
     write_table(report.summary.assign(layer=layer), out / "steering", prov)
 
-    W_enc = sae.encoder.weight.detach().cpu().numpy()
-    alive = np.flatnonzero(np.asarray((codes != 0).sum(axis=0)).ravel() > 0)
-    tsne = feature_tsne(W_enc, features=alive, random_state=0)
-    write_table(tsne.assign(layer=layer), out / "tsne", prov)
+    write_table(pd.concat(maps, ignore_index=True), out / "tsne", prov)
 
     _receptive_fields(codes, clip_ids, times, clips, feature_classes[feature_classes.layer == layer],
                       settings.n_receptive_fields, out / "receptive_fields.npz")
@@ -141,16 +176,11 @@ def _receptive_fields(codes, clip_ids, times, clips, classes, n_features, path):
     counts = np.asarray((codes != 0).sum(axis=0)).ravel()
     speech_ids = classes.loc[classes["label"] == "speech", "feature"].to_numpy()
     top = speech_ids[np.argsort(-counts[speech_ids])][:n_features]
-    fields, used = [], []
-    for f in top:
-        windows = feature_activation_windows(codes, int(f), clip_ids, times, log_mels)
-        if windows.windows.shape[0]:
-            fields.append(windows.receptive_field().T)
-            used.append(int(f))
-            lags, mel_freqs = windows.lags, windows.mel_freqs
+    found = mel_receptive_fields(codes, clip_ids, times, log_mels, features=top)
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        if fields:
-            np.savez(fh, fields=np.stack(fields), features=np.array(used), lags=lags, mel_freqs=mel_freqs)
+        if found.features.size:
+            np.savez(fh, fields=found.fields.transpose(0, 2, 1), features=found.features, lags=found.lags,
+                     mel_freqs=found.mel_freqs)
         else:
             np.savez(fh, fields=np.zeros((0, 0, 0)), features=np.array([], int), lags=np.array([]),
                      mel_freqs=np.array([]))

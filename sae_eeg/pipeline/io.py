@@ -5,22 +5,18 @@
   the analyses run: :class:`RunData` is what they read);
 * time series (:func:`save_series` / :func:`load_series`): dense activations and
   acoustic baselines of a stimulus;
-* tables (:func:`write_table` / :func:`read_table`): parquet (+ CSV) with the
-  provenance record in the parquet metadata and beside the table.
+* tables: :func:`sae_eeg._io.write_table` / :func:`sae_eeg._io.read_table`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 from scipy import sparse
 
 from .._check import _check_file
-from .._io import atomic_path, write_json_atomic
+from .._io import atomic_path
 from ..errors import InputError
 from ..trajectories import TimeSeries
 
@@ -131,43 +127,6 @@ def load_run(path):
                              "'preprocess').")
         return RunFile(z["eeg"].astype(np.float64), float(z["sfreq"]), [str(c) for c in z["ch_names"]],
                        str(z["stimulus"]), json.loads(str(z["record"])))
-
-
-def write_table(table, stem, prov, *, csv=True):
-    """Write ``table`` as ``stem.parquet`` and ``stem.csv`` (atomic) with provenance.
-
-    The provenance record is stored in the parquet schema metadata (key
-    ``sae_eeg_provenance``) and beside the tables as ``stem.provenance.json``.
-    ``csv=False`` writes the parquet file only (for tables of many rows, such as
-    per-subject TRF weights, whose CSV copy would cost more time and disk than the fit).
-
-    Returns
-    -------
-    path : pathlib.Path
-        The parquet file.
-    """
-    parquet = stem.with_suffix(".parquet")
-    table = table.copy()
-    table.attrs = {}
-    arrow = pa.Table.from_pandas(table, preserve_index=False)
-    meta = dict(arrow.schema.metadata or {})
-    meta[b"sae_eeg_provenance"] = json.dumps(prov, default=str).encode()
-    with atomic_path(parquet) as tmp:
-        pq.write_table(arrow.replace_schema_metadata(meta), tmp)
-    if csv:
-        with atomic_path(stem.with_suffix(".csv")) as tmp:
-            table.to_csv(tmp, index=False)
-    write_json_atomic(stem.with_suffix(".provenance.json"), prov)
-    return parquet
-
-
-def read_table(path):
-    """Read a parquet table written by :func:`write_table` (provenance in ``attrs``)."""
-    arrow = pq.read_table(path)
-    table = arrow.to_pandas()
-    raw = (arrow.schema.metadata or {}).get(b"sae_eeg_provenance")
-    table.attrs["provenance"] = json.loads(raw) if raw else {}
-    return table
 
 
 def save_series(series, path):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 
@@ -21,9 +23,10 @@ from ..viz import (
     write_report,
 )
 from .config import load_pipeline_config
-from .io import read_table
+from .evaluate import evaluation_layer
+from .._io import read_table
 from .outputs import PROVENANCE_FILE, output_path
-from .resources import evals_dir, group_dir, manifest_of, subjects_dir
+from .resources import browser_dir, evals_dir, group_dir, manifest_of, subjects_dir
 
 
 def _sae_space_text(cfg):
@@ -98,9 +101,12 @@ def make_figures(config):
         if table is not None:
             figures[name] = draw(table, out / name).png
     tsne, classes = _eval_table(cfg, "tsne"), _eval_table(cfg, "feature_classes")
-    if tsne is not None and classes is not None:
-        labels = classes[classes.layer == tsne.layer.iloc[0]][["feature", "label"]]
-        figures["tsne"] = plot_tsne_by_label(tsne, out / "tsne", labels=labels).png
+    if tsne is not None and classes is not None and cfg.evaluate is not None:
+        layer = evaluation_layer(cfg)  # the table maps every layer; the figure shows this one
+        tsne = tsne[tsne.layer == layer]
+        if len(tsne):
+            labels = classes[classes.layer == layer][["feature", "label"]]
+            figures["tsne"] = plot_tsne_by_label(tsne, out / "tsne", labels=labels).png
     fields_path = evals_dir(cfg) / "receptive_fields.npz"
     if fields_path.is_file():
         with np.load(fields_path) as z:
@@ -126,6 +132,22 @@ def _best_channel(trf, feature):
     return str(rows.groupby("channel").weight.apply(lambda w: w.abs().mean()).idxmax())
 
 
+def _browser_section(cfg):
+    """A section linking the feature browser (``browse`` stage) of each layer, when it was built."""
+    folder = browser_dir(cfg)
+    if not (folder / "index.html").is_file():
+        return None
+    pages = {"Every layer": folder / "index.html"}
+    pages.update({f"Layer {n}": folder / f"layer_{n}" / "index.html" for n in cfg.layers
+                  if (folder / f"layer_{n}" / "index.html").is_file()})
+    links = {label: page.relative_to(Path(cfg.output_dir).resolve()).as_posix() for label, page in pages.items()}
+    return ReportSection(
+        "Feature browser: look at and listen to every feature",
+        "A page per SAE feature with its top clips (playable, activation drawn over the waveform), mel receptive "
+        "field, nearest features, label, and its TRF and topography; an index that sorts and filters them by every "
+        "result. It opens from disk, with no server and no network.", links=links)
+
+
 def make_report(config, *, extra_sections=()):
     """Write ``output_dir/report.html`` with every figure, the key numbers and the provenance.
 
@@ -144,6 +166,9 @@ def make_report(config, *, extra_sections=()):
     figures = make_figures(cfg)
     fig = lambda *names: [figures[n] for n in names if n in figures]  # noqa: E731
     sections = list(extra_sections)
+    browser = _browser_section(cfg)
+    if browser is not None:
+        sections.append(browser)
     summary = _group_table(cfg, "protocol_summary")
     sections.append(ReportSection(
         "Which SAE features does the EEG track? (AudioSAE protocol)",

@@ -14,7 +14,8 @@ the output folder):
   aligned to it when the analyses read it, so they are stored once per stimulus,
   not once per subject and layer;
 * ``alignment/layer_n/subjects/<subject>/`` and ``alignment/layer_n/group/``: tables;
-* ``evals/``: the SAE evaluations.
+* ``evals/``: the SAE evaluations;
+* ``browser/``: the feature browser (``layer_n/`` sites and an ``index.html``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,11 @@ def group_dir(cfg, layer):
 def evals_dir(cfg):
     """``evals/``: the SAE evaluation tables."""
     return output_path(cfg.output_dir, "evals")
+
+
+def browser_dir(cfg):
+    """``browser/``: the feature browser, a site per layer (``layer_n/``) and ``index.html``."""
+    return output_path(cfg.output_dir, "browser")
 
 
 def open_backbone(cfg):

@@ -21,14 +21,15 @@ from typing import Callable
 
 from ..errors import ConfigError
 from .config import PipelineConfig, check_scheduler, load_pipeline_config, missing_audio_message, model_name
+from .browser import browse_task, browser_montage
 from .evaluate import evaluate_task
 from .fingerprints import Fingerprints
 from .graph import Task, TaskGraph, run_graph, task_key
 from .outputs import STATE_DIR, claim_output_dir, output_path
 from .analyses import without_audio
 from .resources import (
-    BASELINES, analysis_sfreq, audio_files, backbone_files, checkpoint_files, duration_files, eeg_files, evals_dir,
-    feature_file, group_dir, manifest_of, preprocess_settings, release_feature_files,
+    BASELINES, analysis_sfreq, audio_files, backbone_files, browser_dir, checkpoint_files, duration_files, eeg_files,
+    evals_dir, feature_file, group_dir, manifest_of, preprocess_settings, release_feature_files,
     release_feature_kinds, runs_dir, subject_dir,
 )
 from .steps import (
@@ -302,6 +303,27 @@ def _where_audio(cfg):
             "put each stimulus's audio file where its manifest 'path' says, or give them in the config's 'stimuli'")
 
 
+def plan_browse(p):
+    """One task: the feature browser of every layer; reads the trajectories, SAEs, EEG and evaluation results.
+
+    With a manifest, the EEG results join the pages: their stages are planned here when not asked for.
+    Without audio there are no SAE features to browse: no task.
+    """
+    cfg = p.cfg
+    if not p.stimuli:
+        return
+    if cfg.manifest is not None:
+        for stage in ("preprocess", "subject", "group"):
+            if not any(task.stage == stage for task in p.tasks.values()):
+                STAGES[stage].plan(p)
+    files, trained = _sae_source(p)
+    needs = [name for name, task in p.tasks.items() if task.stage in ("encode", "subject", "group", "evaluate")]
+    needs += trained
+    p.add("browse", browse_task, args=(cfg, p.keys(needs)),
+          config={**_common(cfg), "stimuli": list(p.stimuli), "montage": browser_montage(cfg)}, files=files,
+          needs=needs, outputs=[browser_dir(cfg)], local=True)
+
+
 @dataclass(frozen=True)
 class Stage:
     """A stage of the analysis.
@@ -334,14 +356,17 @@ STAGES = {stage.name: stage for stage in (
           per_subject=True),
     Stage("group", plan_group, needs=("subject",)),
     Stage("evaluate", plan_evaluate, needs=("activations", "train_sae")),
+    Stage("browse", plan_browse, needs=("encode", "evaluate")),
 )}
 #: The stages that need no EEG.
 EXTRACT = ("activations", "train_sae", "encode")
 #: The stages that need the stimuli's audio.
-AUDIO_STAGES = ("activations", "train_sae", "encode", "evaluate")
+AUDIO_STAGES = ("activations", "train_sae", "encode", "evaluate", "browse")
+#: The stages a run brings up to date unless told which: all but ``browse``, a view asked for by name.
+ANALYSES = tuple(name for name in STAGES if name != "browse")
 
 
-def build_graph(cfg, stages=tuple(STAGES), *, subjects=None, verbose=False):
+def build_graph(cfg, stages=ANALYSES, *, subjects=None, verbose=False):
     """The task graph of ``stages`` (with every task they need) for a config.
 
     Parameters
@@ -389,7 +414,7 @@ def build_graph(cfg, stages=tuple(STAGES), *, subjects=None, verbose=False):
     return graph.select(targets)
 
 
-def run_stages(config, stages=tuple(STAGES), *, subjects=None, verbose=False):
+def run_stages(config, stages=ANALYSES, *, subjects=None, verbose=False):
     """Bring ``stages`` up to date in a folder the caller has claimed (see :func:`run_pipeline`).
 
     Every task whose key changed, or whose outputs are missing, runs; the others
@@ -422,7 +447,7 @@ def run_stages(config, stages=tuple(STAGES), *, subjects=None, verbose=False):
     return report
 
 
-def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None, force=False, verbose=False,
+def run_pipeline(config, stages=ANALYSES, *, subjects=None, scheduler=None, force=False, verbose=False,
                  overrides=None):
     """Check a config whole, claim its output folder and bring ``stages`` up to date.
 
@@ -432,7 +457,7 @@ def run_pipeline(config, stages=tuple(STAGES), *, subjects=None, scheduler=None,
         The pipeline config; every problem of every section and of the inputs is
         reported before any task runs.
     stages : sequence of str
-        Names of :data:`STAGES` (default all; upstream tasks are included).
+        Names of :data:`STAGES` (default :data:`ANALYSES`, all but ``browse``; upstream tasks are included).
     subjects : sequence of str | None
         Only these subjects in per-subject stages.
     scheduler : str | None

@@ -14,7 +14,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .._io import provenance, write_json_atomic
+from .._io import provenance, read_table, write_json_atomic, write_table
 from ..audio import load_audio
 from ..eeg import load_aligned_run, read_manifest_feature, stimulus_duration
 from ..errors import CheckpointError, InputError
@@ -23,7 +23,7 @@ from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelope
 from .analyses import AUDIO_SPACES, SUBJECT_TABLES, check_runs, group_tables, subject_tables
 from .config import model_name
 from .graph import failing_in
-from .io import RunData, load_run, load_series, read_table, save_run, save_series, write_table
+from .io import RunData, load_run, load_series, save_run, save_series
 from .resources import (
     analysis_sfreq, feature_file, features_dir, group_dir, manifest_of, open_backbone, open_saes, preprocess_settings,
     run_file, sae_dir, subject_dir, training_config,

@@ -270,6 +270,19 @@ class BatchTopKSAE(SparseAutoencoder):
         """Whether the inference threshold has been estimated (or loaded)."""
         return bool((self.threshold >= 0).all())
 
+    def _check_threshold_estimated(self):
+        """Raise unless every feature has an estimated (non-negative) inference threshold."""
+        if self.has_threshold:
+            return
+        missing = torch.nonzero(self.threshold.reshape(-1) < 0).squeeze(1)
+        where = ("" if self.threshold.ndim == 0 else
+                 f" for {missing.numel()} of {self.n_features} features (e.g. feature {int(missing[0])})")
+        raise InputError(
+            f"use_threshold=True, but this SAE's inference threshold was never estimated{where} "
+            "(it is -1: trained for fewer than threshold_start steps, or read from a TopK checkpoint), so "
+            "every positive pre-activation would be kept. Use use_threshold=None (the threshold when "
+            "estimated, else the per-frame top-k) or False (the exact per-frame top-k).")
+
     # ---------------------------------------------------------------- encoding
     def _prepare_input(self, x_BD):
         """Cast to the parameters' dtype/device; unit-normalise if configured."""
@@ -298,10 +311,19 @@ class BatchTopKSAE(SparseAutoencoder):
         Returns
         -------
         z_BF : torch.Tensor, shape (B, n_features)
+
+        Raises
+        ------
+        InputError
+            ``use_threshold=True`` on an SAE whose threshold was never estimated
+            (-1: trained for fewer than ``threshold_start`` steps, or read from a
+            TopK checkpoint), which would keep every positive pre-activation.
         """
         use_threshold = check_use_threshold(use_threshold)
         if use_threshold is None:
             use_threshold = self.has_threshold
+        elif use_threshold:
+            self._check_threshold_estimated()
         x_BD, _ = self._prepare_input(x_BD)
         h_BF = self.pre_activations(x_BD)
         if use_threshold:

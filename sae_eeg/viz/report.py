@@ -29,6 +29,9 @@ class ReportSection:
         Key figures shown as a two-column table (name -> value).
     table : pandas.DataFrame | None
         A small results table shown as HTML (keep it short: a summary).
+    links : dict
+        Links listed under the text: label -> address (relative to the report's
+        folder for files beside it).
     """
 
     title: str
@@ -36,6 +39,7 @@ class ReportSection:
     figures: list = field(default_factory=list)
     numbers: dict = field(default_factory=dict)
     table: pd.DataFrame | None = None
+    links: dict = field(default_factory=dict)
 
 
 def _img(path):
@@ -49,6 +53,12 @@ def _numbers(numbers):
         f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in numbers.items()
     )
     return f"<table class='numbers'>{rows}</table>" if rows else ""
+
+
+def _links(links):
+    items = "".join(f"<li><a href='{html.escape(str(href), quote=True)}'>{html.escape(str(label))}</a></li>"
+                    for label, href in links.items())
+    return f"<ul class='links'>{items}</ul>" if items else ""
 
 
 def _fmt(value):
@@ -91,6 +101,7 @@ def write_report(path, *, title, sections, provenance=None):
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.text:
             parts.append(f"<p>{html.escape(section.text)}</p>")
+        parts.append(_links(section.links))
         parts.append(_numbers(section.numbers))
         if section.table is not None and len(section.table):
             parts.append(section.table.to_html(index=False, float_format=lambda v: f"{v:.4g}"))
