@@ -122,6 +122,8 @@ def test_shipped_config_without_audio_runs_the_envelope_path(tmp_path, rng, monk
     with pytest.raises(ConfigError, match=r"stage\(s\) \['activations', 'train_sae', 'encode'\] need the stimuli's "
                                           r"audio, and the stimuli have none: put each stimulus's audio file"):
         run_pipeline(config, EXTRACT, overrides=paths)
+    with pytest.raises(ConfigError, match=r"stage\(s\) \['browse'\] need the stimuli's audio"):
+        run_pipeline(config, ("browse",), overrides=paths)      # the browser shows SAE features
 
 
 def test_shipped_config_on_the_dryad_release_without_audio(tmp_path, rng, monkeypatch):
