@@ -15,6 +15,8 @@ The activations use a random-weight Whisper with tiny.en's dimensions (4 blocks,
 384), built offline with ``WhisperConfig`` and loaded through ``load_backbone``; their
 output alone is frames x 384 float32 (0.55 GB for 2 hours).
 
+The disk each hour of data takes is printed by ``benchmarks/disk_per_eeg_hour.py``.
+
 Usage::
 
     python benchmarks/long_stimulus_memory.py                 # 2 h, all stages

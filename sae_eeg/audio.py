@@ -109,6 +109,33 @@ def load_audio(path, *, new_sfreq=None, mono=True):
     return Audio(waveform, sfreq)
 
 
+def audio_duration(path):
+    """Duration in seconds of an audio file :func:`load_audio` reads, from its header when it has one.
+
+    Parameters
+    ----------
+    path : path-like
+        The audio file (``.npz[.gz]`` files are read whole).
+
+    Returns
+    -------
+    duration : float
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file.
+    """
+    path = _check_file(path, "audio file")
+    if path.name.lower().endswith((".npz", ".npz.gz")):
+        data, sfreq = _read_npz_audio(path)
+        return len(data) / sfreq
+    try:
+        return float(soundfile.info(str(path)).duration)
+    except Exception as err:  # libsndfile raises its own error type for corrupt files
+        raise InputError(f"audio file {str(path)!r} could not be read: {err}") from err
+
+
 def _read_npz_audio(path):
     """(samples (n, channels) float32, rate) of an ``.npz[.gz]`` with ``audio`` and ``fs``."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open

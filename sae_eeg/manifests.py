@@ -1,11 +1,14 @@
 """Dataset manifests: a YAML description of an EEG listening dataset, validated.
 
 A manifest names the dataset (licence, source URL), its root folder, the stimuli
-(audio file, optional sha256 and duration) and, per subject, the runs: the EEG file
-(any MNE-readable format, a file inside a BIDS tree, or a CND / Lalor-lab ``.mat``),
-the stimulus it presents, how the stimulus onset is found in the recording (trigger
-code, annotation description or sample index; an optional end marker enables
-clock-drift correction), optional sha256 of every file and channel information.
+(audio file, optional sha256 and duration, and the precomputed features a release
+ships, such as envelopes) and, per subject, the runs: the EEG file (any MNE-readable
+format, a file inside a BIDS tree, or a CND / Lalor-lab ``.mat``), the stimulus it
+presents, how the stimulus onset is found in the recording (trigger code, annotation
+description, sample index, or the periodic pulses of a trigger template; an optional
+end marker enables clock-drift correction), optional sha256 of every file and channel
+information. ``verify`` lists what was not checked against the release (``manifest
+check`` prints each entry as a warning).
 
 :func:`load_manifest` validates everything and raises one :class:`ManifestError`
 listing every problem (schema errors, unknown stimuli or subjects, duplicate runs,
@@ -22,6 +25,9 @@ Example
     montage: standard_1020
     stimuli:
       story1: {path: stimuli/story1.wav, duration: 60.0}
+      story2:                    # no audio: the release's envelope stands in for it
+        features:
+          envelope: {path: Stimuli/Envelopes/audio2_128Hz.mat, feature: env}
     subjects:
       - id: "01"
         runs:
@@ -58,8 +64,12 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+#: Marker rules, exactly one of which a :class:`Marker` gives.
+MARKER_KINDS = ("trigger", "annotation", "sample", "trigger_template")
+
+
 class Marker(_Strict):
-    """How a time point is found in a recording: exactly one of three rules.
+    """How a time point is found in a recording: exactly one of four rules.
 
     Attributes
     ----------
@@ -70,6 +80,13 @@ class Marker(_Strict):
         Exact annotation description (e.g. BIDS ``trial_type``).
     sample : int | None
         Sample index from the start of the file, at the file's sampling rate.
+    trigger_template : str | None
+        A file of the stimulus's own trigger track (``.npz[.gz]`` with ``audio`` and
+        ``fs``, or any audio file), relative to the manifest root; ``{stimulus}`` is
+        replaced by the run's stimulus. For periodic block triggers (SparrKULee): the
+        onset is the first pulse of the recording's trigger channel minus the first
+        pulse of the template, and the first and last pulses of both correct clock
+        drift (so a run with this onset takes no ``end``).
     occurrence : int
         Which occurrence of the trigger/annotation to take, from 1. Default 1.
     """
@@ -77,21 +94,22 @@ class Marker(_Strict):
     trigger: Optional[int] = None
     annotation: Optional[str] = None
     sample: Optional[int] = Field(default=None, ge=0)
+    trigger_template: Optional[str] = None
     occurrence: int = Field(default=1, ge=1)
 
     @model_validator(mode="after")
     def _exactly_one(self):
-        given = [k for k in ("trigger", "annotation", "sample") if getattr(self, k) is not None]
+        given = [k for k in MARKER_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError(
-                f"give exactly one of 'trigger', 'annotation', 'sample'; got {given or 'none'}"
+                f"give exactly one of {', '.join(map(repr, MARKER_KINDS))}; got {given or 'none'}"
             )
         return self
 
     @property
     def kind(self):
-        """``"trigger"``, ``"annotation"`` or ``"sample"``."""
-        for key in ("trigger", "annotation", "sample"):
+        """One of :data:`MARKER_KINDS`."""
+        for key in MARKER_KINDS:
             if getattr(self, key) is not None:
                 return key
         raise AssertionError("unreachable: validated to hold one rule")
@@ -124,17 +142,67 @@ class EegFile(_Strict):
     duration: Optional[float] = Field(default=None, gt=0)
 
 
+#: Precomputed stimulus features a manifest may name (the acoustic baselines they stand in for).
+RELEASE_FEATURES = ("envelope", "mel")
+
+
+class StimulusFeature(_Strict):
+    """A precomputed feature of a stimulus, in a file shipped with the release.
+
+    Read by :func:`sae_eeg.eeg.read_stimulus_feature`: a CND ``dataStim.mat`` entry
+    (``feature`` one of ``stim.names``, ``trial`` the stimulus's trial) or a ``.mat``
+    file with one matrix per variable (``feature`` the variable, such as the Dryad
+    envelopes' ``env``).
+
+    Attributes
+    ----------
+    path : str
+        The file, relative to the manifest root (or absolute).
+    feature : str | None
+        CND feature name (matched case-insensitively) or variable name; default the
+        file's only feature.
+    trial : int | None
+        1-based trial of a CND stimulus file.
+    sfreq : float | None
+        Sampling rate, Hz, for files without ``fs`` (checked against it otherwise).
+    sha256 : str | None
+        Expected sha256 of the file's bytes.
+    """
+
+    path: str
+    feature: Optional[str] = None
+    trial: Optional[int] = Field(default=None, ge=1)
+    sfreq: Optional[float] = Field(default=None, gt=0)
+    sha256: Optional[str] = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
+
+
 class Stimulus(_Strict):
-    """A stimulus: its audio file (optional for CND data) and/or duration."""
+    """A stimulus: its audio file, duration and the release's precomputed features (any of them).
+
+    Attributes
+    ----------
+    path : str | None
+        The audio file. Without ``features`` it must exist; with them it may be
+        absent (the release ships no audio): the analyses that need audio are then
+        skipped, and ``manifest check`` warns.
+    sha256 : str | None
+        Expected sha256 of the audio file.
+    duration : float | None
+        Duration, s (default: that of the audio, else of the first feature).
+    features : dict of str -> StimulusFeature
+        Keys among :data:`RELEASE_FEATURES`; used for the acoustic analyses when the
+        stimulus has no audio.
+    """
 
     path: Optional[str] = None
     sha256: Optional[str] = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     duration: Optional[float] = Field(default=None, gt=0)
+    features: dict[Literal[RELEASE_FEATURES], StimulusFeature] = Field(default_factory=dict)
 
     @model_validator(mode="after")
-    def _path_or_duration(self):
-        if self.path is None and self.duration is None:
-            raise ValueError("give 'path' (audio file) or 'duration' (s)")
+    def _something_to_use(self):
+        if self.path is None and self.duration is None and not self.features:
+            raise ValueError("give 'path' (audio file), 'features' (precomputed) or 'duration' (s)")
         return self
 
 
@@ -146,6 +214,21 @@ class Run(_Strict):
     stimulus: Id
     onset: Marker
     end: Optional[Marker] = None
+
+    @model_validator(mode="after")
+    def _drift_from_one_rule(self):
+        if self.end is not None and self.end.kind == "trigger_template":
+            raise ValueError("'end' cannot be a trigger_template: give it as the onset (its last pulses "
+                             "correct the drift)")
+        if self.end is not None and self.onset.kind == "trigger_template":
+            raise ValueError("an onset from a trigger_template corrects drift with its last pulses; remove 'end'")
+        if self.onset.kind == "trigger_template":
+            try:
+                self.onset.trigger_template.format(stimulus=self.stimulus)
+            except (KeyError, IndexError, ValueError) as err:
+                raise ValueError(f"trigger_template {self.onset.trigger_template!r} may hold the placeholder "
+                                 f"{{stimulus}} only (in a grid also {{subject}} and {{run}}); got {err!r}") from None
+        return self
 
 
 class Subject(_Strict):
@@ -160,7 +243,8 @@ class Grid(_Strict):
     """Runs generated for every (subject, run) pair of two id lists.
 
     ``eeg.path``, ``stimulus`` and the values of the ``onset``/``end`` markers may hold
-    ``{subject}`` and ``{run}`` placeholders (e.g. ``onset: {trigger: "{run}"}``). With
+    ``{subject}`` and ``{run}`` placeholders (e.g. ``onset: {trigger: "{run}"}``), the
+    markers also ``{stimulus}`` (the run's stimulus). With
     ``format: cnd`` and no ``trial``, the trial is the run id (an integer).
     """
 
@@ -178,6 +262,7 @@ class Grid(_Strict):
             for run in self.runs:
                 fill = {"subject": sub, "run": run}
                 try:
+                    fill["stimulus"] = self.stimulus.format(**fill)
                     _fill_marker(self.onset, fill)
                     _fill_marker(self.end, fill)
                     self.eeg.path.format(**fill)
@@ -230,6 +315,7 @@ class Manifest(_Strict):
     grid: Optional[Grid] = None
     bad_channels: dict[str, list[str]] = Field(default_factory=dict)
     exclude: list[str] = Field(default_factory=list)
+    verify: list[str] = Field(default_factory=list)
     _source: Optional[Path] = PrivateAttr(default=None)
     _root_override: Optional[Path] = PrivateAttr(default=None)
     _expanded: Optional[list] = PrivateAttr(default=None)
@@ -263,6 +349,10 @@ class Manifest(_Strict):
         """Every ``(subject_id, Run)`` pair, in manifest order."""
         return [(s.id, r) for s in self.all_subjects() for r in s.runs]
 
+    def presented_stimuli(self):
+        """The stimuli the runs present, in order of first use."""
+        return list(dict.fromkeys(run.stimulus for _, run in self.runs()))
+
     def subject(self, subject):
         """The :class:`Subject` of id ``subject`` (a str), or :class:`ManifestError`."""
         for entry in self.all_subjects():
@@ -293,6 +383,23 @@ class Manifest(_Strict):
         """Declared duration (s) of stimulus ``name``, or None."""
         return self.stimuli[name].duration
 
+    def audio_file(self, name):
+        """The audio file of stimulus ``name``, or None when it names none or the file is absent.
+
+        An absent file is allowed only for stimuli with ``features`` (see
+        :class:`Stimulus`); :func:`load_manifest` reports it for the others.
+        """
+        stim = self.stimuli[name]
+        if stim.path is None:
+            return None
+        path = self.resolve(stim.path)
+        return path if path.is_file() else None
+
+    def trigger_template_file(self, run):
+        """The trigger template file of a :class:`Run`'s onset (``{stimulus}`` filled), or None."""
+        template = run.onset.trigger_template
+        return None if template is None else self.resolve(template.format(stimulus=run.stimulus))
+
     def to_yaml(self, path):
         """Write the manifest as YAML, atomically."""
         data = self.model_dump(mode="json", exclude_none=True, exclude_defaults=True)
@@ -317,14 +424,14 @@ def _fill_marker(template, fill):
     if template is None:
         return None
     values = {}
-    unknown = sorted(set(template) - {"trigger", "annotation", "sample", "occurrence"})
+    unknown = sorted(set(template) - {*MARKER_KINDS, "occurrence"})
     if unknown:
-        raise ValueError(f"unknown marker field(s) {unknown}; allowed: trigger, annotation, "
-                         "sample, occurrence")
+        raise ValueError(f"unknown marker field(s) {unknown}; allowed: {', '.join(MARKER_KINDS)}, "
+                         "occurrence")
     for key, value in template.items():
         if isinstance(value, str):
             value = value.format(**fill)
-            if key != "annotation":
+            if key not in ("annotation", "trigger_template"):
                 try:
                     value = int(value)
                 except ValueError:
@@ -346,6 +453,7 @@ def _expand_grid(grid):
         runs = []
         for run in grid.runs:
             fill = {"subject": sub, "run": run}
+            fill["stimulus"] = grid.stimulus.format(**fill)
             eeg = {"path": grid.eeg.path.format(**fill)}
             if grid.eeg.format == "cnd" and grid.eeg.trial is None:
                 eeg["trial"] = int(run)
@@ -435,13 +543,46 @@ def _check_files(manifest):
         return [f"root: dataset folder not found: {str(root)!r} (from root {manifest.root!r})"]
     problems, checksums = [], {}
     for name, stim in manifest.stimuli.items():
-        if stim.path is not None:
-            problems += _check_one_file(manifest, f"stimulus {name!r}", stim.path, stim.sha256,
+        where = f"stimulus {name!r}"
+        if stim.path is not None and (not stim.features or manifest.resolve(stim.path).is_file()):
+            problems += _check_one_file(manifest, where, stim.path, stim.sha256, checksums)
+        for kind, feature in stim.features.items():
+            problems += _check_one_file(manifest, f"{where} features.{kind}", feature.path, feature.sha256,
                                         checksums)
+    templates = set()
     for sub_id, run in [(s.id, r) for s in manifest.declared_subjects() for r in s.runs]:
-        where = f"subject {sub_id!r} run {run.id!r} eeg"
-        problems += _check_one_file(manifest, where, run.eeg.path, run.eeg.sha256, checksums)
+        where = f"subject {sub_id!r} run {run.id!r}"
+        problems += _check_one_file(manifest, f"{where} eeg", run.eeg.path, run.eeg.sha256, checksums)
+        template = manifest.trigger_template_file(run)
+        if template is not None and template not in templates:
+            templates.add(template)
+            problems += _check_one_file(manifest, f"{where} onset.trigger_template", str(template), None, checksums)
     return problems
+
+
+def manifest_warnings(manifest, *, check_files=True):
+    """What a valid manifest leaves open: its ``verify`` entries and the stimuli without their audio.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    check_files : bool
+        Also look for the stimuli's audio files.
+
+    Returns
+    -------
+    warnings : list of str
+        One line each (``manifest check`` prints them).
+    """
+    lines = [f"VERIFY: {' '.join(entry.split())}" for entry in manifest.verify]
+    absent = {name: str(manifest.resolve(stim.path)) for name, stim in manifest.stimuli.items()
+              if check_files and stim.path is not None and manifest.audio_file(name) is None}
+    if absent:
+        shown = ", ".join(f"{n} ({p})" for n, p in list(absent.items())[:3]) + (" ..." if len(absent) > 3 else "")
+        lines.append(f"{len(absent)} stimuli have no audio file: {shown}; their release features are used for "
+                     "the acoustic analyses, and the analyses that need audio (SAE features, dense "
+                     "activations) are skipped. Put the audio there to run them.")
+    return lines
 
 
 def validate_manifest(data, *, source=None, root=None, check_files=True):

@@ -80,20 +80,31 @@ class _Kernel:
         return np.where(inside, h, 0.0)
 
 
+def _same_grid(sfreq, new_sfreq, tmin, new_tmin):
+    """True when the output samples are input samples: same rate, offset a whole number of samples."""
+    offset = (new_tmin - tmin) * sfreq
+    return abs(new_sfreq - sfreq) <= 1e-9 * sfreq and abs(offset - round(offset)) < 1e-6
+
+
 def _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times, rows=None):
     """Input indices (n_rows, W) and normalised weights of output samples ``rows``.
 
     ``rows`` is a ``slice`` of the ``n_times`` output samples (default all); a row's
-    weights depend only on its own time, so slices tile the whole exactly.
+    weights depend only on its own time, so slices tile the whole exactly. On the
+    input's own grid (same rate, whole-sample offset) each output sample is its input
+    sample (W = 1): nothing is filtered, and samples beyond the input are 0.
     """
     sfreq, new_sfreq = _check_rate(sfreq, "sfreq"), _check_rate(new_sfreq, "new_sfreq")
     tmin = float(tmin)
     new_tmin = tmin if new_tmin is None else float(new_tmin)
     if n_times is None:
         n_times = _default_n_times(n_in, sfreq, tmin, new_sfreq, new_tmin)
-    kernel = _Kernel(sfreq, new_sfreq)
     t_out = _grid(new_tmin, new_sfreq, n_times)[rows if rows is not None else slice(None)]
     centre = np.round((t_out - tmin) * sfreq).astype(np.int64)
+    if _same_grid(sfreq, new_sfreq, tmin, new_tmin):
+        inside = (centre >= 0) & (centre < n_in)
+        return np.clip(centre, 0, max(n_in - 1, 0))[:, None], inside.astype(np.float64)[:, None]
+    kernel = _Kernel(sfreq, new_sfreq)
     offsets = np.arange(-kernel.half_taps, kernel.half_taps + 1)
     idx = centre[:, None] + offsets[None, :]
     weights = kernel(t_out[:, None] - (tmin + idx / sfreq))
@@ -103,13 +114,39 @@ def _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times, rows=No
     return np.clip(idx, 0, max(n_in - 1, 0)), weights
 
 
+def _operator(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times, rows=None):
+    """The resampling operator's rows ``rows`` (a slice; default all), CSR (n_rows, n_in)."""
+    idx, weights = _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times, rows=rows)
+    n_rows = len(idx)
+    matrix = sparse.coo_array(
+        (weights.ravel(), (np.repeat(np.arange(n_rows), idx.shape[1]), idx.ravel())), shape=(n_rows, n_in)
+    ).tocsr()  # duplicate clipped indices carry zero weight; summing them is harmless
+    matrix.eliminate_zeros()
+    return matrix
+
+
+def _row_chunks(n_times):
+    """Slices of :data:`_ROWS_PER_CHUNK` output rows: the operator of hours at once would hold (rows x
+    taps) indices and weights, ~0.5 GB an hour at 128 Hz."""
+    return [slice(a, min(a + _ROWS_PER_CHUNK, n_times)) for a in range(0, n_times, _ROWS_PER_CHUNK)]
+
+
+def _output_length(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times):
+    if n_times is not None:
+        return int(n_times)
+    new_tmin = float(tmin) if new_tmin is None else float(new_tmin)
+    return _default_n_times(n_in, _check_rate(sfreq, "sfreq"), float(tmin), _check_rate(new_sfreq, "new_sfreq"),
+                            new_tmin)
+
+
 @fill_doc
 def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None):
     """Sparse banded resampling operator R, shape (n_times, n_in): ``y = R @ x``.
 
     Each row holds a Kaiser-windowed sinc low-pass (cut-off between 0.8 and 1.0 of the
     lower of the two Nyquist rates, 60 dB stop band) evaluated at the input times
-    around one output time, so any rate ratio (rational or not) is exact in time.
+    around one output time, so any rate ratio (rational or not) is exact in time. On
+    the input's own grid (same rate, whole-sample offset) R selects samples.
 
     Parameters
     ----------
@@ -121,47 +158,37 @@ def resample_matrix(n_in, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=
     -------
     R : scipy.sparse.csr_array, shape (n_times, n_in), float64
     """
-    idx, weights = _resampling_weights(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times)
-    n_times = len(idx)
-    rows = np.repeat(np.arange(n_times), idx.shape[1])
-    matrix = sparse.coo_array(
-        (weights.ravel(), (rows, idx.ravel())), shape=(n_times, n_in)
-    ).tocsr()  # duplicate clipped indices carry zero weight; summing them is harmless
-    matrix.eliminate_zeros()
-    return matrix
+    return _operator(n_in, sfreq, new_sfreq, tmin, new_tmin, n_times)
 
 
 @fill_doc
-def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None):
-    """Resample a dense (T, F) array with the same filter as :func:`resample_matrix`.
+def resample_dense(x, *, sfreq, new_sfreq, tmin=0.0, new_tmin=None, n_times=None, dtype=np.float64):
+    """Resample a dense (T, F) array with the operator of :func:`resample_matrix`.
 
-    Computed tap by tap (no matrix), feature columns kept dense: use it for few columns.
+    The operator is built and applied a chunk of output rows at a time, so memory stays
+    bounded for hours of signal; each output row is the same sum whatever the chunks.
 
     Parameters
     ----------
     x : ndarray, shape (T[, F])
-        The signal; axis 0 is time.
+        The signal; axis 0 is time (float32 input is not copied to float64).
     %(resample_grid)s
+    dtype : numpy dtype
+        Of the output (each row is summed in float64 whatever it is). float32 halves
+        the memory of many columns, such as an hour of activations. Default float64.
 
     Returns
     -------
-    y : ndarray, shape (n_times, F), float64
+    y : ndarray, shape (n_times, F)
     """
-    x = np.asarray(x, dtype=np.float64)
+    x = np.asarray(x)
+    if x.dtype != np.float32:
+        x = x.astype(np.float64, copy=False)
     x2 = x.reshape(len(x), -1)
-    if n_times is None:
-        new_tmin_ = float(tmin) if new_tmin is None else float(new_tmin)
-        n_times = _default_n_times(len(x2), _check_rate(sfreq, "sfreq"), float(tmin),
-                                   _check_rate(new_sfreq, "new_sfreq"), new_tmin_)
-    out = np.zeros((n_times, x2.shape[1]))
-    # output rows in chunks: the (rows, taps) index and weight tables of a 2-hour
-    # stimulus would take ~0.6 GB at once
-    for start in range(0, n_times, _ROWS_PER_CHUNK):
-        rows = slice(start, min(start + _ROWS_PER_CHUNK, n_times))
-        idx, weights = _resampling_weights(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times,
-                                           rows=rows)
-        for tap in range(idx.shape[1]):
-            out[rows] += weights[:, tap, None] * x2[idx[:, tap]]
+    n_times = _output_length(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times)
+    out = np.zeros((n_times, x2.shape[1]), dtype=dtype)
+    for rows in _row_chunks(n_times):
+        out[rows] = _operator(len(x2), sfreq, new_sfreq, tmin, new_tmin, n_times, rows=rows) @ x2
     return out.reshape((n_times,) + x.shape[1:])
 
 
@@ -300,13 +327,21 @@ class FeatureTrajectory:
         trajectory : FeatureTrajectory
         """
         new_tmin = self.tmin if tmin is None else float(tmin)
-        matrix = resample_matrix(
-            self.n_times, sfreq=self.sfreq, new_sfreq=new_sfreq, tmin=self.tmin,
-            new_tmin=new_tmin, n_times=n_times,
-        )
-        out = (matrix @ self.data.astype(np.float64)).astype(self.data.dtype)
-        out = sparse.csr_array(out)
-        out.eliminate_zeros()
+        new_sfreq = _check_rate(new_sfreq, "new_sfreq")
+        n_times = _output_length(self.n_times, self.sfreq, new_sfreq, self.tmin, new_tmin, n_times)
+        data = self.data.astype(np.float64)
+        blocks = []
+        for rows in _row_chunks(n_times):  # each block summed in float64, kept in the input's dtype
+            block = (_operator(self.n_times, self.sfreq, new_sfreq, self.tmin, new_tmin, n_times, rows=rows)
+                     @ data).astype(self.data.dtype)
+            block.eliminate_zeros()
+            blocks.append(block)
+        if not blocks:
+            out = sparse.csr_array((0, self.data.shape[1]), dtype=self.data.dtype)
+        else:
+            out = sparse.csr_array(blocks[0] if len(blocks) == 1 else sparse.vstack(blocks, format="csr"))
+        if max(out.nnz, out.shape[1]) < np.iinfo(np.int32).max:  # the product's int64 indices: a third of its size
+            out.indices, out.indptr = out.indices.astype(np.int32, copy=False), out.indptr.astype(np.int32, copy=False)
         return FeatureTrajectory(out, new_sfreq, new_tmin, self.feature_ids)
 
     def select(self, feature_ids):
@@ -367,10 +402,11 @@ class FeatureTrajectory:
             The file to write.
         """
         data = self.data
+        index = np.int32 if max(data.nnz, data.shape[1]) < np.iinfo(np.int32).max else np.int64  # a third less disk
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(
-                    f, indptr=data.indptr, indices=data.indices, values=data.data,
+                    f, indptr=data.indptr.astype(index), indices=data.indices.astype(index), values=data.data,
                     shape=np.asarray(data.shape), sfreq=self.sfreq, tmin=self.tmin,
                     feature_ids=self.feature_ids,
                 )

@@ -21,7 +21,9 @@ folder layout, file names, variable names, MATLAB cell/struct shapes and file ve
 * The demo manifest's tree is written by :func:`sae_eeg.eeg.simulate_dataset` itself.
 
 Stimulus audio is synthesised (amplitude-modulated noise) unless the caller passes its
-own; it is only as long as the EEG after the onset allows.
+own; it is only as long as the EEG after the onset allows. The Broderick releases ship no
+audio: ``with_audio=False`` writes their trees as released, and the default adds the audio
+where the shipped manifests expect a user's copy (``Stimuli/Audio/audio<k>.wav``).
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ def cnd_stim_struct(features, *, fs, names=CND_FEATURES):
 
 
 def build_broderick_cnd(root, rng, *, subjects=("1", "2"), runs=("1", "2"), n_channels=128,
-                        sfreq=128.0, seconds=6.0, padding=None, version="v7", audio=None):
+                        sfreq=128.0, seconds=6.0, padding=None, version="v7", audio=None, with_audio=True):
     """Write ``dataCND/`` (and ``Stimuli/Audio/audio<k>.wav``) as the CND release has them.
 
     Trial k of every subject presents stimulus ``audio<k>`` from its first sample (after
@@ -134,7 +136,8 @@ def build_broderick_cnd(root, rng, *, subjects=("1", "2"), runs=("1", "2"), n_ch
         waveform = (audio or {}).get(run)
         if waveform is None:
             waveform = synth_audio(seconds - 0.5, rng)
-        _write_wav(root / "Stimuli" / "Audio" / f"audio{run}.wav", waveform)
+        if with_audio:
+            _write_wav(root / "Stimuli" / "Audio" / f"audio{run}.wav", waveform)
     for subject in subjects:
         trials = [rng.standard_normal((pad + n_times, n_channels)) * 10 for _ in runs]
         mastoids = [rng.standard_normal((pad + n_times, 2)) * 10 for _ in runs]
@@ -148,7 +151,7 @@ def build_broderick_cnd(root, rng, *, subjects=("1", "2"), runs=("1", "2"), n_ch
 # --- Broderick 2018, Dryad --------------------------------------------------------------------
 
 def build_broderick_dryad(root, rng, *, subjects=("1", "2"), runs=("1", "2"), sfreq=128.0,
-                          seconds=6.0, audio=None):
+                          seconds=6.0, audio=None, with_audio=True):
     """Write the Dryad ``Natural Speech/`` layout (``root`` is that folder).
 
     Run files start at the stimulus onset; like the release's, they are a few samples
@@ -171,7 +174,8 @@ def build_broderick_dryad(root, rng, *, subjects=("1", "2"), runs=("1", "2"), sf
         waveform = (audio or {}).get(run)
         if waveform is None:
             waveform = synth_audio(seconds - 0.5, rng)
-        _write_wav(root / "Stimuli" / "Audio" / f"audio{run}.wav", waveform)
+        if with_audio:
+            _write_wav(root / "Stimuli" / "Audio" / f"audio{run}.wav", waveform)
     for subject in subjects:
         for run in runs:
             savemat(root / "EEG" / f"Subject{subject}" / f"Subject{subject}_Run{run}.mat", {
@@ -243,13 +247,14 @@ STATUS_BASELINE, STATUS_PULSE, STATUS_HIGH_BITS = 255, 254, 1 << 20
 
 
 def build_sparrkulee(root, rng, *, runs=(("001", "shortstories01", "01", "audiobook_5_1"),),
-                     sfreq=8192, seconds=4.0, onset=0.5, n_channels=64, audio_sfreq=48000):
+                     sfreq=8192, seconds=4.0, onset=0.5, n_channels=64, audio_sfreq=48000, clock_ratio=1.0):
     """Write SparrKULee's BIDS layout: gzipped BDF runs, events.tsv, gzipped npz stimuli.
 
     ``runs`` holds (subject, session, run, stimulus). The stimulus starts ``onset`` s into
     the recording; its trigger file ``t_<stim>.npz.gz`` and the EEG's Status channel carry
     a 10 ms pulse every second of the stimulus (the periodic block triggers brain_pipe
-    aligns). Returns {stimulus: waveform}.
+    aligns), those of the EEG ``clock_ratio`` times as far apart (clock drift). Returns
+    {stimulus: waveform}.
     """
     names = mne.channels.make_standard_montage("biosemi64").ch_names[:n_channels]
     waveforms = {}
@@ -269,7 +274,7 @@ def build_sparrkulee(root, rng, *, runs=(("001", "shortstories01", "01", "audiob
         status = np.full(n_times, STATUS_BASELINE + STATUS_HIGH_BITS, dtype=np.int64)
         audio_seconds = len(waveforms[stim][0]) / audio_sfreq
         for t in np.arange(0.0, audio_seconds, 1.0):
-            start = int(round((onset + t) * sfreq))
+            start = int(round((onset + t * clock_ratio) * sfreq))
             status[start:start + int(0.01 * sfreq)] = STATUS_PULSE + STATUS_HIGH_BITS
         base = f"sub-{subject}_ses-{session}_task-listeningActive_run-{run}"
         folder = root / f"sub-{subject}" / f"ses-{session}" / "eeg"

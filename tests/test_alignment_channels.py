@@ -34,7 +34,7 @@ def test_cluster_test_finds_planted_channels(adjacency):
     assert {NAMES[c] for c in chans} <= found
     assert len(found - {NAMES[c] for c in chans}) <= 3          # only a little spill to neighbours
     assert all(not res.significant_channels(f) for f in (11, 12, 13))
-    assert res.coef.shape == (8, 4, 32, len(res.times)) and res.t_obs.shape == (4, len(res.times), 32)
+    assert res.coef.shape == (8, 32, 4, len(res.times)) and res.t_obs.shape == (4, len(res.times), 32)
     sig = res.clusters[res.clusters.significant]
     assert set(sig.sign) == {-1, 1}                                # N1 trough and P2 peak
     assert sig.tmin.min() <= 0.1 <= sig.tmax.max()

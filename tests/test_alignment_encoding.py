@@ -50,6 +50,16 @@ def test_encoding_scores_planted_space_beats_null(sae_study):
     assert set(curves.feature_space) == {"sae", "envelope"} and (curves.n_subjects == 6).all()
 
 
+def test_group_encoding_stats_one_space_two_subjects_has_no_mixed_model():
+    # one row per subject: the random intercept is not identifiable (statsmodels: singular matrix)
+    scores = pd.DataFrame({"subject": ["1", "1", "2", "2"], "model": "m", "layer": 12,
+                           "feature_space": "envelope", "channel": ["A1", "A2"] * 2,
+                           "r": [0.03, 0.01, 0.02, 0.05]})
+    group = group_encoding_stats(scores, n_perm=20, random_state=0)
+    assert group.mixed.empty
+    assert group.tests.loc[0, "n_subjects"] == 2 and np.isfinite(group.tests.loc[0, "t"])
+
+
 def _split(data, truth, subject):
     runs = data[subject]
     return variance_partition([e for e, _ in runs], _spaces(runs, truth), sfreq=SFREQ, channels=[0],

@@ -13,26 +13,23 @@ from sae_eeg.alignment import (
     scale_max,
     select_features,
 )
-from sae_eeg.alignment._univariate import StimulusCache, fit_univariate
 from sae_eeg.errors import InputError
-from sae_eeg.trf import times_to_lags
-from sae_eeg.trf.univariate import univariate_trfs
+from sae_eeg.trf import shared_stimulus_trfs, univariate_trfs
 
 
-def test_fit_univariate_equals_engine(rng):
-    runs = [(sparse.random(n, 7, density=0.1, format="csr", random_state=i), rng.standard_normal((n, 2)))
-            for i, n in enumerate([300, 257, 280])]
-    cache = StimulusCache()
+def test_shared_stimulus_trfs_equal_engine_per_group(rng):
+    stimuli = [sparse.random(n, 7, density=0.1, format="csr", random_state=i) for i, n in enumerate([300, 257, 280])]
+    eeg = {g: [rng.standard_normal((x.shape[0], 2)) for x in stimuli] for g in "abc"}
+    # a and b heard the same three stimuli (solved together), c two of them (solved alone)
+    groups = {"a": list(zip(stimuli, eeg["a"])), "b": list(zip(stimuli, eeg["b"])),
+              "c": list(zip(stimuli[:2], eeg["c"][:2]))}
     for tmin, tmax in [(0, 0.1), (-0.05, 0.2), (-0.1, -0.02)]:
-        lags = times_to_lags(tmin, tmax, 100.0)
-        ref = univariate_trfs([r[0] for r in runs], [r[1] for r in runs], tmin, tmax, 100.0, alpha=3.0)
-        coef, intercept = fit_univariate(runs, lags, 3.0, cache=cache)
-        np.testing.assert_allclose(coef, ref.coef, atol=1e-10)
-        np.testing.assert_allclose(intercept, ref.intercept, atol=1e-10)
-    # stimulus statistics are computed once per distinct run and lag set
-    assert len(cache) == 9
-    fit_univariate(runs, times_to_lags(0, 0.1, 100.0), 3.0, cache=cache)
-    assert len(cache) == 9
+        fits = shared_stimulus_trfs(groups, tmin, tmax, 100.0, alpha=3.0, chunk_size=3)
+        for g, runs in groups.items():
+            ref = univariate_trfs([x for x, _ in runs], [y for _, y in runs], tmin, tmax, 100.0, alpha=3.0)
+            np.testing.assert_allclose(fits[g].coef_, ref.coef_, atol=1e-10)
+            np.testing.assert_allclose(fits[g].intercept_, ref.intercept_, atol=1e-10)
+            np.testing.assert_array_equal(fits[g].lags_, ref.lags_)
 
 
 def test_firing_rates_and_selection(rng):
@@ -82,7 +79,7 @@ def test_protocol_finds_planted_features_and_lags():
     assert (row["model"], row["layer"]) == ("sim", 3)
     # one row per (subject, feature, channel, sign) with that subject's test value
     assert len(res.subjects) == 8 * 20 * 2 * 2
-    assert res.coef_dev.shape == (8, 20, 2, len(res.times))
+    assert res.coef_dev.shape == (8, 2, 20, len(res.times))
     tidy = res.trf_frame("test")
     assert len(tidy) == res.coef_test.size
 

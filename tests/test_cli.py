@@ -44,3 +44,22 @@ def test_scheduler_option_is_validated(tmp_path):
     config.write_text("output_dir: out\nlayers: [1]\n")
     result = runner.invoke(app, ["group", str(config), "--scheduler", "dask"])
     assert result.exit_code == 2 and "scheduler must be null (serial), 'local'" in result.output
+
+
+def test_evaluate_without_its_section_shows_the_section_to_add(tmp_path):
+    import numpy as np
+    import soundfile
+    import yaml
+
+    from sae_eeg.pipeline.config import EvaluateSettings
+
+    soundfile.write(tmp_path / "a.wav", np.zeros(1600, np.float32), 16000)
+    config = tmp_path / "c.yaml"
+    config.write_text("output_dir: out\nlayers: [1]\nstimuli: {a: a.wav}\n")
+    result = runner.invoke(app, ["evaluate", str(config)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "the 'evaluate' stage needs an 'evaluate' section in the config, which has none" in result.output
+    assert "Evaluation tables in" not in result.output and not (tmp_path / "out" / "evals").exists()
+    section = yaml.safe_load(result.output.split("e.g.:", 1)[1])
+    assert list(section) == ["evaluate"]
+    EvaluateSettings.model_validate(section["evaluate"])         # the section shown is a valid one

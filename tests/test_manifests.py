@@ -104,7 +104,7 @@ def test_schema_errors_are_all_reported(dataset):
     message = str(info.value)
     assert "licence: Field required" in message
     assert "subjects.0.runs.0.eeg.format" in message and "'fiff'" in message
-    assert "exactly one of 'trigger', 'annotation', 'sample'; got ['trigger', 'sample']" in message
+    assert "exactly one of 'trigger', 'annotation', 'sample', 'trigger_template'; got ['trigger', 'sample']" in message
     assert "occurrence: Input should be greater than or equal to 1" in message
 
 
@@ -173,3 +173,31 @@ def test_shipped_manifests_cover_the_datasets():
     names = {load_manifest(p, check_files=False).name for p in SHIPPED}
     assert {"broderick2018-natural-speech-dryad", "broderick2018-natural-speech-cnd",
             "sparrkulee", "alice-eelbrain-fif", "sae-eeg-demo"} <= names
+
+
+def test_trigger_template_markers_are_checked_at_load(tmp_path):
+    """A trigger_template onset: its file must exist, it takes no 'end', and {stimulus} is its only placeholder."""
+    import yaml
+
+    from sae_eeg.errors import ManifestError
+    from sae_eeg.manifests import load_manifest
+
+    (tmp_path / "rec.bdf").write_bytes(b"")
+    run = {"id": "1", "eeg": {"path": "rec.bdf"}, "stimulus": "s1", "onset": {"trigger_template": "t_{stimulus}.npz"}}
+    data = {"name": "x", "licence": "CC0", "source_url": "u", "stimuli": {"s1": {"duration": 1.0}},
+            "subjects": [{"id": "a", "runs": [run]}]}
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ManifestError, match=r"subject 'a' run '1' onset.trigger_template: file not found: "
+                                            r".*t_s1.npz"):
+        load_manifest(path)
+    (tmp_path / "t_s1.npz").write_bytes(b"")
+    assert load_manifest(path).trigger_template_file(load_manifest(path).run("a", "1")) == tmp_path / "t_s1.npz"
+    run.update(end={"trigger": 2}, onset={"trigger_template": "t_{subject}.npz"})
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ManifestError, match=r"remove 'end'") as err:
+        load_manifest(path)
+    run.pop("end")
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ManifestError, match=r"may hold the placeholder \{stimulus\} only .* got KeyError\('subject'\)"):
+        load_manifest(path)

@@ -9,8 +9,10 @@ from sae_eeg._config import validate_model
 from sae_eeg.errors import ConfigError, InputError
 from sae_eeg.pipeline.analyses import check_lags, check_runs, group_tables, sae_space, subject_tables
 from sae_eeg.pipeline.config import AlignmentSettings
+from scipy import sparse
+
 from sae_eeg._io import read_table, write_table
-from sae_eeg.pipeline.io import load_run, save_run
+from sae_eeg.pipeline.io import RunData, load_run, save_run
 
 CH_NAMES = ["Fz", "Cz", "Pz", "Oz", "C3", "C4"]
 
@@ -20,18 +22,14 @@ def _settings(**sections):
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    root = tmp_path_factory.mktemp("align_run")
+def study():
     data, truth = make_study(n_subjects=5, n_runs=3, n_features=6, planted=(0, 1), planted_channels=(1, 2),
                              run_s=30.0, seed=21)
     runs = {}
     for s, subject_runs in data.items():
-        runs[s] = []
-        for r, (eeg, feats) in enumerate(subject_runs):
-            path = root / "runs" / f"{s}_run{r}.npz"
-            save_run(path, eeg=eeg, features=feats, sfreq=SFREQ, ch_names=CH_NAMES,
-                     feature_ids=np.arange(100, 106), spaces={"envelope": truth["envelope"][r]})
-            runs[s].append(load_run(path))
+        runs[s] = [RunData(eeg, sparse.csr_array(feats, dtype=np.float32), SFREQ, CH_NAMES, np.arange(100, 106),
+                           {"envelope": np.asarray(truth["envelope"][r], np.float32).reshape(len(eeg), -1)})
+                   for r, (eeg, feats) in enumerate(subject_runs)]
     sections = {
         "protocol": {"channels": ["Pz", "Oz"], "n_dev_runs": 2, "min_rate": 0.5, "tmax": 0.4},
         "clusters": {"montage": "biosemi64", "n_features": 3, "n_permutations": 64, "tmax": 0.3},
@@ -43,18 +41,23 @@ def study(tmp_path_factory):
 
 
 def test_run_file_round_trip(tmp_path, rng):
+    """A run file holds the EEG (float32) and the name of its stimulus; no features."""
     eeg = rng.standard_normal((50, 3))
-    feats = np.zeros((50, 4), np.float32)
-    feats[::7, 2] = 1.5
-    save_run(tmp_path / "r.npz", eeg=eeg, features=feats, sfreq=64.0, ch_names=["a", "b", "c"],
-             spaces={"envelope": np.arange(50.0)})
+    save_run(tmp_path / "r.npz", eeg=eeg, sfreq=64.0, ch_names=["a", "b", "c"], stimulus="story1",
+             record={"onset_sample": 12, "clock_ratio": 1.0})
     run = load_run(tmp_path / "r.npz")
-    np.testing.assert_array_equal(run.eeg, eeg)
-    np.testing.assert_array_equal(run.features.toarray(), feats)
-    assert run.sfreq == 64.0 and run.ch_names == ["a", "b", "c"] and run.spaces["envelope"].shape == (50, 1)
+    np.testing.assert_array_equal(run.eeg, eeg.astype(np.float32))
+    assert run.eeg.dtype == np.float64 and np.abs(run.eeg - eeg).max() <= 1e-6 * np.abs(eeg).max()
+    assert (run.sfreq, run.ch_names, run.stimulus, run.n_times) == (64.0, ["a", "b", "c"], "story1", 50)
+    assert run.record == {"onset_sample": 12, "clock_ratio": 1.0}
+    with np.load(tmp_path / "r.npz") as z:
+        assert sorted(z.files) == ["ch_names", "eeg", "record", "sfreq", "stimulus"]
     np.savez(tmp_path / "bad.npz", eeg=eeg)
-    with pytest.raises(InputError, match=r"bad.npz' lacks \['sfreq'"):
+    with pytest.raises(InputError, match=r"bad.npz' lacks \['sfreq', 'ch_names', 'stimulus', 'record'\]; .*"
+                                         r"rerun 'preprocess'"):
         load_run(tmp_path / "bad.npz")
+    with pytest.raises(InputError, match=r"eeg must have shape \(n_times, 2\) for 2 channels, got \(50, 3\)"):
+        save_run(tmp_path / "x.npz", eeg=eeg, sfreq=64.0, ch_names=["a", "b"], stimulus="s")
 
 
 def test_subject_and_group_tables(study, tmp_path):

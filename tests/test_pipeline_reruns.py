@@ -102,10 +102,23 @@ def test_manifest_bad_channels_edit_reruns_that_subject_and_the_group(study):
     assert run_pipeline(study).ran == {}
 
 
-def test_replaced_checkpoint_reruns_encode_and_everything_downstream(study):
+def test_replaced_checkpoint_reruns_encode_and_the_analyses_not_the_eeg(study):
+    """The run files hold EEG only: new SAE features rerun the analyses that read them, not the preprocessing."""
+    runs = sorted((Path(study["output_dir"]) / "runs").rglob("*.npz"))
+    before = {p: p.stat().st_mtime_ns for p in runs}
     write_saes(Path(study["sae"]["checkpoint"]), seed=7)
     ran = set(run_pipeline(study).ran)
-    assert ran == {f"encode/story{i}" for i in (1, 2, 3)} | set().union(*map(_tasks_of, SUBJECTS))
+    assert ran == ({f"encode/story{i}" for i in (1, 2, 3)} | {f"subject/{s}" for s in SUBJECTS}
+                   | {"group", "attribution", "attribution_features"})          # the acoustic TRFs read no SAE
+    assert {p: p.stat().st_mtime_ns for p in runs} == before
+
+
+def test_other_layers_keep_the_run_files(study):
+    """The preprocessing key holds no layer: a config with other layers reuses every run file."""
+    assert {p.name for p in (Path(study["output_dir"]) / "runs").iterdir()} == set(SUBJECTS)
+    ran = set(run_pipeline({**study, "layers": [2]}, force=True).ran)
+    assert not any(name.startswith(("preprocess/", "acoustic")) for name in ran), ran
+    assert {f"subject/{s}" for s in SUBJECTS} <= ran
 
 
 def _cli(*args):
@@ -144,8 +157,9 @@ def test_bad_audio_names_the_stimulus_and_its_file(study):
         run_pipeline(study)
     line = str(err.value).splitlines()[1]
     assert line.startswith(f"  activations/story2 (stimulus story2) [{audio}]: ") and "story2.wav" in line
-    # encode, 3 x (preprocess, subject, acoustic) and the group tasks
-    assert f"({1 + 3 * 3 + len(GROUP_TASKS)} task(s) that need them were not run.)" in str(err.value)
+    # encode, 3 x (subject, acoustic) and the group tasks; the preprocessing reads no audio here (the
+    # manifest declares durations)
+    assert f"({1 + 3 * 2 + len(GROUP_TASKS)} task(s) that need them were not run.)" in str(err.value)
 
 
 def test_one_subject_on_the_command_line(study, tmp_path):

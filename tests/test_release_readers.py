@@ -8,15 +8,18 @@ import numpy as np
 import pytest
 
 from _release_fixtures import (
-    CND_FEATURES, build_alice, build_broderick_cnd, build_broderick_dryad, build_sparrkulee,
+    AUDIO_SFREQ, CND_FEATURES, synth_audio, build_alice, build_broderick_cnd, build_broderick_dryad, build_sparrkulee,
     cell, chanlocs, cnd_eeg_struct, cnd_stim_struct, savemat, write_bdf,
 )
-from sae_eeg.audio import load_audio
+from typer.testing import CliRunner
+
+from sae_eeg.audio import Audio, load_audio
+from sae_eeg.cli import app
 from sae_eeg.eeg import (
-    CND_ONSET_ANNOTATION, check_manifest, find_run_markers, infer_format, preprocess, read_cnd,
-    read_cnd_stim, read_raw, read_run, read_stimulus_feature,
+    CND_ONSET_ANNOTATION, check_manifest, find_run_markers, infer_format, load_aligned_run, preprocess, read_cnd,
+    read_cnd_stim, read_manifest_feature, read_raw, read_run, read_stimulus_feature, simulate_dataset,
 )
-from sae_eeg.errors import AlignmentError, InputError
+from sae_eeg.errors import AlignmentError, InputError, ManifestError
 from sae_eeg.manifests import load_manifest
 
 SHIPPED = Path(__file__).parents[1] / "data_manifests"
@@ -216,8 +219,73 @@ def test_sparrkulee_tree(tmp_path, rng):
     audio = load_audio(manifest.resolve(manifest.stimuli["audiobook_5_1"].path))
     np.testing.assert_array_equal(audio.waveform, waveforms["audiobook_5_1"])
     assert audio.sfreq == 48000.0
-    with pytest.raises(AlignmentError, match=r"trigger 1 .* not found"):  # VERIFY in the manifest
-        find_run_markers(raw, manifest.run("001", "01"))
+    onset, end = find_run_markers(raw, manifest.run("001", "01"), manifest=manifest)
+    assert onset == pytest.approx(0.5, abs=1 / 8192) and end == pytest.approx(3.5, abs=2 / 8192)
+
+
+PRE_NONE = {"l_freq": None, "h_freq": None, "sfreq": 128.0, "detect_bads": False, "interpolate_bads": False,
+            "reference": "none", "scaling": "none"}
+
+
+def test_sparrkulee_trigger_template_gives_onset_and_clock_drift(tmp_path, rng):
+    """brain_pipe's periodic block triggers: onset from the first pulses, drift from the last."""
+    build_sparrkulee(tmp_path, rng, onset=0.75, seconds=4.25, clock_ratio=1.003)  # 3 s of stimulus
+    manifest = load_manifest(SHIPPED / "sparrkulee.yaml", root=tmp_path)
+    run = manifest.run("001", "01")
+    raw = read_run(manifest, "001", "01")
+    onset, end = find_run_markers(raw, run, manifest=manifest)
+    assert onset == pytest.approx(0.75, abs=1 / 8192)
+    assert (end - onset) / 3.0 == pytest.approx(1.003, abs=1 / 8192)   # 3 s of stimulus, pulses 2 s apart
+    aligned, _ = load_aligned_run(manifest, "001", "01", config=PRE_NONE)
+    assert aligned.clock_ratio == pytest.approx(1.003, abs=1e-3 / 8) and aligned.n_times == 3 * 128
+    assert aligned.onset_sample == round(0.75 * 128)
+    with pytest.raises(AlignmentError, match=r"trigger_template onset is found by find_run_markers"):
+        from sae_eeg.eeg import find_marker
+        find_marker(raw, run.onset)
+
+
+def test_trigger_template_that_does_not_match_is_an_error(tmp_path, rng):
+    build_sparrkulee(tmp_path, rng)
+    manifest = load_manifest(SHIPPED / "sparrkulee.yaml", root=tmp_path)
+    run = manifest.run("001", "01")
+    raw = read_run(manifest, "001", "01")
+    template = manifest.trigger_template_file(run)
+    pulses = np.zeros(4 * 1000, np.float32)                       # four pulses: one more than the recording's
+    for t in range(4):
+        pulses[t * 1000:t * 1000 + 10] = 1.0
+    import gzip, io
+    buffer = io.BytesIO()
+    np.savez(buffer, audio=pulses, fs=np.array(1000))
+    template.write_bytes(gzip.compress(buffer.getvalue()))
+    with pytest.raises(AlignmentError, match=r"trigger channel has 3 pulses, the trigger template .*t_audiobook_5_1"
+                                             r".* 4: is it this run's stimulus\?"):
+        find_run_markers(raw, run, manifest=manifest)
+    pulses[1000:1010], pulses[1300:1310] = 0.0, 1.0               # three pulses, unevenly spaced
+    pulses[3000:3010] = 0.0
+    buffer = io.BytesIO()
+    np.savez(buffer, audio=pulses, fs=np.array(1000))
+    template.write_bytes(gzip.compress(buffer.getvalue()))
+    with pytest.raises(AlignmentError, match=r"pulses depart from those of trigger template .* by up to \d+\.\d ms"):
+        find_run_markers(raw, run, manifest=manifest)
+    no_stim = raw.copy().pick("eeg")
+    with pytest.raises(AlignmentError, match=r"needs a trigger \(stim\) channel"):
+        find_run_markers(no_stim, run, manifest=manifest)
+
+
+def test_dryad_runs_longer_than_their_envelopes_are_cut_at_the_stimulus_end(tmp_path, rng):
+    """No audio: the run spans the envelope (3 samples shorter than the EEG file); the rest is left out."""
+    envelopes = build_broderick_dryad(tmp_path, rng, subjects=("1",), runs=("1", "2"), with_audio=False)
+    path = _restrict_grid(tmp_path, (SHIPPED / "broderick2018_dryad.yaml").read_text(), subjects=("1",),
+                          runs=("1", "2"))
+    manifest = load_manifest(path, root=tmp_path)
+    assert manifest.audio_file("audio2") is None
+    aligned, _ = load_aligned_run(manifest, "1", "2", config=PRE_NONE)
+    assert aligned.n_times == len(envelopes["2"]) and aligned.samples_after == 3
+    raw = read_run(manifest, "1", "2")
+    np.testing.assert_array_equal(aligned.eeg, raw.get_data(picks="eeg")[:, :len(envelopes["2"])].T)
+    env = read_manifest_feature(manifest, "audio2", "envelope")
+    np.testing.assert_array_equal(env.data, envelopes["2"])          # the release's values, untouched
+    assert env.resample(128.0, tmin=0.0, n_times=aligned.n_times).data.tolist() == envelopes["2"].tolist()
 
 
 def test_npz_audio_errors(tmp_path):
@@ -264,6 +332,86 @@ def test_alice_manifest_on_its_layout(tmp_path, rng):
     assert find_run_markers(raw, manifest.run("S03", "2"))[0] == pytest.approx(5.0)
 
 
+@pytest.mark.parametrize("with_audio", [True, False])
+def test_broderick_manifests_without_audio_use_the_release_envelopes(tmp_path, rng, with_audio):
+    cnd = build_broderick_cnd(tmp_path / "cnd", rng, version="v7.3", with_audio=with_audio)
+    dryad = build_broderick_dryad(tmp_path / "dryad", rng, with_audio=with_audio)
+    for name, root, envelope in (("cnd", tmp_path / "cnd", cnd["envelope"][1]),
+                                 ("dryad", tmp_path / "dryad", dryad["2"])):
+        path = _restrict_grid(root, (SHIPPED / f"broderick2018_{name}.yaml").read_text(), subjects=("1", "2"),
+                              runs=("1", "2"))
+        summary = check_manifest(path, root=root)
+        absent = [w for w in summary.warnings if "have no audio file" in w]
+        assert len(absent) == (0 if with_audio else 1)
+        if not with_audio:
+            assert absent[0].startswith("2 stimuli have no audio file: audio1 (") and "are skipped" in absent[0]
+        manifest = load_manifest(path, root=root)
+        np.testing.assert_array_equal(read_manifest_feature(manifest, "audio2", "envelope").data, envelope)
+
+
+def test_release_features_are_checked_at_load(tmp_path, rng):
+    build_broderick_cnd(tmp_path, rng, with_audio=False)
+    text = (SHIPPED / "broderick2018_cnd.yaml").read_text()
+    text = text.replace("feature: Speech Envelope Vectors, trial: 2}", "feature: Pitch, trial: 2}")
+    text = text.replace("feature: Speech Envelope Vectors, trial: 1}", "feature: Speech Envelope Vectors, trial: 3}")
+    path = _restrict_grid(tmp_path, text, subjects=("1",), runs=("1", "2"))
+    with pytest.raises(ManifestError, match=r"2 problem\(s\)") as err:
+        check_manifest(path, root=tmp_path)
+    message = str(err.value)
+    assert "stimulus 'audio1' features.envelope: " in message and "holds 2 trials; give trial in 1..2, got 3" in message
+    assert ("stimulus 'audio2' features.envelope: " in message and "one of the CND stim.names "
+            "['Speech Envelope Vectors', 'Word Onset Vectors']; got 'Pitch'" in message)
+    (tmp_path / "dataCND" / "dataStim.mat").unlink()
+    with pytest.raises(ManifestError, match=r"stimulus 'audio1' features.envelope: file not found: .*dataStim.mat"):
+        load_manifest(path, root=tmp_path)
+
+
+def test_every_shipped_manifest_passes_manifest_check_on_its_fixture_tree(tmp_path, rng):
+    """Each public manifest on a tree in its release's layout, and the demo's on a simulated dataset."""
+    trees = {
+        "broderick2018_cnd": (build_broderick_cnd, ("1", "2"), ("1", "2")),
+        "broderick2018_dryad": (build_broderick_dryad, ("1", "2"), ("1", "2")),
+        "alice_eelbrain": (build_alice, ("S01", "S03"), ("1", "2")),
+    }
+    checked = {}
+    for name, (build, subjects, runs) in trees.items():
+        root = tmp_path / name
+        build(root, rng)
+        checked[name] = check_manifest(_restrict_grid(root, (SHIPPED / f"{name}.yaml").read_text(),
+                                                      subjects=subjects, runs=runs), root=root)
+    build_sparrkulee(tmp_path / "sparrkulee", rng)                     # .bdf.gz, trigger template
+    checked["sparrkulee"] = check_manifest(SHIPPED / "sparrkulee.yaml", root=tmp_path / "sparrkulee")
+    stories = [(f"story{i}", Audio(synth_audio(4.0, rng), AUDIO_SFREQ)) for i in (1, 2, 3)]
+    simulate_dataset(tmp_path / "demo", stories, n_subjects=2, random_state=0)
+    checked["demo"] = check_manifest(_restrict_grid(tmp_path / "demo", (SHIPPED / "demo.yaml").read_text(),
+                                                    subjects=("01", "02"), runs=("story1", "story2", "story3")),
+                                     root=tmp_path / "demo")
+    assert set(checked) == {p.stem for p in SHIPPED.glob("*.yaml")}
+    assert checked["sparrkulee"].sampling_rates == [8192.0] and checked["demo"].n_runs == 6
+    for name, summary in checked.items():
+        verify = load_manifest(SHIPPED / f"{name}.yaml", check_files=False).verify
+        assert [w for w in summary.warnings if w.startswith("VERIFY: ")] == [
+            f"VERIFY: {' '.join(v.split())}" for v in verify], name
+
+
+def test_unverified_values_are_a_manifest_field_that_manifest_check_prints(tmp_path, rng):
+    """'verify' entries, not comments: every public manifest lists what it could not check."""
+    for path in SHIPPED.glob("*.yaml"):
+        comments = [line for line in path.read_text().splitlines() if line.lstrip().startswith("#")]
+        assert not [line for line in comments if "VERIFY" in line], path.name
+        verify = load_manifest(path, check_files=False).verify
+        assert bool(verify) == (path.stem != "demo"), path.name
+    build_sparrkulee(tmp_path, rng)
+    done = CliRunner().invoke(app, ["manifest", "check", str(SHIPPED / "sparrkulee.yaml"), "--root", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    lines = done.output.splitlines()
+    assert lines[0] == "manifest 'sparrkulee': valid"
+    assert [line for line in lines if line.startswith("warning: ")] == [
+        "warning: VERIFY: The BDF channel labels against MNE's biosemi64 names (Fp1, AF7, ...).",
+        "warning: VERIFY: The trigger templates t_<stimulus>.npz.gz hold the pulse track in 'audio' and its rate "
+        "in 'fs', as the stimuli do (brain_pipe reads both with the same loader)."]
+
+
 def _restrict_grid(tmp_path, text, *, subjects, runs):
     """The shipped manifest with its grid cut to the fixture's subjects and runs."""
     import yaml
@@ -271,7 +419,7 @@ def _restrict_grid(tmp_path, text, *, subjects, runs):
     data = yaml.safe_load(text)
     data["grid"]["subjects"], data["grid"]["runs"] = list(subjects), list(runs)
     data["stimuli"] = {k: v for k, v in data["stimuli"].items()
-                       if any(data["grid"]["stimulus"].format(run=r) == k for r in runs)}
+                       if any(data["grid"]["stimulus"].format(run=r, subject=s) == k for r in runs for s in subjects)}
     path = tmp_path / "manifest.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

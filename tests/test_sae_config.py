@@ -74,3 +74,24 @@ def test_every_problem_of_a_training_file_at_once(config_file):
         read_training_config(config_file)
     for field in ("epochs", "training.steps", "training.lr", "data.augmentation.p_noise"):
         assert f"  - {field}: " in str(err.value)
+
+
+def test_a_short_run_that_would_never_set_a_threshold_is_refused_with_the_fix(config_file, tmp_path):
+    """A short run with the default schedule (warm-up and threshold from step 1000) is an error, not silence."""
+    from sae_eeg.sae import TrainingConfig
+    from sae_eeg.pipeline import load_pipeline_config
+
+    with pytest.raises(ConfigError, match=r"threshold_start \(1000\) must be below n_steps \(400\): the inference "
+                                          r"threshold would never be estimated .* set threshold_start: 200 .*; "
+                                          r"warmup_steps \(1000\) must be below n_steps \(400\).* set "
+                                          r"warmup_steps: 40"):
+        TrainingConfig(n_steps=400)
+    config = yaml.safe_load(config_file.read_text())
+    config["training"].update(threshold_start=6)
+    config_file.write_text(yaml.safe_dump(config))
+    with pytest.raises(ConfigError, match=r"training: threshold_start \(6\) must be below n_steps \(6\)"):
+        read_training_config(config_file)
+    with pytest.raises(ConfigError, match=r"sae.training: threshold_start \(1000\) must be below n_steps \(50\)"):
+        load_pipeline_config({"output_dir": str(tmp_path / "o"), "stimuli": {"a": str(config_file)}, "layers": [1],
+                              "sae": {"training": {"n_steps": 50, "warmup_steps": 5}}}, check_files=False)
+    assert TrainingConfig(n_steps=400, threshold_start=200, warmup_steps=40).threshold_start == 200

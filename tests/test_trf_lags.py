@@ -5,6 +5,7 @@ import pytest
 
 from sae_eeg.trf import lag_matrix, lagged_stats, times_to_lags
 from sae_eeg.trf._backend import get_ops
+from sae_eeg.trf.fast import fft_pays
 from sae_eeg.trf.lags import row_range
 
 LAG_SETS = [(-3, 5), (2, 6), (-6, -2), (0, 0), (-4, 0), (0, 7)]
@@ -47,9 +48,9 @@ def test_stats_equal_explicit_products(rng, edge, lag_range):
     stats = lagged_stats(X, Y, lags, edge=edge)
     for i, (x, y) in enumerate(zip(X, Y)):
         xtx, xty, sx, sy, yty = _explicit(x, y, lags, edge)
-        np.testing.assert_allclose(stats.xtx[i], xtx, rtol=0, atol=1e-10)
-        np.testing.assert_allclose(stats.xty[i], xty, rtol=0, atol=1e-10)
-        np.testing.assert_allclose(stats.sx[i], sx, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(stats.xtx[i, 0], xtx, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(stats.xty[i, 0], xty, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(stats.sx[i, 0], sx, rtol=0, atol=1e-10)
         np.testing.assert_allclose(stats.sy[i], sy, rtol=0, atol=1e-10)
         np.testing.assert_allclose(stats.yty[i], yty, rtol=0, atol=1e-10)
         assert stats.n[i] == len(lag_matrix(x, lags, edge=edge))
@@ -81,45 +82,41 @@ def test_totals_are_sums_and_differences(rng):
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("edge", ["zero", "valid"])
 def test_summed_covariance_by_fft_equals_explicit(rng, edge, backend):
-    from sae_eeg.trf.lags import _fft_is_cheaper
-
     lags = np.arange(-5, 61)
     lengths = [300, 250, 320, 280, 310, 260, 300, 290, 270, 330] + ([30] if edge == "zero" else [])
     X = [rng.standard_normal((n, 3)) for n in lengths]  # ragged, one shorter than the lags for 'zero'
     Y = [rng.standard_normal((len(x), 2)) for x in X]
-    assert _fft_is_cheaper(X, len(lags))  # the FFT path is the one tested
+    assert fft_pays([len(x) for x in X], len(lags), 3)  # the FFT path is the one tested
     summed = lagged_stats(X, Y, lags, edge=edge, per_trial=False, backend=backend)
     xp = get_ops(backend)
     designs = [lag_matrix(x, lags, edge=edge) for x in X]
     explicit = sum(d.T @ d for d in designs)
-    np.testing.assert_allclose(xp.to_numpy(summed.xtx[0]), explicit, rtol=0, atol=1e-10 * np.abs(explicit).max())
-    assert not _fft_is_cheaper(X, 4)  # few lags: direct products
+    np.testing.assert_allclose(xp.to_numpy(summed.xtx[0, 0]), explicit, rtol=0, atol=1e-10 * np.abs(explicit).max())
+    assert not fft_pays([len(x) for x in X], 4, 3)  # few lags: direct products
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("edge", ["zero", "valid"])
 @pytest.mark.parametrize("lag_range", [(-5, 60), (3, 70), (-70, -3)])
 def test_per_trial_stats_by_fft_equal_explicit(rng, edge, lag_range, backend):
-    from sae_eeg.trf.lags import _fft_is_cheaper
-
     lags = np.arange(lag_range[0], lag_range[1] + 1)
     lengths = [1000, 833, 917] + ([40] if edge == "zero" else [])   # ragged, one shorter than the lags
     X = [rng.standard_normal((n, 4)) + 0.3 for n in lengths]
     Y = [rng.standard_normal((n, 5)) for n in lengths]
-    assert _fft_is_cheaper(X[:1], len(lags)) and _fft_is_cheaper(X[:1], len(lags), 5)  # FFT paths tested
+    assert fft_pays([len(X[0])], len(lags), 4) and fft_pays([len(X[0])], len(lags), 4, 5)  # FFT paths tested
     stats = lagged_stats(X, Y, lags, edge=edge, backend=backend)
     xp = get_ops(backend)
     for i, (x, y) in enumerate(zip(X, Y)):
         xtx, xty, *_ = _explicit(x, y, lags, edge)
-        np.testing.assert_allclose(xp.to_numpy(stats.xtx[i]), xtx, rtol=0, atol=1e-10 * np.abs(xtx).max())
-        np.testing.assert_allclose(xp.to_numpy(stats.xty[i]), xty, rtol=0, atol=1e-10 * np.abs(xty).max())
+        np.testing.assert_allclose(xp.to_numpy(stats.xtx[i, 0]), xtx, rtol=0, atol=1e-10 * np.abs(xtx).max())
+        np.testing.assert_allclose(xp.to_numpy(stats.xty[i, 0]), xty, rtol=0, atol=1e-10 * np.abs(xty).max())
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("edge", ["zero", "valid"])
 @pytest.mark.parametrize("lag_range", LAG_SETS + [(-5, 40)])
 def test_quadratic_forms_from_generators_equal_explicit(rng, edge, lag_range, backend):
-    from sae_eeg.trf.lags import lagged_quadratic_forms
+    from sae_eeg.trf.fast import quadratic_forms
 
     lags = np.arange(lag_range[0], lag_range[1] + 1)
     lengths = [120, 97] + ([20] if edge == "zero" else [])          # ragged, one shorter than the lags
@@ -130,7 +127,7 @@ def test_quadratic_forms_from_generators_equal_explicit(rng, edge, lag_range, ba
     W = rng.standard_normal((3 * len(lags), 7))
     for i, x in enumerate(X):
         expected = ((lag_matrix(x, lags, edge=edge) @ W) ** 2).sum(0)
-        got = xp.to_numpy(lagged_quadratic_forms(stats.autocov[i], stats.edge_rows[i], xp.asarray(W), xp))
+        got = xp.to_numpy(quadratic_forms(stats.autocov[i, 0], stats.edge_rows[i, 0], xp.asarray(W), xp))
         np.testing.assert_allclose(got, expected, rtol=1e-10)
 
 
@@ -139,25 +136,27 @@ def test_generators_kept_per_trial_only(rng):
     X = [rng.standard_normal((30, 2)) for _ in range(4)]
     Y = [rng.standard_normal((30, 3)) for _ in range(4)]
     stats = lagged_stats(X, Y, lags)
-    assert stats.autocov.shape == (4, 6, 2, 2) and stats.edge_rows.shape == (4, 5, 12)
+    assert stats.autocov.shape == (4, 1, 6, 2, 2) and stats.edge_rows.shape == (4, 1, 5, 12)
     np.testing.assert_array_equal(stats.trial(2).autocov[0], stats.autocov[2])
     np.testing.assert_array_equal(stats.subset(np.array([3, 1])).edge_rows, stats.edge_rows[[3, 1]])
-    summed = stats.total()
-    assert summed.autocov is None and summed.minus(stats.trial(0)).edge_rows is None
-    assert lagged_stats(X, Y, lags, per_trial=False).autocov is None
+    summed = stats.total()     # the autocovariance adds over trials; the missing rows do not
+    np.testing.assert_allclose(summed.autocov[0], stats.autocov.sum(0), atol=1e-12)
+    assert summed.edge_rows is None and summed.minus(stats.trial(0)).edge_rows is None
+    np.testing.assert_allclose(lagged_stats(X, Y, lags, per_trial=False).autocov, summed.autocov, atol=1e-12)
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
 @pytest.mark.parametrize("edge", ["zero", "valid"])
-def test_lagged_xty_non_contiguous_lags(rng, edge, backend):
-    from sae_eeg.trf.lags import lagged_xty
+def test_lagged_xty_direct_products(rng, edge, backend):
+    from sae_eeg.trf.stats import lagged_xty
 
-    lags = np.array([-3, 0, 2, 7])
+    lags = np.arange(-3, 4)
     x, y = rng.standard_normal((60, 3)), rng.standard_normal((60, 2))
     xp = get_ops(backend)
+    assert not fft_pays([60], len(lags), 3, 2)                                   # the direct path is tested
     design = lag_matrix(x, lags, edge=edge)
     start, stop = row_range(len(x), lags, edge)
-    got = xp.to_numpy(lagged_xty(xp.asarray(x), xp.asarray(y), lags, edge, xp))
+    got = xp.to_numpy(lagged_xty(xp.asarray(x), xp.asarray(y), lags, edge, xp)).reshape(-1, 2)
     np.testing.assert_allclose(got, design.T @ y[start:stop], rtol=0, atol=1e-12)
 
 

@@ -7,11 +7,12 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+import dataclasses
+
 from sae_eeg.trf import SOLVERS, TRF, lag_matrix, lagged_stats, times_to_lags
 from sae_eeg.trf._backend import get_ops
 from sae_eeg.trf.crossval import SCORERS, fold_scores, make_folds
-from sae_eeg.trf.lags import FIELDS, LagStats
-from sae_eeg.trf.solvers import centered_system, ridge_path
+from sae_eeg.trf.ridge import centered_cross, centered_gram, ridge_path
 
 
 def _simulate(rng, sfreq, tmin, tmax, n_feat, n_out, lengths, noise=0.01):
@@ -68,10 +69,10 @@ def test_eigh_path_equals_direct_solve(rng, fit_intercept, scaled):
     alphas = np.array([1e-3, 0.1, 1.0, 10.0, 1e4])
     scale = rng.uniform(0.2, 3.0, design.shape[1]) if scaled else None
     xp = get_ops("numpy")
-    W_eigh, b = ridge_path(stats, alphas, fit_intercept=fit_intercept, solver="eigh", xp=xp,
-                           penalty_scale=scale)
-    W_chol, _ = ridge_path(stats, alphas, fit_intercept=fit_intercept, solver="cholesky", xp=xp,
-                           penalty_scale=scale)
+    centering = "lagged" if fit_intercept else None
+    W_eigh, b = ridge_path(stats, alphas, centering=centering, solver="eigh", xp=xp, penalty_scale=scale)
+    W_chol, _ = ridge_path(stats, alphas, centering=centering, solver="cholesky", xp=xp, penalty_scale=scale)
+    W_eigh, b, W_chol = W_eigh[:, 0], b[:, 0], W_chol[:, 0]             # the one design
     for a, we, wc in zip(alphas, W_eigh, W_chol):
         pen = np.diag(a * (scale if scaled else np.ones(design.shape[1])))
         direct = np.linalg.solve(design.T @ design + pen, design.T @ yy)
@@ -104,8 +105,8 @@ def test_cv_scores_equal_explicit_refits(rng, scoring, edge):
     folds = make_folds(4, 2)
     stats = lagged_stats(X, Y, lags, edge=edge)
     xp = get_ops("numpy")
-    got = fold_scores(stats, alphas, folds, fit_intercept=True, scoring=scoring, solver="eigh",
-                      xp=xp, trials=(X, Y), lags=lags, edge=edge)
+    got = fold_scores(stats, alphas, folds, centering="lagged", scoring=scoring, solver="eigh",
+                      xp=xp, trials=(X, Y), lags=lags, edge=edge)[:, :, 0]
     for k, test in enumerate(folds):
         train = [i for i in range(4) if i not in test]
         for j, a in enumerate(alphas):
@@ -114,9 +115,9 @@ def test_cv_scores_equal_explicit_refits(rng, scoring, edge):
             expected = np.mean([m.score_outputs(X[i], Y[i]) for i in test], axis=0)
             np.testing.assert_allclose(got[k, j], expected, rtol=1e-9, atol=1e-10)
     # statistics without the generators of X^T X: products with the dense held-out X^T X
-    bare = LagStats(*(getattr(stats, k) for k in FIELDS))
-    dense = fold_scores(bare, alphas, folds, fit_intercept=True, scoring=scoring, solver="eigh",
-                        xp=xp, trials=(X, Y), lags=lags, edge=edge)
+    bare = dataclasses.replace(stats, edge_rows=None)
+    dense = fold_scores(bare, alphas, folds, centering="lagged", scoring=scoring, solver="eigh",
+                        xp=xp, trials=(X, Y), lags=lags, edge=edge)[:, :, 0]
     np.testing.assert_allclose(dense, got, rtol=1e-10, atol=1e-12)
 
 
@@ -214,7 +215,8 @@ def test_centered_system_is_intercept_column(rng):
     X = [rng.standard_normal((60, 2)) + 2 for _ in range(2)]
     Y = [rng.standard_normal((60, 1)) + 1 for _ in range(2)]
     stats = lagged_stats(X, Y, lags, per_trial=False)
-    C, c = centered_system(stats, True)
+    xp = get_ops()
+    C, c = centered_gram(stats, "lagged", xp)[0], centered_cross(stats, "lagged", xp)[0][0]
     design = np.vstack([np.column_stack([np.ones(60), lag_matrix(x, lags)]) for x in X])
     reg = np.eye(design.shape[1]) * 3.0
     reg[0, 0] = 0

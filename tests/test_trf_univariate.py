@@ -32,14 +32,14 @@ def test_univariate_equals_one_trf_per_feature(data, edge, scoring, window, as_s
     inputs = [sparse.csr_array(x) for x in X] if as_sparse else X
     res = univariate_trfs(inputs, Y, tmin, tmax, 100.0, alpha=alphas, edge=edge, scoring=scoring,
                           chunk_size=4)
-    assert res.coef.shape == (6, 2, 7 if tmin > 0 or tmax < 0 else 10)
+    assert res.coef_.shape == (2, 6, 7 if tmin > 0 or tmax < 0 else 10)
     for f in range(6):
         ref = TRF(tmin, tmax, 100.0, alpha=alphas, edge=edge, scoring=scoring).fit(
             [x[:, [f]] for x in X], Y)
-        np.testing.assert_allclose(res.coef[f], ref.coef_[:, 0], atol=1e-10)
-        np.testing.assert_allclose(res.intercept[f], ref.intercept_, atol=1e-10)
-        np.testing.assert_allclose(res.cv_scores[f], ref.cv_scores_, atol=1e-10)
-        np.testing.assert_array_equal(res.alpha[f], ref.alpha_)
+        np.testing.assert_allclose(res.coef_[:, f], ref.coef_[:, 0], atol=1e-10)
+        np.testing.assert_allclose(res.intercept_[:, f], ref.intercept_, atol=1e-10)
+        np.testing.assert_allclose(res.cv_scores_[:, :, f], ref.cv_scores_, atol=1e-10)
+        np.testing.assert_array_equal(res.alpha_[:, f], ref.alpha_)
 
 
 def test_univariate_sparse_torch_and_chunks(data):
@@ -47,11 +47,11 @@ def test_univariate_sparse_torch_and_chunks(data):
     dense = univariate_trfs(X, Y, -0.03, 0.06, 100.0, alpha=[1.0, 100.0], alpha_per_output=True)
     sp = univariate_trfs([sparse.csr_array(x) for x in X], Y, -0.03, 0.06, 100.0,
                          alpha=[1.0, 100.0], alpha_per_output=True, chunk_size=1, backend="torch")
-    for name in ("coef", "intercept", "alpha", "cv_scores", "scores"):
+    for name in ("coef_", "intercept_", "alpha_", "cv_scores_", "scores_"):
         np.testing.assert_allclose(getattr(sp, name), getattr(dense, name), atol=1e-10)
     # the planted feature is the best one on the first channel and its kernel is recovered
-    assert np.argmax(dense.scores[:, 0]) == 2
-    np.testing.assert_allclose(dense.coef[2, 0], kernel, atol=0.15)
+    assert np.argmax(dense.scores_[0]) == 2
+    np.testing.assert_allclose(dense.coef_[0, 2], kernel, atol=0.15)
 
 
 def test_univariate_single_trial_no_cv(rng):
@@ -59,8 +59,8 @@ def test_univariate_single_trial_no_cv(rng):
     y = rng.standard_normal(200)
     res = univariate_trfs(x, y, 0.0, 0.02, 100.0, alpha=5.0)
     ref = TRF(0.0, 0.02, 100.0, alpha=5.0).fit(x[:, [1]], y)
-    np.testing.assert_allclose(res.coef[1], ref.coef_[:, 0], atol=1e-10)
-    assert np.isnan(res.scores).all()
+    np.testing.assert_allclose(res.coef_[:, 1], ref.coef_[:, 0], atol=1e-10)
+    assert np.isnan(res.scores_).all()
 
 
 def test_univariate_errors(rng):

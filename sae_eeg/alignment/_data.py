@@ -1,19 +1,45 @@
 """Validation of the plain-array inputs of the alignment analyses.
 
-An analysis takes ``data``: a mapping ``subject -> list of runs``, each run a pair
-``(eeg, features)`` with ``eeg`` (n_times, n_channels) and ``features``
-(n_times, n_features), dense or scipy sparse, on the same time grid (the EEG rate).
-Runs of different subjects that played the same stimulus hold equal feature
-matrices (the stimulus statistics are then computed once).
+An analysis takes ``data``: a mapping ``subject -> list of runs``, each run a :class:`Run`
+(or a plain pair in that order) ``(eeg, features)`` with ``eeg`` (n_times, n_channels) and
+``features`` (n_times, n_features), dense or scipy sparse, on the same time grid (the EEG
+rate). Runs of different subjects that played the same stimulus share one feature matrix
+(the same object): its statistics are then computed once (:func:`sae_eeg.trf.shared_stimulus_trfs`).
 """
 
 from __future__ import annotations
+
+import hashlib
+from typing import NamedTuple
 
 import numpy as np
 from scipy import sparse
 
 from .._check import _check_option, _validate_type
 from ..errors import InputError
+
+
+class Run(NamedTuple):
+    """One run of a subject: its EEG (n_times, n_channels) and the stimulus features (n_times, n_features)."""
+
+    eeg: object
+    features: object
+
+
+def content_key(x_csr, extra=()):
+    """Fingerprint of a sparse matrix (and ``extra``): shape, row pointers and ~8000 sampled values
+    and column indices (cheap on large matrices). Equal keys must still be checked with :func:`same_content`."""
+    h = hashlib.blake2b(digest_size=20)
+    step = max(1, x_csr.nnz // 8192)
+    for part in (np.asarray(x_csr.shape), np.asarray(extra), x_csr.indptr, x_csr.data[::step], x_csr.indices[::step]):
+        h.update(np.ascontiguousarray(part).tobytes())
+    return h.hexdigest()
+
+
+def same_content(a, b):
+    """True if two CSR matrices hold exactly the same values in the same places."""
+    return a is b or (a.shape == b.shape and a.nnz == b.nnz and np.array_equal(a.indptr, b.indptr)
+                      and np.array_equal(a.indices, b.indices) and np.array_equal(a.data, b.data))
 
 
 def as_csr(x, name):
@@ -27,7 +53,7 @@ def as_csr(x, name):
 
 
 def check_data(data, *, min_runs=1):
-    """Validate ``data`` and return ``{subject: [(eeg_TC float64, feats csr), ...]}``.
+    """Validate ``data`` and return ``{subject: [Run(eeg_TC float64, features csr), ...]}``.
 
     Raises
     ------
@@ -66,7 +92,7 @@ def check_data(data, *, min_runs=1):
             if feats.shape[1] != n_feat or eeg.shape[1] != n_ch:
                 raise InputError(f"{where}: {eeg.shape[1]} channels x {feats.shape[1]} features; "
                                  f"other runs have {n_ch} x {n_feat}.")
-            checked.append((eeg, feats))
+            checked.append(Run(eeg, feats))
         out[str(subject)] = checked
     return out
 
@@ -122,7 +148,7 @@ def data_from_aligned(aligned):
 
     Returns
     -------
-    data : dict of str -> list of (eeg, features)
+    data : dict of str -> list of Run
         Runs of different subjects with the same stimulus share one feature matrix
         (so its statistics are computed once).
     ch_names : list of str
@@ -144,5 +170,5 @@ def data_from_aligned(aligned):
             key = (getattr(run, "stimulus", None) or id(run.features), run.eeg.shape[0])
             if key not in shared:
                 shared[key] = as_csr(run.features.data, f"features of {subject!r}")
-            data[str(subject)].append((run.eeg, shared[key]))
+            data[str(subject)].append(Run(run.eeg, shared[key]))
     return data, ch_names

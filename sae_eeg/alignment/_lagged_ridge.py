@@ -91,7 +91,7 @@ def stimulus_stats(design, outputs, lags, *, edge="valid"):
     edges = np.concatenate([[0], np.cumsum(widths)])
     stacked = np.hstack([outputs[s] for s in names]) if names else np.zeros((len(design), 0))
     st = lagged_stats([np.asarray(design, dtype=np.float64)], [stacked], lags, edge=edge, per_trial=False)
-    return StackedStats(st.xtx[0], st.xty[0], st.sx[0], st.sy[0], st.yty[0], float(st.n[0]),
+    return StackedStats(st.xtx[0, 0], st.xty[0, 0], st.sx[0, 0], st.sy[0], st.yty[0], float(st.n[0]),
                         {s: slice(int(a), int(b)) for s, a, b in zip(names, edges[:-1], edges[1:])})
 
 

@@ -85,6 +85,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -95,7 +96,7 @@ from .. import stats
 from .._check import _check_option, _check_range, _ensure_int, _validate_type
 from .._docs import fill_doc
 from ..errors import InputError
-from ..trf import TRF, times_to_lags, univariate_trfs
+from ..trf import TRF, AlphaAtGridEdgeWarning, times_to_lags, univariate_trfs
 from ._lagged_ridge import (
     ALPHAS,
     TrainingSet,
@@ -312,7 +313,9 @@ def attribute_features(runs, features, acoustic=None, *, sfreq, ch_names=None, f
     dev, test = _split_stimuli(data, dev_stimuli, n_dev_stimuli)
     if n_components > len(data.ch_names):
         raise InputError(f"n_components={n_components} exceeds the {len(data.ch_names)} EEG channels.")
-    with threadpool_limits(limits=1, user_api="blas"):   # identical results for any thread count
+    # the screening's penalties are chosen per feature and null copy: many sit at an edge of the grid by design
+    with threadpool_limits(limits=1, user_api="blas"), warnings.catch_warnings():   # one BLAS thread: identical
+        warnings.simplefilter("ignore", AlphaAtGridEdgeWarning)                     # results for any thread count
         return _attribute(data, feats, info, acoustic_design, acoustic_columns, dev, test, sfreq=sfreq, band=band,
                           decimate=decimate, tmin=tmin, tmax=tmax, n_components=n_components,
                           max_candidates=max_candidates, group_threshold=group_threshold, alphas=alphas,
@@ -491,7 +494,7 @@ def _screen(data, comps, dev, pool_dev, feats_std, acoustic_dev, *, sfreq, tmin,
         fit = univariate_trfs([x[:, open_] for x in pool_dev], _null_copies(residual, lags, n_null), tmin,
                               tmax, sfreq, alpha=list(alphas * n_train), cv=cv, scoring="r2", edge="valid",
                               alpha_per_output=True)
-        scores = fit.scores.reshape(len(open_), n_null + 1, n_comp).mean(axis=2)    # (F, 1 + n_null)
+        scores = fit.scores_.T.reshape(len(open_), n_null + 1, n_comp).mean(axis=2)    # (F, 1 + n_null)
         best = int(np.argmax(scores[:, 0]))
         null_best = scores[:, 1:].max()
         if not scores[best, 0] > max(null_best, 0.0):

@@ -11,9 +11,8 @@ from .. import stats
 from .._check import _check_range
 from .._docs import fill_doc
 from ..errors import InputError
-from ..trf import times_to_lags
+from ..trf import shared_stimulus_trfs
 from ._data import check_data, resolve_channels
-from ._univariate import fit_univariate_many
 
 #: Columns of :attr:`ClusterTable.clusters`.
 CLUSTER_COLUMNS = {
@@ -35,8 +34,8 @@ class ClusterTable:
     ----------
     clusters : pandas.DataFrame
         One row per (feature, cluster); columns in :data:`CLUSTER_COLUMNS`.
-    coef : ndarray, shape (n_subjects, n_features, n_channels, n_lags)
-        Per-subject all-channel TRF weights (engine scale).
+    coef : ndarray, shape (n_subjects, n_channels, n_features, n_lags)
+        Per-subject all-channel TRF weights (engine scale; each subject's laid out as ``TRF.coef_``).
     t_obs : ndarray, shape (n_features, n_lags, n_channels)
         Group t statistics.
     times : ndarray, shape (n_lags,)
@@ -112,12 +111,11 @@ def feature_cluster_test(data, *, sfreq, ch_names, adjacency, columns=None, feat
     n_total = first[1].shape[1]
     ids_all = np.arange(n_total) if feature_ids is None else np.asarray(feature_ids)
     columns = np.arange(n_total) if columns is None else np.asarray(columns, dtype=int)
-    lags = times_to_lags(tmin, tmax, sfreq)
-    picked = {id(f): f[:, columns] for runs in data.values() for _, f in runs}
-    fits = fit_univariate_many({s: [(picked[id(f)], eeg) for eeg, f in runs] for s, runs in data.items()},
-                               lags, alpha)
-    coef = np.stack([fits[s][0] for s in data])                       # (S, F, C, L)
-    return clusters_from_coef(coef, adjacency, times=lags / sfreq, ch_names=names,
+    picked = {id(run.features): run.features[:, columns] for runs in data.values() for run in runs}
+    fits = shared_stimulus_trfs({s: [(picked[id(run.features)], run.eeg) for run in runs] for s, runs in data.items()},
+                                tmin, tmax, sfreq, alpha=alpha)
+    coef = np.stack([fits[s].coef_ for s in data])                    # (S, C, F, L)
+    return clusters_from_coef(coef, adjacency, times=fits[next(iter(data))].times_, ch_names=names,
                               feature_ids=ids_all[columns], n_permutations=n_permutations,
                               threshold=threshold, level=level, model=model, layer=layer,
                               random_state=random_state, n_jobs=n_jobs)
@@ -130,7 +128,7 @@ def clusters_from_coef(coef, adjacency, *, times, ch_names, feature_ids, n_permu
 
     Parameters
     ----------
-    coef : ndarray, shape (n_subjects, n_features, n_channels, n_lags)
+    coef : ndarray, shape (n_subjects, n_channels, n_features, n_lags)
         Per-subject TRF weights.
     adjacency : scipy.sparse array, shape (n_channels, n_channels)
     times : ndarray, shape (n_lags,)
@@ -147,13 +145,13 @@ def clusters_from_coef(coef, adjacency, *, times, ch_names, feature_ids, n_permu
     """
     coef = np.asarray(coef, dtype=float)
     if coef.ndim != 4 or coef.shape[0] < 2:
-        raise InputError(f"coef must have shape (n_subjects >= 2, n_features, n_channels, n_lags), "
+        raise InputError(f"coef must have shape (n_subjects >= 2, n_channels, n_features, n_lags), "
                          f"got {coef.shape}.")
     feature_ids = np.asarray(feature_ids)
     rng = np.random.default_rng(random_state)
     frames, t_obs = [], []
     for j, fid in enumerate(feature_ids):
-        res = stats.cluster_test(coef[:, j].transpose(0, 2, 1), adjacency, threshold=threshold,
+        res = stats.cluster_test(coef[:, :, j].transpose(0, 2, 1), adjacency, threshold=threshold,
                                  n_permutations=n_permutations, random_state=rng, n_jobs=n_jobs)
         t_obs.append(res.t_obs)
         table = res.to_frame(times=times, ch_names=ch_names)

@@ -309,7 +309,9 @@ class GroupEncodingStats:
     mixed : pandas.DataFrame
         :func:`sae_eeg.stats.mixed_model` of ``r ~ feature_space * layer + (1 | subject)``
         on channel-averaged r; a factor with a single level is dropped from the
-        formula. Empty with fewer than 2 subjects.
+        formula. Empty with fewer than 2 subjects or with one space and one layer
+        (one row per subject: the random intercept is not identifiable, and the
+        t-test in ``tests`` is the whole answer).
     """
 
     tests: pd.DataFrame
@@ -358,7 +360,6 @@ def group_encoding_stats(scores, *, correction="holm", n_perm=5000, random_state
     per_subject = scores.groupby(["subject", "feature_space", "layer"], as_index=False)["r"].mean()
     terms = [t for t in ("feature_space", "layer") if per_subject[t].nunique() > 1]
     mixed = pd.DataFrame()
-    if per_subject["subject"].nunique() >= 2:
-        formula = "r ~ " + (" * ".join(terms) if terms else "1")
-        mixed = stats.mixed_model(per_subject, formula=formula, groups="subject")
+    if terms and per_subject["subject"].nunique() >= 2:    # one row per subject: the t-test above says it all
+        mixed = stats.mixed_model(per_subject, formula="r ~ " + " * ".join(terms), groups="subject")
     return GroupEncodingStats(tests, mixed)

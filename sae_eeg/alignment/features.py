@@ -8,8 +8,7 @@ from scipy import sparse
 from .._check import _check_option, _check_range, _ensure_int
 from .._docs import fill_doc
 from ..errors import InputError
-from ._data import as_csr
-from ._univariate import content_key, same_content
+from ._data import as_csr, content_key, same_content
 
 #: How firings are counted by :func:`firing_rates`.
 COUNTS = ("onsets", "samples")
@@ -44,7 +43,7 @@ def firing_rates(features, *, sfreq, threshold=0.0, count="onsets"):
     distinct = {id(x): (i, x) for i, x in enumerate(features)}   # hash each object once
     for i, x in distinct.values():
         x = as_csr(x, f"features[{i}]")
-        key = content_key(x, [])
+        key = content_key(x)
         if any(same_content(x, other) for other in seen.get(key, [])):
             continue
         seen.setdefault(key, []).append(x)

@@ -35,9 +35,8 @@ from .. import stats
 from .._check import _check_option, _check_range, _ensure_int
 from .._docs import fill_doc
 from ..errors import InputError
-from ..trf import times_to_lags
-from ._data import check_data, resolve_channels
-from ._univariate import StimulusCache, fit_univariate_many
+from ..trf import shared_stimulus_trfs, times_to_lags
+from ._data import Run, check_data, resolve_channels
 from .features import feature_max, select_features, select_scale
 
 logger = logging.getLogger(__name__)
@@ -81,8 +80,8 @@ class ProtocolResult:
         with at least one significant sign on any channel), ``fraction_significant``,
         ``n_negative``, ``n_positive`` (significant tests of each sign),
         ``median_lag_significant`` (s), ``n_subjects``, ``level``.
-    coef_dev, coef_test : ndarray, shape (n_subjects, n_features, n_channels, n_lags)
-        Development and test TRF weights (engine scale).
+    coef_dev, coef_test : ndarray, shape (n_subjects, n_channels, n_features, n_lags)
+        Development and test TRF weights (engine scale; each subject's laid out as ``TRF.coef_``).
     times : ndarray, shape (n_lags,)
         Lags in seconds.
     subject_ids : list of str
@@ -103,7 +102,7 @@ class ProtocolResult:
     def trf_frame(self, split="dev"):
         """Tidy TRF weights: one row per (subject, feature, channel, lag) of ``split`` ('dev' or 'test')."""
         _check_option("split", split, ("dev", "test"))
-        coef = self.coef_dev if split == "dev" else self.coef_test
+        coef = (self.coef_dev if split == "dev" else self.coef_test).transpose(0, 2, 1, 3)   # (S, F, C, L)
         s, f, c, l_ = np.meshgrid(np.arange(coef.shape[0]), np.arange(coef.shape[1]),
                                   np.arange(coef.shape[2]), np.arange(coef.shape[3]), indexing="ij")
         return pd.DataFrame({
@@ -136,11 +135,11 @@ def prepare_features(data, *, sfreq, feature_ids=None, columns=None, min_rate=1.
     Returns
     -------
     data : dict
-        ``{subject: [(eeg, features restricted to the columns), ...]}``.
+        ``{subject: [Run(eeg, features restricted to the columns), ...]}``.
     ids : ndarray of int
         Feature ids of the kept columns.
     """
-    all_feats = [f for runs in data.values() for _, f in runs]
+    all_feats = [Run(*r).features for runs in data.values() for r in runs]
     n_total = all_feats[0].shape[1]
     ids_all = np.arange(n_total) if feature_ids is None else np.asarray(feature_ids)
     if len(ids_all) != n_total:
@@ -152,10 +151,10 @@ def prepare_features(data, *, sfreq, feature_ids=None, columns=None, min_rate=1.
     if columns.size == 0:
         raise InputError(f"No feature fires at least {min_rate} times per second; lower min_rate.")
     # each distinct stimulus matrix is restricted and scaled once; subjects keep sharing it
-    distinct = {id(f): f for runs in data.values() for _, f in runs}
+    distinct = {id(f): f for f in all_feats}
     maxima = feature_max(list(distinct.values()))[columns] if scale else None
     picked = {k: select_scale(f, columns, maxima) for k, f in distinct.items()}
-    picked = {s: [(eeg, picked[id(f)]) for eeg, f in runs] for s, runs in data.items()}
+    picked = {s: [Run(eeg, picked[id(f)]) for eeg, f in runs] for s, runs in data.items()}
     return picked, ids_all[columns]
 
 
@@ -238,7 +237,7 @@ def paper_protocol(data, *, sfreq, ch_names=None, channels="Pz", tmin=0.0, tmax=
                                  min_rate=min_rate, n_features=n_features, count=count, scale=scale,
                                  random_state=random_state)
     lags = times_to_lags(tmin, tmax, sfreq)
-    coef_dev, coef_test = univariate_dev_test(data, lags, alpha, ch_idx, n_dev_runs, n_test_runs,
+    coef_dev, coef_test = univariate_dev_test(data, tmin, tmax, sfreq, alpha, ch_idx, n_dev_runs, n_test_runs,
                                               verbose=verbose)
     return protocol_group(coef_dev, coef_test, lags=lags, sfreq=sfreq, subject_ids=list(data),
                           feature_ids=ids, ch_names=ch_used, lag_selection=lag_selection,
@@ -251,7 +250,7 @@ def protocol_group(coef_dev, coef_test, *, lags, sfreq, subject_ids, feature_ids
 
     Parameters
     ----------
-    coef_dev, coef_test : ndarray, shape (n_subjects, n_features, n_channels, n_lags)
+    coef_dev, coef_test : ndarray, shape (n_subjects, n_channels, n_features, n_lags)
         Development and test TRF weights of every subject.
     lags : ndarray of int, shape (n_lags,)
         Lags in samples.
@@ -270,11 +269,12 @@ def protocol_group(coef_dev, coef_test, *, lags, sfreq, subject_ids, feature_ids
     _check_option("lag_selection", lag_selection, LAG_SELECTIONS)
     coef_dev, coef_test = np.asarray(coef_dev, dtype=float), np.asarray(coef_test, dtype=float)
     if coef_dev.shape != coef_test.shape or coef_dev.ndim != 4:
-        raise InputError(f"coef_dev and coef_test must both have shape (n_subjects, n_features, "
-                         f"n_channels, n_lags); got {coef_dev.shape} and {coef_test.shape}.")
+        raise InputError(f"coef_dev and coef_test must both have shape (n_subjects, n_channels, "
+                         f"n_features, n_lags); got {coef_dev.shape} and {coef_test.shape}.")
     lags = np.asarray(lags)
     ids = np.asarray(feature_ids)
-    features, per_subject = _test_extrema(coef_dev, coef_test, lags, sfreq, lag_selection)
+    features, per_subject = _test_extrema(coef_dev.transpose(0, 2, 1, 3), coef_test.transpose(0, 2, 1, 3),
+                                          lags, sfreq, lag_selection)
     pcorr = stats.correct_pvalues(np.stack([features[s]["pval"] for s in SIGNS]),
                                   method=correction, alpha=level)
     rows = _feature_rows(features, pcorr, ids, list(ch_names), model, layer, level)
@@ -286,18 +286,20 @@ def protocol_group(coef_dev, coef_test, *, lags, sfreq, subject_ids, feature_ids
                           list(subject_ids), ids, list(ch_names))
 
 
-def univariate_dev_test(data, lags, alpha, ch_idx, n_dev_runs, n_test_runs, *, verbose=False):
-    """Development and test TRF weights of every subject, (S, F, C, L) each."""
-    cache = StimulusCache()
+def univariate_dev_test(data, tmin, tmax, sfreq, alpha, ch_idx, n_dev_runs, n_test_runs, *, verbose=False):
+    """Development and test single-feature TRF weights of every subject, (S, C, F, L) each.
+
+    Each split is one :func:`sae_eeg.trf.shared_stimulus_trfs` call: a stimulus's statistics are
+    computed once for all its listeners, and subjects who heard the same runs share one solve.
+    """
     splits = {"dev": {}, "test": {}}
     for subject, runs in data.items():
-        runs = [(f, eeg[:, ch_idx]) for eeg, f in runs]
-        splits["dev"][subject], splits["test"][subject] = split_runs(runs, n_dev_runs, n_test_runs,
-                                                                     subject)
+        runs = [(run.features, run.eeg[:, ch_idx]) for run in (Run(*r) for r in runs)]
+        splits["dev"][subject], splits["test"][subject] = split_runs(runs, n_dev_runs, n_test_runs, subject)
     out = []
     for name, groups in splits.items():
-        fits = fit_univariate_many(groups, lags, alpha, cache=cache)
-        out.append(np.stack([fits[s][0] for s in data]))
+        fits = shared_stimulus_trfs(groups, tmin, tmax, sfreq, alpha=alpha)
+        out.append(np.stack([fits[s].coef_ for s in data]))
         if verbose:
             logger.info("protocol: %s TRFs of %d subjects fitted", name, len(data))
     return out[0], out[1]

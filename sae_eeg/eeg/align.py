@@ -1,10 +1,16 @@
 """Stimulus alignment: find onsets, crop runs, correct clock drift.
 
 :func:`find_marker` locates a manifest :class:`~sae_eeg.manifests.Marker` (trigger
-code, annotation or sample) in a recording. :func:`align_run` crops the EEG to the
-stimulus, resampling it in time when start and end markers show a constant clock-rate
-mismatch, and returns an :class:`AlignedRun`: EEG and features at the same rate with
-the same number of samples.
+code, annotation or sample) in a recording; :func:`find_run_markers` gives a run's
+onset and end, also from the periodic pulses of a trigger template (SparrKULee).
+:func:`align_run` crops the EEG to the stimulus, resampling it in time when start and
+end markers show a constant clock-rate mismatch, and returns an :class:`AlignedRun`:
+EEG (and features, when given) at the same rate with the same number of samples.
+
+The grid of a run is the stimulus's: ``floor(duration * sfreq)`` samples from the
+onset. A recording that goes on after the stimulus ends is cut there (the Dryad
+Broderick 2018 runs are a few samples longer than their envelopes); one that ends
+before it is an error.
 """
 
 from __future__ import annotations
@@ -14,13 +20,13 @@ import re
 
 import mne
 import numpy as np
-import soundfile
 from scipy.interpolate import CubicSpline
 
+from ..audio import audio_duration, load_audio
 from ..errors import AlignmentError
 from ..trajectories import FeatureTrajectory, TimeSeries
 from .preprocess import preprocess
-from .readers import CND_ONSET_ANNOTATION, read_run
+from .readers import CND_ONSET_ANNOTATION, describe_channels, read_manifest_feature, read_run
 
 _TRAILING_INT = re.compile(r"(-?\d+)\s*$")
 _TRIGGER_MASK = 2**16 - 1
@@ -34,8 +40,9 @@ class AlignedRun:
     ----------
     eeg : ndarray, shape (T, C)
         EEG from the stimulus onset, in the Raw's units.
-    features : FeatureTrajectory | TimeSeries
-        Stimulus features, T samples at ``sfreq`` starting at the onset.
+    features : FeatureTrajectory | TimeSeries | None
+        Stimulus features, T samples at ``sfreq`` starting at the onset (None when
+        only the EEG was aligned).
     sfreq : float
         Sampling rate of both, Hz.
     ch_names : list of str, length C
@@ -44,6 +51,9 @@ class AlignedRun:
         Index of the onset in the Raw that was aligned.
     clock_ratio : float
         Measured / nominal stimulus duration in EEG samples (1.0 without end marker).
+    samples_after : int
+        Samples of the recording after the stimulus end, left out (a few in the
+        Dryad Broderick 2018 runs, whose files outlast their envelopes).
     """
 
     eeg: np.ndarray
@@ -55,6 +65,7 @@ class AlignedRun:
     stimulus: str
     onset_sample: int
     clock_ratio: float = 1.0
+    samples_after: int = 0
 
     @property
     def n_times(self):
@@ -114,6 +125,9 @@ def find_marker(raw, marker, *, where="run"):
         The trigger/annotation is absent (or has fewer occurrences), or the sample is
         beyond the recording.
     """
+    if marker.kind == "trigger_template":
+        raise AlignmentError(f"{where}: a trigger_template onset is found by find_run_markers (it reads the "
+                             "template file named in the manifest).")
     if marker.kind == "sample":
         if marker.sample >= raw.n_times:
             raise AlignmentError(
@@ -167,8 +181,9 @@ def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject
     ----------
     raw : mne.io.Raw
         Preloaded (usually preprocessed) recording.
-    features : FeatureTrajectory | TimeSeries
-        Stimulus features at the Raw's rate, first sample at the stimulus onset.
+    features : FeatureTrajectory | TimeSeries | None
+        Stimulus features at the Raw's rate, first sample at the stimulus onset. None
+        aligns the EEG alone, on ``floor(stimulus_duration * sfreq)`` samples.
     onset : float
         Stimulus onset, s from the Raw's first sample (rounded to the nearest sample
         unless ``end`` is given, in which case the segment is interpolated).
@@ -177,7 +192,8 @@ def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject
         clock-rate mismatch (measured vs nominal duration) is corrected by resampling
         the EEG segment (cubic spline) onto the stimulus clock.
     stimulus_duration : float | None
-        Nominal duration of the stimulus, s (default: that of the features).
+        Nominal duration of the stimulus, s (default: that of the features; required
+        without features).
     subject, run, stimulus : str
         Names for the result and the messages.
     tolerance : float
@@ -188,6 +204,7 @@ def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject
     Returns
     -------
     aligned : AlignedRun
+        The recording after the stimulus end is left out (``samples_after``).
 
     Raises
     ------
@@ -196,25 +213,31 @@ def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject
         ``max_clock_error``, stimulus longer than the rest of the recording, NaNs.
     """
     name = f"subject {subject!r} run {run!r} (stimulus {stimulus!r})"
-    if not isinstance(features, (FeatureTrajectory, TimeSeries)):
-        raise AlignmentError(
-            f"{name}: features must be a FeatureTrajectory or TimeSeries, got "
-            f"{type(features).__name__}."
-        )
     sfreq = raw.info["sfreq"]
-    if abs(features.sfreq - sfreq) > 1e-6:
-        raise AlignmentError(
-            f"{name}: sampling-rate mismatch: features at {features.sfreq} Hz, EEG at "
-            f"{sfreq} Hz; resample the features with .resample({sfreq}, tmin=0.0)."
-        )
-    n_times = features.data.shape[0]
-    feat_dur = n_times / sfreq
-    stim_dur = feat_dur if stimulus_duration is None else float(stimulus_duration)
-    if abs(feat_dur - stim_dur) > tolerance:
-        raise AlignmentError(
-            f"{name}: features last {feat_dur:.3f} s but the stimulus {stim_dur:.3f} s "
-            f"(tolerance {tolerance} s)."
-        )
+    if features is None:
+        if stimulus_duration is None:
+            raise AlignmentError(f"{name}: give stimulus_duration to align the EEG without features.")
+        stim_dur = float(stimulus_duration)
+        n_times = int(np.floor(stim_dur * sfreq + 1e-9))
+    else:
+        if not isinstance(features, (FeatureTrajectory, TimeSeries)):
+            raise AlignmentError(
+                f"{name}: features must be a FeatureTrajectory or TimeSeries, got "
+                f"{type(features).__name__}."
+            )
+        if abs(features.sfreq - sfreq) > 1e-6:
+            raise AlignmentError(
+                f"{name}: sampling-rate mismatch: features at {features.sfreq} Hz, EEG at "
+                f"{sfreq} Hz; resample the features with .resample({sfreq}, tmin=0.0)."
+            )
+        n_times = features.data.shape[0]
+        feat_dur = n_times / sfreq
+        stim_dur = feat_dur if stimulus_duration is None else float(stimulus_duration)
+        if abs(feat_dur - stim_dur) > tolerance:
+            raise AlignmentError(
+                f"{name}: features last {feat_dur:.3f} s but the stimulus {stim_dur:.3f} s "
+                f"(tolerance {tolerance} s)."
+            )
     onset_idx = int(round(onset * sfreq))
     ratio = 1.0
     if end is not None:
@@ -245,10 +268,64 @@ def align_run(raw, features, *, onset, end=None, stimulus_duration=None, subject
         eeg=np.ascontiguousarray(eeg_CT.T), features=features, sfreq=float(sfreq),
         ch_names=[raw.ch_names[i] for i in idx], subject=str(subject), run=str(run),
         stimulus=str(stimulus), onset_sample=onset_idx, clock_ratio=float(ratio),
+        samples_after=int(raw.n_times - needed),
     )
 
 
-def find_run_markers(raw, run_entry, *, where="run"):
+def _pulse_onsets(on):
+    """Indices where a boolean pulse train switches on (the first sample counts when on)."""
+    on = np.asarray(on, dtype=bool)
+    return np.flatnonzero(on & ~np.concatenate([[False], on[:-1]]))
+
+
+def _recording_pulses(raw, where):
+    """Pulse onsets of a recording's trigger channel, as brain_pipe reads BioSemi triggers.
+
+    The lower 16 bits hold the triggers; the most common value in 1..255 is "off"
+    (BioSemi's idle Status), anything else is a pulse.
+    """
+    stim = mne.pick_types(raw.info, stim=True, exclude=[])
+    if not len(stim):
+        raise AlignmentError(f"{where}: a trigger_template onset needs a trigger (stim) channel; "
+                             f"{describe_channels(raw)}")
+    codes = np.rint(raw._data[stim[0]]).astype(np.int64) & _TRIGGER_MASK
+    values, counts = np.unique(codes, return_counts=True)
+    idle = (values > 0) & (values < 256)
+    off = values[idle][np.argmax(counts[idle])] if idle.any() else values[np.argmax(counts)]
+    return _pulse_onsets(codes != off)
+
+
+def _template_markers(raw, path, where):
+    """Onset and end (s) from the pulses of a trigger template and of the recording.
+
+    The template is the stimulus's own trigger track (pulses above 0.5), as long as
+    the stimulus. The recording's pulses must match it one to one; a straight line
+    through the first and last pairs maps stimulus time to recording time, so its
+    offset is the onset and its slope the clock ratio (the end is the stimulus's last
+    sample on that line). Every pulse must lie on the line within two samples.
+    """
+    template = load_audio(path)
+    t_stim = _pulse_onsets(template.waveform > 0.5) / template.sfreq
+    sfreq = raw.info["sfreq"]
+    t_eeg = _recording_pulses(raw, where) / sfreq
+    if not len(t_stim):
+        raise AlignmentError(f"{where}: trigger template {str(path)!r} has no pulses (samples above 0.5).")
+    if len(t_eeg) != len(t_stim):
+        raise AlignmentError(f"{where}: the recording's trigger channel has {len(t_eeg)} pulses, the trigger "
+                             f"template {str(path)!r} {len(t_stim)}: is it this run's stimulus?")
+    ratio = 1.0 if len(t_stim) == 1 else (t_eeg[-1] - t_eeg[0]) / (t_stim[-1] - t_stim[0])
+    onset = t_eeg[0] - t_stim[0] * ratio
+    worst = np.abs(t_eeg - (onset + t_stim * ratio)).max()
+    allowed = 2.0 / sfreq + 2.0 / template.sfreq
+    if worst > allowed:
+        raise AlignmentError(f"{where}: the recording's pulses depart from those of trigger template "
+                             f"{str(path)!r} by up to {worst * 1e3:.1f} ms (allowed {allowed * 1e3:.1f} ms): "
+                             "wrong template or missing pulses.")
+    end = None if len(t_stim) == 1 else onset + ratio * template.duration
+    return onset, end
+
+
+def find_run_markers(raw, run_entry, *, where="run", manifest=None):
     """Onset and end (or None) of a manifest run in seconds from the Raw's first sample.
 
     Parameters
@@ -259,45 +336,74 @@ def find_run_markers(raw, run_entry, *, where="run"):
         The manifest run (``onset`` and optional ``end`` markers).
     where : str
         Names the run in error messages.
+    manifest : Manifest | None
+        Its manifest, needed for an onset from a ``trigger_template`` (the file is
+        under its root); such an onset also gives the end (its last pulses).
 
     Returns
     -------
     onset : float
     end : float | None
     """
+    if run_entry.onset.kind == "trigger_template":
+        if manifest is None:
+            raise AlignmentError(f"{where}: give the manifest to find a trigger_template onset.")
+        return _template_markers(raw, manifest.trigger_template_file(run_entry), where)
     sfreq = raw.info["sfreq"]
     onset = find_marker(raw, run_entry.onset, where=where) / sfreq
     end = None if run_entry.end is None else find_marker(raw, run_entry.end, where=where) / sfreq
     return onset, end
 
 
-def _stimulus_duration(manifest, name, features):
-    """Declared duration, else the audio file's, else the features' (s)."""
+def stimulus_duration(manifest, name, *, audio=None):
+    """Duration of a manifest's stimulus, s: declared, else its audio's, else its first release feature's.
+
+    Parameters
+    ----------
+    manifest : Manifest
+    name : str
+        Stimulus name.
+    audio : path-like | None
+        Its audio file when it is given outside the manifest (a pipeline config's
+        ``stimuli``); default the manifest's (when present).
+
+    Returns
+    -------
+    duration : float | None
+        None when the manifest declares nothing to take it from.
+    """
     stim = manifest.stimuli[name]
     if stim.duration is not None:
-        return stim.duration
-    if stim.path is not None and manifest.resolve(stim.path).is_file():
-        return soundfile.info(str(manifest.resolve(stim.path))).duration
-    return features.data.shape[0] / features.sfreq + features.tmin
+        return float(stim.duration)
+    audio = audio if audio is not None else manifest.audio_file(name)
+    if audio is not None:
+        return audio_duration(audio)
+    for kind in stim.features:
+        series = read_manifest_feature(manifest, name, kind)
+        return len(series.data) / series.sfreq
+    return None
 
 
-def load_aligned_run(manifest, subject, run, features, *, config=None, tolerance=0.05,
+def load_aligned_run(manifest, subject, run, features=None, *, config=None, duration=None, tolerance=0.05,
                      max_clock_error=0.01):
-    """Read, preprocess and align one manifest run with its stimulus features.
+    """Read, preprocess and align one manifest run (with its stimulus features, when given).
 
     Markers are found on the recording as read (exact samples), then applied in
-    seconds to the preprocessed recording. Features are resampled to the EEG rate on
-    a grid starting at the onset, spanning the stimulus duration (declared in the
-    manifest, else that of its audio file, else that of the features).
+    seconds to the preprocessed recording. The run spans the stimulus duration
+    (``duration``, else :func:`stimulus_duration`, else that of the features) from
+    the onset; features are resampled to the EEG rate on that grid.
 
     Parameters
     ----------
     manifest : Manifest
     subject, run : str
-    features : FeatureTrajectory | TimeSeries
-        Features of the run's stimulus (time 0 = stimulus start), any rate.
+    features : FeatureTrajectory | TimeSeries | None
+        Features of the run's stimulus (time 0 = stimulus start), any rate; None
+        aligns the EEG alone.
     config : PreprocessConfig | dict | None
         Preprocessing (default :class:`PreprocessConfig`).
+    duration : float | None
+        Stimulus duration, s (default as above).
     tolerance, max_clock_error : float
         See :func:`align_run`.
 
@@ -310,11 +416,17 @@ def load_aligned_run(manifest, subject, run, features, *, config=None, tolerance
     entry = manifest.run(subject, run)
     where = f"subject {subject!r} run {run!r}"
     raw = read_run(manifest, subject, run)
-    onset, end = find_run_markers(raw, entry, where=where)
+    onset, end = find_run_markers(raw, entry, where=where, manifest=manifest)
     pre, steps = preprocess(raw, config, copy=False)
-    duration = _stimulus_duration(manifest, entry.stimulus, features)
-    n_times = int(np.floor(duration * pre.info["sfreq"] + 1e-9))
-    if abs(features.sfreq - pre.info["sfreq"]) > 1e-9 or features.tmin != 0.0:
+    if duration is None:
+        duration = stimulus_duration(manifest, entry.stimulus)
+    if duration is None and features is not None:
+        duration = features.data.shape[0] / features.sfreq + features.tmin
+    if duration is None:
+        raise AlignmentError(f"{where}: stimulus {entry.stimulus!r} has no duration: give its audio 'path', "
+                             "'features' or 'duration' in the manifest.")
+    if features is not None and (abs(features.sfreq - pre.info["sfreq"]) > 1e-9 or features.tmin != 0.0):
+        n_times = int(np.floor(duration * pre.info["sfreq"] + 1e-9))
         features = features.resample(pre.info["sfreq"], tmin=0.0, n_times=n_times)
     aligned = align_run(
         pre, features, onset=onset, end=end, stimulus_duration=duration, subject=subject,

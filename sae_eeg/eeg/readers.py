@@ -351,7 +351,11 @@ def read_cnd_stim(path):
         first stimulus sample), columns ``<name>_<j>``.
     """
     path = _check_file(path, "CND stimulus file")
-    mat = _read_mat(path)
+    return _cnd_stim_trials(_read_mat(path), path)
+
+
+def _cnd_stim_trials(mat, path):
+    """:func:`read_cnd_stim` of the variables ``mat`` of the file ``path``."""
     where = f"CND stimulus file {str(path)!r}"
     stim = mat.get("stim")
     if not isinstance(stim, dict):
@@ -403,10 +407,11 @@ def read_stimulus_feature(path, *, feature=None, trial=None, sfreq=None):
         Shape (T, n_dims), first sample at 0 s.
     """
     path = _check_file(path, "stimulus feature file")
-    mat = _read_mat(path)
+    stat = path.stat()
+    mat = _feature_file(str(path), stat.st_mtime_ns, stat.st_size)
     variables = {k: v for k, v in mat.items() if not k.startswith("__")}
     if isinstance(variables.get("stim"), dict):
-        trials = read_cnd_stim(path)
+        trials = _cnd_stim_trials(mat, path)
         names = list(trials[0])
         if feature is None and len(names) == 1:
             feature = names[0]
@@ -418,7 +423,10 @@ def read_stimulus_feature(path, *, feature=None, trial=None, sfreq=None):
             raise InputError(f"{str(path)!r} holds {len(trials)} trials; give trial in "
                              f"1..{len(trials)}, got {trial!r}.")
         series = trials[int(trial) - 1][by_lower[str(feature).lower()]]
-        return _check_feature_rate(series, sfreq, path)
+        return _check_feature_rate(dataclasses.replace(series, data=series.data.copy()), sfreq, path)
+    if trial is not None:
+        raise InputError(f"{str(path)!r} is no CND stimulus file (no 'stim' struct); 'trial' applies to "
+                         f"those only, got trial={trial!r}.")
     candidates = sorted(k for k, v in variables.items() if k != "fs" and isinstance(v, np.ndarray))
     if feature is None and len(candidates) == 1:
         feature = candidates[0]
@@ -429,11 +437,68 @@ def read_stimulus_feature(path, *, feature=None, trial=None, sfreq=None):
     if file_rate is None and sfreq is None:
         raise InputError(f"{str(path)!r} has no 'fs' variable; give sfreq (Hz) for its "
                          f"feature {feature!r}.")
-    values = np.asarray(variables[feature], dtype=np.float64)
+    values = np.array(variables[feature], dtype=np.float64)  # a copy: the parsed file is cached
     values = values[:, None] if values.ndim == 1 else values
     cols = (feature,) if values.shape[1] == 1 else tuple(f"{feature}_{j}" for j in range(values.shape[1]))
     series = TimeSeries(values, float(sfreq if file_rate is None else file_rate), 0.0, cols)
     return _check_feature_rate(series, sfreq, path)
+
+
+@functools.lru_cache(maxsize=2)
+def _feature_file(path, mtime_ns, size):
+    """The variables of a feature file, parsed once while its entries are read in a row.
+
+    A CND ``dataStim.mat`` holds the features of every stimulus; a manifest names one
+    entry of it per stimulus.
+    """
+    return _read_mat(path)
+
+
+def read_manifest_feature(manifest, stimulus, kind):
+    """The release feature ``kind`` of a manifest's stimulus (its ``features`` entry).
+
+    Parameters
+    ----------
+    manifest : Manifest
+    stimulus : str
+        Stimulus name.
+    kind : str
+        A key of the stimulus's ``features`` (see :data:`sae_eeg.manifests.RELEASE_FEATURES`).
+
+    Returns
+    -------
+    series : TimeSeries
+        Shape (T, n_dims), first sample at 0 s (the stimulus start).
+    """
+    entry = manifest.stimuli[stimulus].features[kind]
+    return read_stimulus_feature(manifest.resolve(entry.path), feature=entry.feature, trial=entry.trial,
+                                 sfreq=entry.sfreq)
+
+
+def stimulus_feature_problems(manifest):
+    """Every problem of the release features a manifest names: each is read and checked.
+
+    A file that does not open, a feature or variable it lacks, a trial out of range or
+    a sampling rate that disagrees with the file are each one line.
+
+    Parameters
+    ----------
+    manifest : Manifest
+
+    Returns
+    -------
+    problems : list of str
+    """
+    problems = []
+    for name, stim in manifest.stimuli.items():
+        for kind, entry in stim.features.items():
+            if not manifest.resolve(entry.path).is_file():
+                continue  # reported by load_manifest
+            try:
+                read_manifest_feature(manifest, name, kind)
+            except InputError as err:
+                problems.append(f"stimulus {name!r} features.{kind}: {err}")
+    return problems
 
 
 def _check_feature_rate(series, sfreq, path):

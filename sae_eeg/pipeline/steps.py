@@ -14,23 +14,22 @@ import logging
 import numpy as np
 import pandas as pd
 
-from .._io import provenance, write_json_atomic
+from .._io import provenance, read_table, write_json_atomic, write_table
 from ..audio import load_audio
-from ..eeg import load_aligned_run
+from ..eeg import load_aligned_run, read_manifest_feature, stimulus_duration
 from ..errors import CheckpointError, InputError
 from ..sae import ArrayActivationStore, train_saes
-from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelopes
+from ..trajectories import FeatureTrajectory, TimeSeries, envelope, mel_envelopes, resample_dense
 from .analyses import (
-    ACOUSTIC_SUBJECT_TABLES, SUBJECT_TABLES, acoustic_group_tables, acoustic_subject_tables, attribution_tables,
-    check_runs, group_tables, subject_tables,
+    ACOUSTIC_SUBJECT_TABLES, AUDIO_SPACES, SUBJECT_TABLES, acoustic_group_tables, acoustic_subject_tables,
+    attribution_tables, check_runs, group_tables, subject_tables,
 )
 from .config import model_name
 from .graph import failing_in
-from .._io import read_table, write_table
-from .io import load_run, load_series, save_run, save_series
+from .io import RunData, load_run, load_series, save_run, save_series
 from .resources import (
-    BASELINES, acoustic_dir, analysis_sfreq, attribution_dir, attribution_layers, feature_file, group_dir,
-    manifest_of, open_backbone, open_saes, run_file, sae_dir, subject_dir, training_config,
+    acoustic_dir, analysis_sfreq, attribution_dir, attribution_layers, feature_file, features_dir, group_dir,
+    manifest_of, open_backbone, open_saes, preprocess_settings, run_file, sae_dir, subject_dir, training_config,
 )
 
 logger = logging.getLogger(__name__)
@@ -72,66 +71,156 @@ def encode_task(cfg, stimulus):
             feature_file(cfg, stimulus, f"layer_{layer}"))
 
 
-def preprocess_task(cfg, subject):
-    """Preprocess and align every run of one subject; write one run file per layer and run."""
+def release_features_task(cfg, stimulus):
+    """The release's precomputed features of a stimulus without audio, stored as its acoustic baselines.
+
+    They keep their own rate and grid (time 0 = the stimulus start); the analyses
+    align them to each run's EEG as they do the baselines computed from audio.
+    """
     manifest = manifest_of(cfg)
-    first = cfg.layers[0]
-    for run in manifest.subject(subject).runs:
+    for kind, entry in manifest.stimuli[stimulus].features.items():
+        with failing_in(stimulus=stimulus, file=manifest.resolve(entry.path)):
+            series = read_manifest_feature(manifest, stimulus, kind)
+        save_series(series, feature_file(cfg, stimulus, kind))
+
+
+def preprocess_task(cfg, subject):
+    """Preprocess every run of one subject and cut it to its stimulus; one run file each.
+
+    A run keeps ``floor(duration * sfreq)`` samples from its onset, the duration of
+    its stimulus (:func:`stimulus_durations`). The features are not read here: the
+    analyses align them to the runs.
+    """
+    manifest = manifest_of(cfg)
+    runs = manifest.subject(subject).runs
+    durations = stimulus_durations(cfg, manifest, dict.fromkeys(run.stimulus for run in runs))
+    for run in runs:
         with failing_in(run=run.id, stimulus=run.stimulus, file=manifest.resolve(run.eeg.path)):
-            trajs = {n: FeatureTrajectory.load(feature_file(cfg, run.stimulus, f"layer_{n}")) for n in cfg.layers}
-            aligned, _steps = load_aligned_run(manifest, subject, run.id, trajs[first], config=cfg.preprocess)
-        grid = {"tmin": 0.0, "n_times": aligned.n_times}
-        baselines = {name: load_series(feature_file(cfg, run.stimulus, name)).resample(aligned.sfreq, **grid).data
-                     for name in BASELINES}
-        for layer in cfg.layers:
-            feats = aligned.features if layer == first else trajs[layer].resample(aligned.sfreq, **grid)
-            dense = load_series(feature_file(cfg, run.stimulus, f"dense_layer_{layer}"))
-            save_run(run_file(cfg, layer, subject, run.id), eeg=aligned.eeg, features=feats.data,
-                     sfreq=aligned.sfreq, ch_names=aligned.ch_names, feature_ids=feats.feature_ids,
-                     spaces={**baselines, "dense": dense.resample(aligned.sfreq, **grid).data})
+            aligned, _steps = load_aligned_run(manifest, subject, run.id, config=preprocess_settings(cfg, manifest),
+                                               duration=durations[run.stimulus])
+        save_run(run_file(cfg, subject, run.id), eeg=aligned.eeg, sfreq=aligned.sfreq, ch_names=aligned.ch_names,
+                 stimulus=run.stimulus, record={"onset_sample": aligned.onset_sample,
+                                                "clock_ratio": aligned.clock_ratio,
+                                                "samples_after": aligned.samples_after})
 
 
-def subject_task(cfg, subject, inputs):
+def stimulus_durations(cfg, manifest, stimuli):
+    """Stimulus -> duration (s) as :func:`~sae_eeg.eeg.stimulus_duration` finds it (the config's audio first)."""
+    durations = {}
+    for name in stimuli:
+        with failing_in(stimulus=name):
+            durations[name] = stimulus_duration(manifest, name, audio=cfg.stimuli.get(name))
+    return durations
+
+
+class StimulusFeatures:
+    """Each stimulus's stored features, aligned on demand to a run's grid (and remembered for the next run).
+
+    The grid of a run is ``n_times`` samples at ``sfreq`` from the stimulus start;
+    every run of a stimulus at one rate has the same grid, so each is computed once
+    per task.
+    """
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._memo = {}
+
+    def _get(self, key, make):
+        if key not in self._memo:
+            self._memo[key] = make()
+        return self._memo[key]
+
+    def sae(self, stimulus, layer, sfreq, n_times):
+        """The SAE features of ``layer`` on the grid, a FeatureTrajectory (sparse)."""
+        def make():
+            traj = FeatureTrajectory.load(feature_file(self.cfg, stimulus, f"layer_{layer}"))
+            return traj.resample(sfreq, tmin=0.0, n_times=n_times)
+        return self._get(("sae", stimulus, layer, sfreq, n_times), make)
+
+    def series(self, stimulus, name, sfreq, n_times):
+        """A stored time series (``envelope``, ``mel``, ``dense_layer_n``) on the grid, float32."""
+        def make():
+            series = load_series(feature_file(self.cfg, stimulus, name))
+            return resample_dense(series.data, sfreq=series.sfreq, new_sfreq=sfreq, tmin=series.tmin, new_tmin=0.0,
+                                  n_times=n_times, dtype=np.float32)
+        return self._get((name, stimulus, sfreq, n_times), make)
+
+    def forget_layer(self, layer):
+        """Drop what was aligned for ``layer`` (its SAE features and activations)."""
+        dense = f"dense_layer_{layer}"
+        self._memo = {k: v for k, v in self._memo.items() if not ((k[0] == "sae" and k[2] == layer) or k[0] == dense)}
+
+
+def _run_data(run, feats, *, layer, spaces, sae):
+    """The :class:`RunData` of a run file at ``layer``: its EEG and the features it needs, on its grid."""
+    out = {}
+    for name in spaces:
+        if name in ("dense", "dense_pca"):
+            out["dense"] = feats.series(run.stimulus, f"dense_layer_{layer}", run.sfreq, run.n_times)
+        elif name not in AUDIO_SPACES:
+            out[name] = feats.series(run.stimulus, name, run.sfreq, run.n_times)
+    if not sae:
+        return RunData(run.eeg, None, run.sfreq, run.ch_names, np.zeros(0, dtype=np.int64), out)
+    traj = feats.sae(run.stimulus, layer, run.sfreq, run.n_times)
+    return RunData(run.eeg, traj.data, run.sfreq, run.ch_names, traj.feature_ids, out)
+
+
+def subject_task(cfg, subject, inputs, settings, audio):
     """Every per-subject alignment analysis of one subject, for every layer.
 
-    ``inputs`` (the keys of the tasks whose outputs are read) go into the tables' provenance.
+    The run files hold the EEG; each run's stimulus features (SAE features of the
+    layer, acoustic baselines, activations when a space needs them) are aligned to
+    it here. ``settings`` are the alignment settings that run (all of them with
+    ``audio``; without, see :func:`~sae_eeg.pipeline.analyses.without_audio`).
+    ``inputs`` (the keys of the tasks whose outputs are read) go into the tables'
+    provenance.
     """
     run_ids = [run.id for run in manifest_of(cfg).subject(subject).runs]
+    paths = [run_file(cfg, subject, run) for run in run_ids]
+    with failing_in(file=paths[0].parent):
+        runs = [load_run(p) for p in paths]
+        check_runs(runs, subject=subject, paths=paths)
+    e = settings.encoding
+    spaces = list(dict.fromkeys(e.spaces + (e.bands or []))) if e.enabled else []
+    feats = StimulusFeatures(cfg)
     memo = {}                                  # acoustic encodings: fitted once for all layers
     for layer in cfg.layers:
-        paths = [run_file(cfg, layer, subject, run) for run in run_ids]
-        with failing_in(file=subject_dir(cfg, layer, subject)):
-            runs = [load_run(p) for p in paths]
-            check_runs(runs, subject=subject, paths=paths)
-        tables = subject_tables(runs, cfg.alignment, subject=subject, model=model_name(cfg), layer=layer, memo=memo)
-        prov = {**provenance(cfg.results_config(), inputs=inputs), "subject": subject, "sfreq": runs[0].sfreq}
+        data = []
+        for run_id, run in zip(run_ids, runs):
+            with failing_in(run=run_id, stimulus=run.stimulus, file=features_dir(cfg, run.stimulus)):
+                data.append(_run_data(run, feats, layer=layer, spaces=spaces, sae=audio))
+        tables = subject_tables(data, settings, subject=subject, model=model_name(cfg), layer=layer, memo=memo)
+        feats.forget_layer(layer)
+        prov = {**provenance(cfg.results_config(), inputs=inputs), "subject": subject, "sfreq": runs[0].sfreq,
+                "audio": audio}
         folder = subject_dir(cfg, layer, subject)
         for name, table in tables.items():
             write_table(table, folder / name, prov, csv=SUBJECT_TABLES[name])
         write_json_atomic(folder / "provenance.json", prov)
 
 
-def _subject_tables(cfg, layer, subjects):
+def _subject_tables(cfg, layer, subjects, required):
     """Every subject's tables of one layer, concatenated per table name (None where one is missing)."""
     tables = {}
     for name in SUBJECT_TABLES:
         paths = [subject_dir(cfg, layer, s) / f"{name}.parquet" for s in subjects]
         tables[name] = pd.concat([read_table(p) for p in paths], ignore_index=True) if all(
             p.is_file() for p in paths) else None
-    if tables["protocol_trf"] is None:
-        missing = [s for s in subjects if not (subject_dir(cfg, layer, s) / "protocol_trf.parquet").is_file()]
+    if tables[required] is None:
+        missing = [s for s in subjects if not (subject_dir(cfg, layer, s) / f"{required}.parquet").is_file()]
         raise InputError(f"No per-subject results of layer {layer} for subjects {missing}.")
     return tables
 
 
-def group_task(cfg, subjects, inputs, montage):
-    """Group statistics of every layer over ``subjects`` (sorted)."""
+def group_task(cfg, subjects, inputs, montage, settings, audio):
+    """Group statistics of every layer over ``subjects`` (sorted), of the analyses ``settings`` ran."""
     prov = provenance(cfg.results_config(), inputs=inputs)
+    required = "protocol_trf" if audio else "encoding"
     for layer in cfg.layers:
         record = subject_dir(cfg, layer, subjects[0]) / "provenance.json"
         sfreq = float(json.loads(record.read_text())["sfreq"])
-        tables = group_tables(_subject_tables(cfg, layer, subjects), cfg.alignment, subjects=subjects, sfreq=sfreq,
-                              model=model_name(cfg), layer=layer, montage=montage)
+        tables = group_tables(_subject_tables(cfg, layer, subjects, required), settings, subjects=subjects,
+                              sfreq=sfreq, model=model_name(cfg), layer=layer, montage=montage)
         for name, table in tables.items():
             write_table(table, group_dir(cfg, layer) / name, prov)
 
@@ -141,22 +230,26 @@ def preprocess_band(cfg):
     return (cfg.preprocess.l_freq, cfg.preprocess.h_freq)
 
 
-def _subject_runs(cfg, layer, subject):
-    """A subject's aligned runs of one layer, their stimuli and run ids, in playing order."""
+def _acoustic_runs(cfg, subject, feats):
+    """A subject's runs in playing order, each with the acoustic spaces of the analyses on its grid."""
     runs = manifest_of(cfg).subject(subject).runs
-    paths = [run_file(cfg, layer, subject, run.id) for run in runs]
+    paths = [run_file(cfg, subject, run.id) for run in runs]
     with failing_in(file=paths[0].parent):
         loaded = [load_run(p) for p in paths]
         check_runs(loaded, subject=subject, paths=paths)
-    return loaded, [run.stimulus for run in runs], [run.id for run in runs]
+    data = []
+    for run_id, run in zip([run.id for run in runs], loaded):
+        with failing_in(run=run_id, stimulus=run.stimulus, file=features_dir(cfg, run.stimulus)):
+            data.append((run, _run_data(run, feats, layer=None, spaces=cfg.alignment.acoustic.spaces, sae=False)))
+    return data
 
 
 def acoustic_task(cfg, subject, inputs):
-    """The acoustic TRFs of one subject (from the run files of the first layer: the acoustics are the same)."""
-    runs, stimuli, _ = _subject_runs(cfg, cfg.layers[0], subject)
-    tables = acoustic_subject_tables(runs, stimuli, cfg.alignment.acoustic, subject=subject,
-                                     band=preprocess_band(cfg))
-    prov = {**provenance(cfg.results_config(), inputs=inputs), "subject": subject, "sfreq": runs[0].sfreq}
+    """The acoustic TRFs of one subject."""
+    runs = _acoustic_runs(cfg, subject, StimulusFeatures(cfg))
+    tables = acoustic_subject_tables([data for _, data in runs], [run.stimulus for run, _ in runs],
+                                     cfg.alignment.acoustic, subject=subject, band=preprocess_band(cfg))
+    prov = {**provenance(cfg.results_config(), inputs=inputs), "subject": subject, "sfreq": runs[0][1].sfreq}
     for name, table in tables.items():
         write_table(table, acoustic_dir(cfg, subject) / name, prov, csv=name != "acoustic_trfs")
 
@@ -176,15 +269,17 @@ def attribution_task(cfg, subjects, inputs):
     Writes the tables of :data:`~sae_eeg.pipeline.analyses.ATTRIBUTION_TABLES` to ``alignment/attribution/``.
     """
     layers = attribution_layers(cfg)
+    feats = StimulusFeatures(cfg)
     runs, features = {}, {layer: {} for layer in layers}
     for s in subjects:
-        loaded, stimuli, run_ids = _subject_runs(cfg, layers[0], s)
-        runs[s] = list(zip(stimuli, loaded))
-        for layer in layers:             # a stimulus's features are the same in every subject's run file
-            for stim, run_id, run in zip(stimuli, run_ids, loaded):
-                if stim not in features[layer]:
-                    other = run if layer == layers[0] else load_run(run_file(cfg, layer, s, run_id))
-                    features[layer][stim] = (other.features, other.feature_ids)
+        subject_runs = _acoustic_runs(cfg, s, feats)
+        runs[s] = [(run.stimulus, data) for run, data in subject_runs]
+        for layer in layers:                   # a stimulus's features are aligned once, for its first run
+            for run, _ in subject_runs:
+                if run.stimulus not in features[layer]:
+                    with failing_in(stimulus=run.stimulus, file=features_dir(cfg, run.stimulus)):
+                        traj = feats.sae(run.stimulus, layer, run.sfreq, run.n_times)
+                    features[layer][run.stimulus] = (traj.data, traj.feature_ids)
     tables = attribution_tables(runs, features, cfg.alignment.attribution, spaces=cfg.alignment.acoustic.spaces,
                                 band=preprocess_band(cfg), model=model_name(cfg))
     prov = provenance(cfg.results_config(), inputs=inputs)

@@ -48,13 +48,20 @@ class TrainingSettings(StrictModel):
     lr : float
         Adam learning rate. Default 2e-4.
     warmup_steps : int
-        Linear warm-up steps. Default 1000.
+        Steps over which the learning rate rises linearly from ~0 to ``lr``; below
+        ``n_steps``. Default 1000.
     decay_fraction : float
-        Linear decay over the final fraction of the steps, in [0, 1]. Default 0.2.
+        Linear decay of the learning rate to 0 over the final fraction of the steps,
+        in [0, 1]. Default 0.2.
     threshold_start : int
-        First step of the inference-threshold EMA. Default 1000.
+        First step at which the inference threshold is estimated: training keeps the
+        top ``k * batch_size`` activations of each batch, inference keeps those above
+        one threshold, an exponential moving average of the smallest kept activation
+        of each step from this step on. Below ``n_steps`` (an SAE without a
+        threshold cannot encode at inference); typically half of it. Default 1000.
     threshold_beta : float
-        EMA factor, in [0, 1). Default 0.999.
+        EMA factor of the threshold, in [0, 1) (0.999 averages over ~1000 steps; use
+        ~0.99 for short runs). Default 0.999.
     auxk_coef : float
         AuxK loss weight (0 = off, the default; 1/32 in dictionary_learning).
     dead_window : int
@@ -84,6 +91,20 @@ class TrainingSettings(StrictModel):
     normalize_input: StrictBool = False
     seed: NonNegativeInt = 0
     checkpoint_every: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _schedule_within_the_run(self):
+        problems = []
+        if self.threshold_start >= self.n_steps:
+            problems.append(f"threshold_start ({self.threshold_start}) must be below n_steps ({self.n_steps}): the "
+                            "inference threshold would never be estimated and the SAE could not encode; set "
+                            f"threshold_start: {self.n_steps // 2} (half the run)")
+        if self.warmup_steps >= self.n_steps:
+            problems.append(f"warmup_steps ({self.warmup_steps}) must be below n_steps ({self.n_steps}): the "
+                            f"learning rate would never reach lr; set warmup_steps: {self.n_steps // 10} (a tenth)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 class TrainingConfig(TrainingSettings):

@@ -1,8 +1,5 @@
-"""Validation helpers of the TRF engine (self-contained so ``trf/`` lifts out whole).
-
-They raise the built-in :class:`ValueError` / :class:`TypeError` with messages that
-name the parameter, show what was received and list what is allowed (MNE style).
-"""
+"""Validation of the TRF engine (self-contained so ``trf/`` lifts out): built-in ValueError / TypeError
+naming the parameter, showing what was received and listing what is allowed (MNE style)."""
 
 from __future__ import annotations
 
@@ -13,45 +10,30 @@ import numpy as np
 from scipy import sparse
 
 
-def _did_you_mean(value, allowed):
-    if not isinstance(value, str):
-        return ""
-    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def _check_option(name, value, allowed):
-    """Return ``value`` if it is in ``allowed`` (a registry's keys work), else raise ValueError."""
+    """Return ``value`` if it is in ``allowed`` (a registry's keys work), else raise ValueError (did you mean)."""
     allowed = list(allowed)
     if any(value == a and type(value) is type(a) for a in allowed):
         return value
-    options = ", ".join(repr(a) for a in allowed)
-    raise ValueError(
-        f"Invalid value for {name!r}: got {value!r}; allowed values are {options}."
-        f"{_did_you_mean(value, allowed)}"
-    )
+    close = difflib.get_close_matches(value, [str(a) for a in allowed], n=1) if isinstance(value, str) else []
+    raise ValueError(f"Invalid value for {name!r}: got {value!r}; allowed values are "
+                     f"{', '.join(repr(a) for a in allowed)}.{f' Did you mean {close[0]!r}?' if close else ''}")
 
 
 def _check_number(name, value, *, low=None, high=None, inclusive=True, integer=False):
     """Return ``value`` as float (or int) after a type and range check; bool never passes."""
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, (kind, np.integer if integer else np.number)):
-        raise TypeError(
-            f"{name!r} must be {'an int' if integer else 'a real number'}; got {value!r} "
-            f"of type {type(value).__name__}."
-        )
+        raise TypeError(f"{name!r} must be {'an int' if integer else 'a real number'}; got {value!r} "
+                        f"of type {type(value).__name__}.")
     value = int(value) if integer else float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name!r} must be finite; got {value!r}.")
     bad_low = low is not None and (value < low if inclusive else value <= low)
     bad_high = high is not None and (value > high if inclusive else value >= high)
     if bad_low or bad_high:
-        lo = "-inf" if low is None else low
-        hi = "inf" if high is None else high
-        brackets = "[]" if inclusive else "()"
-        raise ValueError(
-            f"{name!r} must be in {brackets[0]}{lo}, {hi}{brackets[1]}; got {value!r}."
-        )
+        lo, hi, brackets = "-inf" if low is None else low, "inf" if high is None else high, "[]" if inclusive else "()"
+        raise ValueError(f"{name!r} must be in {brackets[0]}{lo}, {hi}{brackets[1]}; got {value!r}.")
     return value
 
 
@@ -63,13 +45,9 @@ def _check_alphas(alpha, name="alpha"):
         try:
             arr = np.asarray(alpha, dtype=np.float64).ravel()
         except (TypeError, ValueError):
-            raise TypeError(
-                f"{name!r} must be a positive number or a sequence of them; got {alpha!r}."
-            ) from None
+            raise TypeError(f"{name!r} must be a positive number or a sequence of them; got {alpha!r}.") from None
     if arr.size == 0 or not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError(
-            f"{name!r} must hold finite values >= 0 (at least one); got {alpha!r}."
-        )
+        raise ValueError(f"{name!r} must hold finite values >= 0 (at least one); got {alpha!r}.")
     return arr
 
 
@@ -96,13 +74,9 @@ def _is_trial_list(data):
 
 
 def _as_trials(data, name, *, allow_1d=True, allow_sparse=False):
-    """Return a list of 2-D float64 arrays (n_times, n_columns) from one array or a list of them.
-
-    A 2-D array is one trial; a 3-D array is (n_trials, n_times, n_columns); a list or
-    tuple of arrays holds trials of any lengths (a nested list of numbers is one
-    array-like, as in scikit-learn). 1-D arrays are one column when ``allow_1d``.
-    Scipy sparse matrices are kept (as CSR) when ``allow_sparse``.
-    """
+    """A list of 2-D float64 trials (n_times, n_columns) from a 2-D array (one trial), a 3-D array
+    (n_trials, n_times, n_columns) or a list of arrays of any lengths (a nested list of numbers is one
+    array-like, as in scikit-learn); 1-D: one column if ``allow_1d``; sparse kept (CSR) if ``allow_sparse``."""
     if data is None:
         raise ValueError(f"This estimator requires {name} to be passed, but the target {name} is None."
                          if name == "y" else f"{name!r} is required; got None.")
@@ -131,18 +105,16 @@ def _as_trials(data, name, *, allow_1d=True, allow_sparse=False):
         elif arr.ndim == 1:
             raise ValueError(f"Expected a 2D array for {label}, got a 1D array of shape {arr.shape}. "
                              "Reshape your data with x[:, None] if it has a single feature.")
-        if arr.ndim != 2:
-            raise ValueError(
-                f"{label} must be 2-D (n_times, n_columns); got shape {arr.shape}."
-            )
-        if arr.shape[1] == 0:
-            raise ValueError(f"{label} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
-        if arr.shape[0] == 0:
-            raise ValueError(f"{label} has 0 sample(s) (shape={arr.shape}) while a minimum of 1 is required.")
-        arr = np.asarray(arr, dtype=np.float64)
-        if not np.all(np.isfinite(arr)):
+        for bad, problem in ((arr.ndim != 2, f"must be 2-D (n_times, n_columns); got shape {arr.shape}"),
+                             (arr.ndim == 2 and arr.shape[1] == 0, f"has 0 feature(s) (shape={arr.shape}) while a "
+                                                                     "minimum of 1 is required"),
+                             (arr.ndim == 2 and arr.shape[0] == 0, f"has 0 sample(s) (shape={arr.shape}) while a "
+                                                                     "minimum of 1 is required")):
+            if bad:
+                raise ValueError(f"{label} {problem}.")
+        out.append(np.asarray(arr, dtype=np.float64))
+        if not np.all(np.isfinite(out[-1])):
             raise ValueError(f"{label} contains NaN or infinite values.")
-        out.append(arr)
     n_cols = {t.shape[1] for t in out}
     if len(n_cols) > 1:
         raise ValueError(f"All trials of {name!r} must have the same number of columns; got {sorted(n_cols)}.")
@@ -157,8 +129,6 @@ def _check_pair(X, y, *, x_name="X", y_name="y", x_1d=True, x_sparse=False):
         raise ValueError(f"{x_name!r} has {len(X)} trials but {y_name!r} has {len(y)}; they must match.")
     for i, (a, b) in enumerate(zip(X, y)):
         if a.shape[0] != b.shape[0]:
-            raise ValueError(
-                f"Trial {i}: {x_name!r} has {a.shape[0]} samples but {y_name!r} has {b.shape[0]}; "
-                "each trial must have the same length in both."
-            )
+            raise ValueError(f"Trial {i}: {x_name!r} has {a.shape[0]} samples but {y_name!r} has {b.shape[0]}; "
+                             "each trial must have the same length in both.")
     return X, y

@@ -1,131 +1,99 @@
-"""Cross-validation of lagged ridge models on per-trial sufficient statistics.
+"""Cross-validation on per-trial statistics: folds, scorers and the held-out score of every alpha.
 
-A training set's statistics are the total minus its held-out trials; each fold needs
-one matrix decomposition for every alpha (:mod:`~sae_eeg.trf.solvers`); Pearson r, MSE
-and r^2 of each held-out trial follow from its statistics without predicting (Spearman
-needs predictions). Scores are computed per held-out trial and averaged over the
-trials of a fold (mTRFpy).
+A training set's statistics are the total minus its held-out trials; Pearson r, MSE and r^2 of a
+held-out trial follow from its statistics (Spearman predicts), averaged over a fold's trials (mTRFpy).
 """
 
 from __future__ import annotations
 
+import warnings
+from collections import namedtuple
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats as sp_stats
 
+from . import fast
+from ._backend import get_ops
 from ._check import _check_number, _check_option
-from .lags import _lag_rows, lagged_quadratic_forms, row_range
-from .solvers import ridge_path, ridge_per_output
+from .lags import EDGES, design_rows, direction_lags, row_range
+from .ridge import CENTERINGS, RidgePath, ridge_per_output
 
 
-def _moments_from_stats(W, b, held, xp):
-    """Centred second moments of a held-out trial from its statistics, no predictions.
+class AlphaAtGridEdgeWarning(UserWarning):
+    """Cross-validation chose the smallest or the largest penalty of the grid."""
 
-    ``W`` is (A, [B, ]P, C) and ``b`` (A, [B, ]C). Returns ``(ss_y, ss_hat, cross, d_mean,
-    n)``: the sums of squares of ``y - mean(y)`` and ``y_hat - mean(y_hat)``, their cross
-    product, and ``mean(y) - mean(y_hat)``, each broadcast to (A, [B, ]C). The moments
-    are of the centred predictions, so the intercept (which can be large next to the
-    prediction's variance) never enters a difference of large sums. A trial with the
-    generators of its ``X^T X`` (:class:`~sae_eeg.trf.lags.LagStats`) gives
-    ``w^T X^T X w`` without the P x P product (:func:`lagged_quadratic_forms`).
-    """
+
+Moments = namedtuple("Moments", "ss_y ss_hat cross d_mean n CW c_h", defaults=(None, None))
+Moments.__doc__ = "Centred held-out sums of squares, cross product, mean difference, rows (dense: C_h W, c_h)."
+
+
+def moments(W, b, held, xp, dense=False):
+    """:class:`Moments` (each (A, B, C)) of a held-out trial from its statistics, for weights ``W`` (A, B,
+    P, C) and intercepts ``b`` (A, B, C). Of centred predictions: the intercept never enters a
+    difference of large sums. One design with its generators: ``w^T X^T X w`` without the P x P
+    product (:func:`~sae_eeg.trf.fast.quadratic_forms`), unless ``dense``."""
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
-    sx_W = (sx[None, ..., None, :] @ W)[..., 0, :]             # column sums of the predictions
-    if W.ndim == 3 and held.autocov is not None:                 # (A, P, C): all alphas as columns
-        n_A, n_P, n_C = W.shape
-        q = lagged_quadratic_forms(held.autocov[0], held.edge_rows[0],
-                                   W.swapaxes(0, 1).reshape(n_P, n_A * n_C), xp)
-        ss_hat = q.reshape(n_A, n_C) - sx_W * sx_W / n
+    (n_A, n_B, n_P, n_C), CW = W.shape, None
+    W_B = xp.permute(W, (1, 2, 0, 3)).reshape(n_B, n_P, n_A * n_C)     # all alphas as columns (a free view of
+                                                                       # the solvers' output): one product per design
+    def per_alpha(a):                                                  # (B, A * C) -> (A, B, C)
+        return xp.permute(a.reshape(n_B, n_A, n_C), (1, 0, 2))
+
+    sx_W = per_alpha((sx[:, None] @ W_B)[:, 0])                        # column sums of the predictions
+    if n_B == 1 and held.edge_rows is not None and not dense:
+        ss_hat = per_alpha(fast.quadratic_forms(held.autocov[0, 0], held.edge_rows[0, 0], W_B[0], xp)[None]) \
+            - sx_W * sx_W / n
     else:
-        C_h = xtx - (sx[..., :, None] * sx[..., None, :]) / n    # centred lagged covariance
-        ss_hat = ((C_h[None] @ W) * W).sum(axis=-2)
-    c_h = xty - (sx[..., :, None] * sy[..., None, :]) / n       # centred cross-covariance
-    cross = xp.einsum("...pc,a...pc->a...c", c_h, W)
-    ss_y = yty - sy * sy / n
-    d_mean = sy / n - (sx_W / n + b)
-    return ss_y, ss_hat, cross, d_mean, n
+        CW = (xtx - sx[..., :, None] * sx[..., None, :] / n) @ W_B        # centred held-out covariance
+        ss_hat, CW = per_alpha((CW * W_B).sum(1)), xp.permute(CW.reshape(n_B, n_P, n_A, n_C), (2, 0, 1, 3))
+    c_h = xty - sx[..., :, None] * sy / n                               # centred held-out cross-covariance
+    cross = xp.einsum("bpc,abpc->abc", c_h, W)
+    return Moments(yty - sy * sy / n, ss_hat, cross, sy / n - (sx_W / n + b), n, CW, c_h)
 
 
-def _pearson_stats(W, b, held, xp):
-    ss_y, ss_hat, cross, _, _ = _moments_from_stats(W, b, held, xp)
-    with np.errstate(divide="ignore", invalid="ignore"):     # constant prediction: NaN
-        return cross / xp.sqrt(ss_y * ss_hat)
+def _pearson_moments(m):
+    with np.errstate(divide="ignore", invalid="ignore"):         # constant prediction: NaN
+        return m.cross / (m.ss_y * m.ss_hat) ** 0.5
 
 
-def _sse(W, b, held, xp):
-    ss_y, ss_hat, cross, d_mean, n = _moments_from_stats(W, b, held, xp)
-    return ss_y - 2 * cross + ss_hat + n * d_mean * d_mean, ss_y, n
-
-
-def _mse_stats(W, b, held, xp):
-    sse, _, n = _sse(W, b, held, xp)
-    return sse / n
-
-
-def _r2_stats(W, b, held, xp):
-    sse, ss_y, _ = _sse(W, b, held, xp)
-    return 1 - sse / ss_y
+def _sse(m):
+    return m.ss_y - 2 * m.cross + m.ss_hat + m.n * m.d_mean * m.d_mean
 
 
 def pearson(y_true, y_pred):
-    """Pearson r per column, shape (n_outputs,) (inputs (n_times, n_outputs))."""
+    """Pearson r per column of (n_times, n_outputs) arrays, shape (n_outputs,)."""
     yc, pc = y_true - y_true.mean(0), y_pred - y_pred.mean(0)
     return (yc * pc).sum(0) / np.sqrt((yc * yc).sum(0) * (pc * pc).sum(0))
 
 
-def spearman(y_true, y_pred):
-    """Spearman rank correlation per column, shape (n_outputs,)."""
-    return pearson(sp_stats.rankdata(y_true, axis=0), sp_stats.rankdata(y_pred, axis=0))
-
-
-def mse(y_true, y_pred):
-    """Mean squared error per column, shape (n_outputs,)."""
-    return ((y_true - y_pred) ** 2).mean(0)
-
-
-def r2(y_true, y_pred):
-    """Coefficient of determination per column, shape (n_outputs,)."""
-    return 1 - ((y_true - y_pred) ** 2).sum(0) / ((y_true - y_true.mean(0)) ** 2).sum(0)
-
-
-@dataclass(frozen=True)
-class Scorer:
-    """A metric: from predictions (numpy) and, where possible, from sufficient statistics."""
-
-    from_predictions: object
-    from_stats: object
-    greater_is_better: bool
+Scorer = namedtuple("Scorer", "from_predictions from_moments greater_is_better")
+Scorer.__doc__ = "A metric: from predictions (numpy) and, where possible, from held-out :class:`Moments`."
 
 
 SCORERS = {
-    "pearson": Scorer(pearson, _pearson_stats, True),
-    "spearman": Scorer(spearman, None, True),
-    "mse": Scorer(mse, _mse_stats, False),
-    "r2": Scorer(r2, _r2_stats, True),
+    "pearson": Scorer(pearson, _pearson_moments, True),
+    "spearman": Scorer(lambda y, p: pearson(sp_stats.rankdata(y, axis=0), sp_stats.rankdata(p, axis=0)), None, True),
+    "mse": Scorer(lambda y, p: ((y - p) ** 2).mean(0), lambda m: _sse(m) / m.n, False),
+    "r2": Scorer(lambda y, p: 1 - ((y - p) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0),
+                 lambda m: 1 - _sse(m) / m.ss_y, True),
 }
+STATS_SCORERS = tuple(k for k, v in SCORERS.items() if v.from_moments is not None)
+
+
+def setup(tmin, tmax, sfreq, direction, fit_intercept, centering, edge, backend, device, scoring="pearson"):
+    """``(sfreq, lags, intercept rule or None, ops)`` from the arguments every analysis shares, checked."""
+    sfreq = _check_number("sfreq", sfreq, low=0, inclusive=False)
+    for name, value, allowed in (("edge", edge, EDGES), ("centering", centering, CENTERINGS),
+                                 ("fit_intercept", fit_intercept, (True, False))) + (
+            (("scoring", scoring, STATS_SCORERS),) if scoring else ()):
+        _check_option(name, value, allowed)
+    return sfreq, direction_lags(tmin, tmax, sfreq, direction), centering if fit_intercept else None, \
+        get_ops(backend, device)
 
 
 def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
-    """Test-trial indices of each fold.
-
-    Parameters
-    ----------
-    n_trials : int
-        Number of trials (at least 2).
-    cv : int | None
-        Number of folds (contiguous groups of trials, as ``numpy.array_split``);
-        ``None`` or ``-1`` is leave-one-trial-out.
-    shuffle : bool
-        Shuffle the trials before splitting.
-    random_state : int | numpy.random.Generator | None
-        Seed or generator for the shuffle.
-
-    Returns
-    -------
-    folds : list of ndarray of int
-        The held-out trials of each fold.
-    """
+    """Held-out trials of each fold: ``cv`` groups (``numpy.array_split``; ``None``, -1: one trial each)."""
     n_trials = _check_number("n_trials", n_trials, integer=True)
     if n_trials < 2:
         raise ValueError(f"Cross-validation needs at least 2 trials; got {n_trials}. Pass the "
@@ -137,79 +105,79 @@ def make_folds(n_trials, cv=None, *, shuffle=False, random_state=None):
     return [np.sort(f) for f in np.array_split(order, k)]
 
 
-def predict_rows(x_TF, W, b, lags, start, stop, xp):
-    """Predictions of rows ``start..stop-1`` of a trial for every alpha: (A, n_rows, C)."""
-    rows = _lag_rows(x_TF, lags, start, stop, xp)
-    return rows[None] @ W + b[:, None, :]
+def predict_rows(x, W, b, lags, start, stop, xp):
+    """Predictions (A, n_rows, C) of rows ``start..stop-1`` of a trial by one design for every alpha."""
+    return design_rows(x, lags, np.arange(start, stop), xp)[None] @ W[:, 0] + b[:, 0, None, :]
 
 
-def fold_scores(stats, alphas, folds, *, fit_intercept, scoring, solver, xp, trials=None,
-                lags=None, edge="zero", penalty_scale=None):
-    """Scores of every fold, alpha and output.
+def fold_paths(stats, alphas, folds, *, centering, solver, xp, penalty_scale=None):
+    """The decomposed training system of every fold (kept: for many response parts, e.g. null samples)."""
+    total = stats.total()
+    return [RidgePath(total.minus(stats.total(xp.index(test))), alphas, centering=centering, solver=solver,
+                      penalty_scale=penalty_scale, xp=xp, overwrite=True) for test in folds]
 
-    Parameters
-    ----------
-    stats : LagStats
-        Per-trial statistics (N = n_trials).
-    alphas : ndarray, shape (n_alphas,)
-        Penalties.
-    folds : list of ndarray of int
-        Held-out trials per fold (:func:`make_folds`).
-    fit_intercept : bool
-        Unpenalised intercept.
-    scoring : str
-        Key of :data:`SCORERS`.
-    solver : str
-        Key of :data:`~sae_eeg.trf.solvers.SOLVERS` or 'auto'.
-    xp : ops
-        Backend namespace.
-    trials : tuple (list of X, list of Y) | None
-        Backend arrays of the trials; needed only for scorers without a statistics form.
-    lags : ndarray of int | None
-        Lags, with ``trials``.
-    edge : str
-        Edge mode, with ``trials``.
-    penalty_scale : array, shape (P,) | None
-        Relative penalty per column (banded ridge).
 
-    Returns
-    -------
-    scores : ndarray, shape (n_folds, n_alphas, [B, ]n_outputs)
-        Mean over the held-out trials of each fold (B: batch of independent models).
+def fold_scores(stats, alphas, folds, *, centering, scoring, solver, xp, trials=None, lags=None, edge="zero",
+                penalty_scale=None, paths=None):
+    """Held-out scores of every fold, alpha, design and output.
+
+    ``stats``: per-trial statistics; ``folds``: the held-out trials of each fold (:func:`make_folds`);
+    ``scoring``: a key of :data:`SCORERS`; ``alphas``, ``centering``, ``solver``, ``penalty_scale``, ``xp``
+    as :class:`~sae_eeg.trf.ridge.RidgePath`; ``trials`` ``(X, Y)``, ``lags``, ``edge``: only for Spearman;
+    ``paths``: the folds' systems from :func:`fold_paths` (``stats`` then share their stimulus part).
+    Returns (n_folds, n_alphas, B, n_outputs): means over each fold's held-out trials.
     """
     _check_option("scoring", scoring, SCORERS)
-    scorer = SCORERS[scoring]
-    total = stats.total()
-    out = []
-    for test in folds:
-        train = total.minus(stats.total(xp.index(test)))
-        W, b = ridge_path(train, alphas, fit_intercept=fit_intercept, solver=solver, xp=xp,
-                          penalty_scale=penalty_scale, overwrite=True)     # train: a new array
+    scorer, total, out = SCORERS[scoring], stats.total(), []
+    for k, test in enumerate(folds):
+        held = stats.total(xp.index(test))
+        if paths is None:
+            train = total.minus(held)
+            path = RidgePath(train, alphas, centering=centering, solver=solver, penalty_scale=penalty_scale,
+                             xp=xp, overwrite=True)                              # train: a new array
+        else:
+            path = paths[k]
+            train = path.stats.with_response(*(getattr(total, f) - getattr(held, f) for f in ("xty", "sy", "yty")))
+        W, b = path.solve(train)
         per_trial = []
         for i in test:
-            if scorer.from_stats is not None:
-                per_trial.append(xp.to_numpy(scorer.from_stats(W, b, stats.trial(int(i)), xp)))
-            else:
-                x_TF, y_TC = trials[0][i], trials[1][i]
-                start, stop = row_range(x_TF.shape[0], lags, edge)
-                pred = xp.to_numpy(predict_rows(x_TF, W, b, lags, start, stop, xp))
-                y_true = xp.to_numpy(y_TC[start:stop])
-                per_trial.append(np.stack([scorer.from_predictions(y_true, p) for p in pred]))
+            if scorer.from_moments is not None:
+                per_trial.append(xp.to_numpy(scorer.from_moments(moments(W, b, stats.trial(int(i)), xp))))
+                continue
+            x, y = trials[0][i], trials[1][i]
+            start, stop = row_range(x.shape[0], lags, edge)
+            pred = xp.to_numpy(predict_rows(x, W, b, lags, start, stop, xp))
+            per_trial.append(np.stack([scorer.from_predictions(xp.to_numpy(y[start:stop]), p) for p in pred])[:, None])
         out.append(np.mean(per_trial, axis=0))
     return np.stack(out)
 
 
 def best_alpha_index(mean_scores, scoring, per_output):
-    """Index of the best alpha per output, shape (n_outputs,), from scores (n_alphas, n_outputs).
-
-    With ``per_output=False`` the alpha with the best score averaged over outputs is
-    used for every output. Ties go to the first alpha (as mTRFpy's argmax).
-    """
+    """Index (n_outputs,) of the best alpha per output (or of the best mean for all) of scores (n_alphas,
+    n_outputs); ties go to the first (mTRFpy's argmax)."""
     sign = 1.0 if SCORERS[scoring].greater_is_better else -1.0
     s = sign * np.nan_to_num(mean_scores, nan=-np.inf)
     if per_output:
         return np.argmax(s, axis=0)
     return np.full(s.shape[1], np.argmax(s.mean(axis=1)))
+
+
+def warn_at_grid_edge(alphas, index):
+    """Warn when cross-validation chose the smallest or the largest of ``alphas`` (index: the alpha
+    chosen for each model, any shape), with a wider grid to try."""
+    if len(alphas) < 2:
+        return
+    chosen, decades = alphas[np.asarray(index).ravel()], np.log10(alphas[alphas > 0] if any(alphas > 0) else [1.0])
+    lo, hi = np.floor(decades.min()), np.ceil(decades.max())
+    for side, hit, (a, b) in (("largest", chosen == alphas.max(), (lo, hi + 3)),
+                              ("smallest", chosen == alphas.min(), (lo - 3, hi))):
+        if hit.any():
+            warnings.warn(
+                f"Cross-validation chose the {side} alpha of the grid ({chosen[hit][0]:g}) for {hit.sum()} of "
+                f"{hit.size} models: the best penalty may lie beyond the grid. Try a wider one, e.g. "
+                f"alpha=np.logspace({a:g}, {b:g}, {int(b - a) + 1}). Silence with "
+                "warnings.filterwarnings('ignore', category=AlphaAtGridEdgeWarning).", AlphaAtGridEdgeWarning,
+                stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -218,47 +186,23 @@ class NestedCV:
 
     Attributes
     ----------
-    scores : ndarray, shape (n_outer, n_outputs)
-        Score on each outer test fold of the model refit on its training trials with
-        the alpha chosen by the inner cross-validation (an unbiased accuracy estimate).
-    alphas : ndarray, shape (n_outer, n_outputs)
-        The alpha chosen in each outer fold.
+    scores, alphas : ndarray, shape (n_outer, n_outputs)
+        Score on each outer test fold of the model refit on its training trials with the alpha
+        chosen by the inner cross-validation (an unbiased estimate), and that alpha.
     """
 
     scores: np.ndarray
     alphas: np.ndarray
 
 
-def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, fit_intercept=True,
+def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, centering="lagged",
                        scoring="pearson", solver="auto", per_output=False, xp):
-    """Nested cross-validation on per-trial statistics (no covariance is recomputed).
-
-    Parameters
-    ----------
-    stats : LagStats
-        Per-trial statistics (N = n_trials >= 3).
-    alphas : ndarray, shape (n_alphas,)
-        Penalties searched by the inner loop.
-    cv_outer, cv_inner : int | None
-        Folds of the outer and inner loops (``None``: leave one trial out).
-    fit_intercept : bool
-        Unpenalised intercept.
-    scoring : 'pearson' | 'mse' | 'r2'
-        Metric (from statistics).
-    solver : str
-        See :data:`~sae_eeg.trf.solvers.SOLVERS`.
-    per_output : bool
-        Choose alpha per output.
-    xp : ops
-        Backend namespace.
-
-    Returns
-    -------
-    result : NestedCV
-        Outer-fold scores and the alphas chosen.
-    """
-    _check_option("scoring", scoring, tuple(k for k, v in SCORERS.items() if v.from_stats))
-    n = stats.n_trials
+    """Nested cross-validation (:class:`NestedCV`) on per-trial statistics of one design (N >= 3), no
+    covariance recomputed: ``alphas`` searched by ``cv_inner`` folds inside each of ``cv_outer`` (``None``:
+    leave one trial out); ``centering``, ``scoring`` (from statistics), ``solver``, ``xp`` as
+    :func:`fold_scores`; ``per_output``: an alpha per output."""
+    _check_option("scoring", scoring, STATS_SCORERS)
+    n = len(stats.n)
     if n < 3:
         raise ValueError(f"Nested cross-validation needs at least 3 trials; got {n}.")
     alphas = np.asarray(alphas, dtype=np.float64)
@@ -267,12 +211,11 @@ def nested_fold_scores(stats, alphas, *, cv_outer=None, cv_inner=None, fit_inter
         train_idx = np.setdiff1d(np.arange(n), test)
         inner_stats = stats.subset(xp.index(train_idx))
         inner_cv = None if cv_inner is None else min(cv_inner, len(train_idx))
-        inner = fold_scores(inner_stats, alphas, make_folds(len(train_idx), inner_cv),
-                            fit_intercept=fit_intercept, scoring=scoring, solver=solver, xp=xp)
+        inner = fold_scores(inner_stats, alphas, make_folds(len(train_idx), inner_cv), centering=centering,
+                            scoring=scoring, solver=solver, xp=xp)[:, :, 0]
         a_C = alphas[best_alpha_index(inner.mean(axis=0), scoring, per_output)]
-        W, b = ridge_per_output(inner_stats.total(), a_C, fit_intercept=fit_intercept,
-                                solver=solver, xp=xp)
-        per = [xp.to_numpy(SCORERS[scoring].from_stats(W[None], b[None], stats.trial(int(i)), xp))[0]
+        W, b = ridge_per_output(inner_stats.total(), a_C, centering=centering, solver=solver, xp=xp)
+        per = [xp.to_numpy(SCORERS[scoring].from_moments(moments(W[None], b[None], stats.trial(int(i)), xp)))[0, 0]
                for i in test]
         scores.append(np.mean(per, axis=0))
         chosen.append(a_C)

@@ -1,50 +1,17 @@
-"""The TRF estimator: lagged ridge regression with the scikit-learn contract."""
+"""The TRF estimator (lagged ridge regression with the scikit-learn contract) and its Haufe patterns."""
 
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import (  # the estimator contract (only non-numeric import)
-    BaseEstimator,
-    RegressorMixin,
-)
+from sklearn.base import BaseEstimator, RegressorMixin  # the estimator contract (only non-numeric import)
 from sklearn.utils.validation import check_is_fitted
 
 from ._backend import get_ops
-from ._check import (
-    _as_trials,
-    _check_alphas,
-    _check_number,
-    _check_option,
-    _check_pair,
-    _is_trial_list,
-)
-from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows
-from .lags import (
-    EDGES,
-    coef_from_weights,
-    lagged_stats,
-    row_range,
-    times_to_lags,
-    valid_slice,
-    weights_from_coef,
-)
-from .solvers import SOLVERS, ridge_per_output
-
-
-def direction_lags(tmin, tmax, sfreq, direction):
-    """Regression lags (samples) of a forward (1) or backward (-1) model.
-
-    A backward model reconstructs the stimulus at ``t`` from the response at
-    ``t + tmin .. t + tmax``: its regression lags are ``-tmax .. -tmin`` (mTRF).
-    """
-    _check_option("direction", direction, (1, -1))
-    if direction == 1:
-        return times_to_lags(tmin, tmax, sfreq)
-    _check_number("tmin", tmin)
-    _check_number("tmax", tmax)
-    if tmin > tmax:
-        raise ValueError(f"tmin must be <= tmax; got tmin={tmin!r}, tmax={tmax!r}.")
-    return times_to_lags(-tmax, -tmin, sfreq)
+from ._check import _as_trials, _check_alphas, _check_option, _check_pair, _is_trial_list
+from .crossval import SCORERS, best_alpha_index, fold_scores, make_folds, predict_rows, setup, warn_at_grid_edge
+from .lags import coef_from_weights, row_range, valid_slice, weights_from_coef
+from .ridge import SOLVERS, centered_gram, ridge_per_output
+from .stats import lagged_stats
 
 
 class TRF(RegressorMixin, BaseEstimator):
@@ -53,111 +20,79 @@ class TRF(RegressorMixin, BaseEstimator):
     Parameters
     ----------
     tmin, tmax : float
-        Lag window in seconds (``tmin <= tmax``). For a forward model (stimulus to
-        response) positive lags mean the response follows the stimulus. For a
-        backward model (``direction=-1``) give the same stimulus-to-response window;
-        the regression then uses lags ``-tmax .. -tmin`` (as mTRF-Toolbox).
+        Stimulus-to-response lag window in seconds (``tmin <= tmax``; positive: the response
+        follows). A backward model regresses on lags ``-tmax .. -tmin`` (mTRF-Toolbox).
     sfreq : float
-        Sampling rate of inputs and outputs, in Hz. Required.
+        Sampling rate of inputs and outputs, in Hz.
     direction : 1 | -1
-        1: forward (encoding) model; -1: backward (decoding) model. Only the sign of
-        the lags changes: ``X`` is always the model's input (the EEG for -1) and ``y``
-        its output.
+        Forward (encoding) or backward (decoding) model; ``X`` is always the input (the EEG for -1).
     alpha : float | sequence of float
-        Ridge penalty (engine scale, see Notes). Several values are compared by
-        cross-validation over trials and the best is refit on all trials. Default 1.0.
+        Ridge penalty (engine scale, Notes). Several are compared by cross-validation over trials
+        and the best is refit on all (a warning says when it is an end of the grid). Default 1.0.
     fit_intercept : bool
         Fit an unpenalised intercept. Default True.
+    centering : 'lagged' | 'signal'
+        The intercept's convention (Notes). ``'lagged'`` (default): the lagged design's columns
+        centred on their means = ridge with an unpenalised column of ones (mTRF-Toolbox, mTRFpy,
+        scikit-learn ``Ridge`` on the design). ``'signal'``: inputs and outputs centred before
+        lagging (MNE ``ReceptiveField``/``TimeDelayingRidge`` with ``fit_intercept=True``).
     edge : 'zero' | 'valid'
-        ``'zero'`` zero-pads lagged inputs beyond the trial (mTRF ``zeropad=True``,
-        MNE); ``'valid'`` uses only samples whose lagged inputs are all inside the
-        trial. Default 'zero'.
+        Zero-pad lagged inputs beyond the trial (mTRF ``zeropad``, MNE) or use only the samples
+        whose lagged inputs all lie inside it. Default 'zero'.
     solver : 'auto' | 'tridiagonal' | 'eigh' | 'cholesky'
-        ``'tridiagonal'`` gives every alpha from one orthogonal reduction to
-        block-tridiagonal form per fold; ``'eigh'`` from one eigendecomposition per
-        fold; ``'cholesky'`` factorises once per alpha. ``'auto'`` picks the cheapest:
-        Cholesky up to 5 alphas, the reduction beyond; for designs of at most 480
-        lagged columns Cholesky up to 12 alphas, eigh beyond.
-    backend : 'numpy' | 'torch'
-        Array library for the computation; results are NumPy either way.
-    device : str | None
-        Torch device (``'cuda'`` computes in float32, with a warning).
-    scoring : 'pearson' | 'spearman' | 'mse' | 'r2'
-        Metric of :meth:`score` and of the cross-validation. Default 'pearson'.
-    cv : int | None
-        Folds for choosing alpha (``None``: leave one trial out).
-    alpha_per_output : bool
-        Choose alpha separately for each output column. Default False.
+        Every alpha from one orthogonal reduction per fold, from one eigendecomposition, or a
+        Cholesky factorisation per alpha; 'auto': the cheapest (:func:`~sae_eeg.trf.ridge.resolve_solver`).
+    backend, device : str
+        'numpy' (float64, the reference) or 'torch' on ``device`` ('cuda': float32, with a warning).
+    scoring, cv, alpha_per_output
+        Metric of :meth:`score` and the cross-validation ('pearson', 'spearman', 'mse' or 'r2'),
+        its folds (``None``: leave one trial out), an alpha per output column (default False).
 
     Attributes
     ----------
     coef_ : ndarray, shape (n_outputs, n_features, n_lags)
         Weights (engine scale: ``w_mTRF / sfreq``).
-    intercept_ : ndarray, shape (n_outputs,)
-        Unpenalised intercepts.
-    lags_ : ndarray of int, shape (n_lags,)
-        Regression lags in samples (negative for a backward model).
-    times_ : ndarray, shape (n_lags,)
-        ``lags_ / sfreq`` in seconds.
-    alpha_ : ndarray, shape (n_outputs,)
-        Penalty used for each output.
+    intercept_, alpha_ : ndarray, shape (n_outputs,)
+        Unpenalised intercepts and the penalty of each output.
+    lags_, times_ : ndarray, shape (n_lags,)
+        Regression lags in samples (negative for a backward model) and seconds.
     cv_scores_ : ndarray, shape (n_alphas, n_outputs)
-        Mean cross-validated score of each alpha (NaN when a single alpha was given).
+        Mean cross-validated score of each alpha (NaN for a single alpha).
     valid_samples_ : slice
         Rows of each trial that enter the fit and :meth:`score`.
-    n_features_in_ : int
-        Number of input columns.
-    n_outputs_ : int
-        Number of output columns.
+    n_features_in_, n_outputs_ : int
 
     Notes
     -----
-    Convention: ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over all
-    trials (centred when ``fit_intercept``), as scikit-learn Ridge and MNE
-    TimeDelayingRidge. mTRF-Toolbox (MATLAB) solves ``(X^T X + lambda fs I') w = X^T y``
-    and reports ``w fs``; mTRFpy averages the covariances over trials. Hence
-    ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy * sfreq * n_trials`` and
-    ``coef_ = w / sfreq``. Converters: :func:`sae_eeg.trf.conventions.alpha_from_mtrf`,
-    :func:`~sae_eeg.trf.conventions.alpha_from_mtrfpy`,
-    :func:`~sae_eeg.trf.conventions.weights_to_mtrf`.
+    ``(X^T X + alpha I) b = X^T y`` on the lagged design summed over trials, as scikit-learn Ridge
+    and MNE TimeDelayingRidge: ``alpha = lambda_MATLAB * sfreq = lambda_mTRFpy * sfreq * n_trials``
+    and ``coef_ = w_mTRF / sfreq`` (:mod:`~sae_eeg.trf.conventions`). The two intercepts are
+    different problems: with zero-padded edges the signals' and the lagged columns' means differ,
+    and so do the weights (a few percent on short trials); ``'lagged'``, the exact least-squares
+    intercept and mTRF's, is the default.
 
     Examples
     --------
-    >>> import numpy as np
-    >>> rng = np.random.default_rng(0)
-    >>> x = rng.standard_normal((1000, 1))
-    >>> y = np.convolve(x[:, 0], [0, 1, 0.5])[:1000, None]
-    >>> trf = TRF(0, 0.02, 100.0, alpha=1e-6).fit(x, y)
-    >>> np.round(trf.coef_[0, 0], 3).tolist()
-    [0.0, 1.0, 0.5]
+    >>> x = np.random.default_rng(0).standard_normal((1000, 1))
+    >>> np.round(TRF(0, 0.02, 100.0, alpha=1e-6).fit(x, np.convolve(x[:, 0], [0, 1, 0.5])[:1000]).coef_, 3).tolist()
+    [[[0.0, 1.0, 0.5]]]
     """
 
-    def __init__(self, tmin, tmax, sfreq, *, direction=1, alpha=1.0, fit_intercept=True,
+    def __init__(self, tmin, tmax, sfreq, *, direction=1, alpha=1.0, fit_intercept=True, centering="lagged",
                  edge="zero", solver="auto", backend="numpy", device=None, scoring="pearson",
                  cv=None, alpha_per_output=False):
-        self.tmin = tmin
-        self.tmax = tmax
-        self.sfreq = sfreq
-        self.direction = direction
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.edge = edge
-        self.solver = solver
-        self.backend = backend
-        self.device = device
-        self.scoring = scoring
-        self.cv = cv
+        self.tmin, self.tmax, self.sfreq, self.direction, self.alpha = tmin, tmax, sfreq, direction, alpha
+        self.fit_intercept, self.centering, self.edge, self.solver = fit_intercept, centering, edge, solver
+        self.backend, self.device, self.scoring, self.cv = backend, device, scoring, cv
         self.alpha_per_output = alpha_per_output
 
     def _validate(self):
-        _check_option("edge", self.edge, EDGES)
         _check_option("solver", self.solver, ("auto", *SOLVERS))
         _check_option("scoring", self.scoring, SCORERS)
-        _check_option("fit_intercept", self.fit_intercept, (True, False))
         _check_option("alpha_per_output", self.alpha_per_output, (True, False))
-        sfreq = _check_number("sfreq", self.sfreq, low=0, inclusive=False)
-        lags = direction_lags(self.tmin, self.tmax, sfreq, self.direction)
-        return sfreq, lags, _check_alphas(self.alpha), get_ops(self.backend, self.device)
+        sfreq, lags, self._center, xp = setup(self.tmin, self.tmax, self.sfreq, self.direction, self.fit_intercept,
+                                              self.centering, self.edge, self.backend, self.device, None)
+        return sfreq, lags, _check_alphas(self.alpha), xp
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -167,53 +102,38 @@ class TRF(RegressorMixin, BaseEstimator):
         return tags
 
     def fit(self, X, y):
-        """Fit the model.
-
-        Parameters
-        ----------
-        X : array, shape ([n_trials, ]n_times, n_features) | list of array
-            Inputs; a list holds trials of different lengths, each (n_times_i, n_features).
-        y : array, shape ([n_trials, ]n_times[, n_outputs]) | list of array
-            Outputs, trial by trial like ``X``.
-
-        Returns
-        -------
-        self : TRF
-            The fitted estimator.
-        """
+        """Fit the model to inputs ``X`` ([n_trials, ]n_times, n_features) and outputs ``y`` ([n_trials,
+        ]n_times[, n_outputs]), or lists of trials of any lengths. Returns ``self``."""
         sfreq, lags, alphas, xp = self._validate()
         X_list, y_list = _check_pair(X, y, x_1d=False)
         self._y_is_1d_ = not _is_trial_list(y) and np.asarray(y).ndim == 1
-        X_b = [xp.asarray(a) for a in X_list]
-        y_b = [xp.asarray(a) for a in y_list]
+        X_b, y_b = [xp.asarray(a) for a in X_list], [xp.asarray(a) for a in y_list]
         for x in X_b:
             row_range(x.shape[0], lags, self.edge)
-        stats = lagged_stats(X_b, y_b, lags, edge=self.edge, per_trial=len(alphas) > 1, xp=xp)
+        stats = lagged_stats(X_b, y_b, lags, edge=self.edge, per_trial=len(alphas) > 1,
+                             ones=self._center == "signal", xp=xp)
         n_out = y_list[0].shape[1]
         if len(alphas) > 1:
-            folds = make_folds(len(X_b), self.cv)
-            scores = fold_scores(stats, alphas, folds, fit_intercept=self.fit_intercept,
-                                 scoring=self.scoring, solver=self.solver, xp=xp,
-                                 trials=(X_b, y_b), lags=lags, edge=self.edge)
-            self.cv_scores_ = scores.mean(axis=0)
-            alpha_C = alphas[best_alpha_index(self.cv_scores_, self.scoring, self.alpha_per_output)]
+            scores = fold_scores(stats, alphas, make_folds(len(X_b), self.cv), centering=self._center,
+                                 scoring=self.scoring, solver=self.solver, xp=xp, trials=(X_b, y_b), lags=lags,
+                                 edge=self.edge)
+            self.cv_scores_ = scores[:, :, 0].mean(axis=0)
+            best = best_alpha_index(self.cv_scores_, self.scoring, self.alpha_per_output)
+            warn_at_grid_edge(alphas, best)
+            alpha_C = alphas[best]
         else:
             self.cv_scores_ = np.full((1, n_out), np.nan)
             alpha_C = np.full(n_out, alphas[0])
-        W, b = ridge_per_output(stats.total(), alpha_C, fit_intercept=self.fit_intercept,
-                                solver=self.solver, xp=xp)
-        return self._set_fitted(xp.to_numpy(W), xp.to_numpy(b), alpha_C, lags, sfreq)
+        W, b = ridge_per_output(stats.total(), alpha_C, centering=self._center, solver=self.solver, xp=xp)
+        return self._set_fitted(xp.to_numpy(W[0]), xp.to_numpy(b[0]), alpha_C, lags, sfreq)
 
     def _set_fitted(self, W, b, alpha_C, lags, sfreq):
         """Store the fitted attributes from lag-major weights W (P, C) and intercepts b (C,)."""
-        self.coef_ = coef_from_weights(W, len(lags))
-        self.intercept_ = b
-        self.alpha_ = alpha_C
-        self.lags_ = lags
-        self.times_ = lags / sfreq
+        coef = coef_from_weights(W, len(lags))              # the constant feature of 'signal' is no input
+        self.coef_ = np.ascontiguousarray(coef[:, :-1]) if self._center == "signal" else coef
+        self.intercept_, self.alpha_, self.lags_, self.times_ = b, alpha_C, lags, lags / sfreq
         self.valid_samples_ = valid_slice(lags, self.edge)
-        self.n_features_in_ = self.coef_.shape[1]
-        self.n_outputs_ = self.coef_.shape[0]
+        self.n_outputs_, self.n_features_in_ = self.coef_.shape[:2]
         return self
 
     def _predict_trials(self, X):
@@ -223,25 +143,13 @@ class TRF(RegressorMixin, BaseEstimator):
             raise ValueError(f"X has {X_list[0].shape[1]} features, but {type(self).__name__} is "
                              f"expecting {self.n_features_in_} features as input.")
         xp = get_ops(self.backend, self.device)
-        W = xp.asarray(weights_from_coef(self.coef_))[None]
-        b = xp.asarray(self.intercept_)[None]
+        W, b = xp.asarray(weights_from_coef(self.coef_))[None, None], xp.asarray(self.intercept_)[None, None]
         return [xp.to_numpy(predict_rows(xp.asarray(x), W, b, self.lags_, 0, x.shape[0], xp)[0])
                 for x in X_list]
 
     def predict(self, X):
-        """Predict the outputs (every sample, inputs zero-padded beyond the trial).
-
-        Parameters
-        ----------
-        X : array, shape ([n_trials, ]n_times, n_features) | list of array
-            Inputs.
-
-        Returns
-        -------
-        y_pred : ndarray, shape ([n_trials, ]n_times, n_outputs) | list of ndarray
-            Same container as ``X`` (a list for a list). Rows outside
-            ``valid_samples_`` depend on the zero padding.
-        """
+        """Predictions ([n_trials, ]n_times, n_outputs) of every sample of ``X`` (as :meth:`fit`), in the
+        same container (a list for a list); rows outside ``valid_samples_`` depend on the zero padding."""
         preds = self._predict_trials(X)
         if _is_trial_list(X):
             return preds
@@ -250,19 +158,8 @@ class TRF(RegressorMixin, BaseEstimator):
         return preds[0][:, 0] if self._y_is_1d_ else preds[0]
 
     def score(self, X, y, sample_weight=None):
-        """Mean over outputs of the ``scoring`` metric (trial-averaged) on ``valid_samples_``.
-
-        Parameters
-        ----------
-        X, y : array | list of array
-            As in :meth:`fit`.
-        sample_weight : None
-            Not supported (must be None).
-
-        Returns
-        -------
-        score : float
-        """
+        """Mean over outputs of the ``scoring`` metric (trial-averaged) on ``valid_samples_`` (a float);
+        ``X``, ``y`` as :meth:`fit`; ``sample_weight`` is not supported."""
         if sample_weight is not None:
             raise ValueError("TRF.score does not support sample_weight; got an array.")
         return float(np.mean(self.score_outputs(X, y)))
@@ -275,3 +172,23 @@ class TRF(RegressorMixin, BaseEstimator):
         metric = SCORERS[self.scoring].from_predictions
         return np.mean([metric(yt[self.valid_samples_], yp[self.valid_samples_])
                         for yt, yp in zip(y_list, preds)], axis=0)
+
+
+def haufe_patterns(model, X):
+    """Activation patterns ``A = Cov(X_lagged) W Cov(y_hat)^-1`` (Haufe 2014) of a fitted ``model``
+    (typically backward: X is the EEG) on its training inputs ``X``, centred like the fit, from
+    lagged statistics: (n_outputs, n_features, n_lags), laid out as ``model.coef_`` (a backward
+    model's patterns at regression lag ``model.lags_``, i.e. latency ``-model.times_``)."""
+    X_list = _as_trials(X, "X")
+    if X_list[0].shape[1] != model.coef_.shape[1]:
+        raise ValueError(f"X has {X_list[0].shape[1]} features but the model was fitted with "
+                         f"{model.coef_.shape[1]}.")
+    center, xp = model.centering if model.fit_intercept else None, get_ops("numpy")
+    ones = center == "signal"
+    stats = lagged_stats(X_list, None, model.lags_, edge=model.edge, per_trial=False, ones=ones, xp=xp)
+    C = centered_gram(stats, center, xp)[0]
+    coef = np.concatenate([model.coef_, np.zeros(model.coef_.shape[:1] + (int(ones),) + model.coef_.shape[2:])], axis=1)
+    W = weights_from_coef(coef)                                              # (P, n_out)
+    cov_x_W = C @ W
+    A = np.linalg.solve(W.T @ cov_x_W, cov_x_W.T).T                         # (P, n_out)
+    return coef_from_weights(A, len(model.lags_))[:, :model.coef_.shape[1]]
