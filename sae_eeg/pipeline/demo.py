@@ -32,6 +32,7 @@ from .outputs import claim_output_dir, output_path
 from .reporting import make_report
 from .resources import browser_dir, manifest_of, run_file
 from .stages import EXTRACT, run_stages
+from .steps import StimulusFeatures
 
 logger = logging.getLogger(__name__)
 
@@ -409,12 +410,12 @@ def score_reports(reported, planted, abs_r, *, planted_layer=None, threshold=COR
             "precision": correct / len(reported) if len(reported) else 1.0}
 
 
-def _trajectory(cfg, layer, feature, subject, run_ids):
+def _trajectory(feats, runs, layer, feature):
     """A feature's trajectory at the EEG rate over a subject's runs (as the analyses see it)."""
     parts = []
-    for run in run_ids:
-        data = load_run(run_file(cfg, layer, subject, run))
-        parts.append(data.features[:, [int(np.flatnonzero(data.feature_ids == feature)[0])]].toarray().ravel())
+    for run in runs:
+        traj = feats.sae(run.stimulus, layer, run.sfreq, run.n_times)
+        parts.append(traj.data[:, [int(np.flatnonzero(traj.feature_ids == feature)[0])]].toarray().ravel())
     return np.concatenate(parts)
 
 
@@ -434,9 +435,9 @@ def attribution_recovery(config, truth):
     reported = table[table.significant.to_numpy(dtype=bool)].reset_index(drop=True)
     planted = [int(p["feature"]) for p in truth["planted"]]
     subject = manifest_of(cfg).all_subjects()[0]
-    run_ids = [run.id for run in subject.runs]
-    planted_x = [_trajectory(cfg, PLANTED_LAYER, f, subject.id, run_ids) for f in planted]
-    abs_r = np.array([[abs(np.corrcoef(p, _trajectory(cfg, int(layer), int(f), subject.id, run_ids))[0, 1])
+    runs, feats = [load_run(run_file(cfg, subject.id, run.id)) for run in subject.runs], StimulusFeatures(cfg)
+    planted_x = [_trajectory(feats, runs, PLANTED_LAYER, f) for f in planted]
+    abs_r = np.array([[abs(np.corrcoef(p, _trajectory(feats, runs, int(layer), int(f)))[0, 1])
                        for layer, f in zip(reported.layer, reported.feature)] for p in planted_x])
     return {**score_reports(reported, planted, abs_r.reshape(len(planted), len(reported))), "table": reported}
 
