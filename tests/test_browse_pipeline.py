@@ -92,6 +92,16 @@ def test_seed_matches_of_the_evaluations_are_the_decoder_cosines_the_browser_sho
         assert mapped == set(tsne.loc[tsne["layer"] == layer, "feature"])
 
 
+def test_the_demo_browser_shows_the_features_the_attribution_tracks(small_demo):
+    out = Path(small_demo["output_dir"])
+    table = read_table(out / "alignment" / f"layer_{LAYER}" / "group" / "attribution_features.parquet")
+    tracked = set(table.loc[table["significant"].to_numpy(dtype=bool), "feature"])
+    reported = small_demo["recovery"]["attribution"]["table"]
+    assert tracked and tracked == set(reported.loc[reported["layer"] == LAYER, "feature"])
+    shown = _index_column(out / "browser" / f"layer_{LAYER}", "attribution.significant")
+    assert {f for f, value in enumerate(shown) if value} == tracked
+
+
 def _cli(*args):
     return CliRunner().invoke(app, [str(a) for a in args])
 

@@ -9,9 +9,9 @@ what the other stages wrote, each path from the layout of
 * every subject's TRFs (``protocol_trf``, ``cluster_trf``) for the pages' TRF and
   topography;
 * the per-feature result tables of :data:`FEATURE_TABLES` (the paper protocol, the
-  speech/sounds/music labels, the seed matches of the evaluations), and every other
-  ``*_features`` table of ``alignment/layer_n/group/`` with a ``feature`` column (an
-  attribution analysis joins this way as soon as it writes its table);
+  attribution beyond the acoustics, the speech/sounds/music labels, the seed matches of
+  the evaluations), and every other ``*_features`` table of ``alignment/layer_n/group/``
+  with a ``feature`` column (a new analysis joins this way without code);
 * each layer's t-SNE map of the evaluations (computed here when they have none).
 
 Whatever is absent (no EEG yet, no evaluations) is left out of the pages. The sites
