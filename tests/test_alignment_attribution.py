@@ -23,7 +23,8 @@ from scipy import sparse
 
 from _attribution_study import small_study
 from sae_eeg.alignment import ATTRIBUTION_COLUMNS, MEMBER_COLUMNS, attribute_features, paper_protocol
-from sae_eeg.alignment._lagged_ridge import TrainingSet, heldout_pearson, stimulus_stats
+from sae_eeg.alignment._lagged_ridge import (cv_alpha, heldout_pearson, no_predictor_pearson, ridge_weights,
+                                             stimulus_stats, subject_stats)
 from sae_eeg.alignment._stimuli import band_filter, check_runs
 from sae_eeg.alignment.attribution import dss_filters
 from sae_eeg.errors import InputError
@@ -148,31 +149,51 @@ def test_identical_results_for_one_and_two_threads(tmp_path):
         pd.testing.assert_frame_equal(frame, outputs["2"][name], check_exact=True)
 
 
-def test_lagged_ridge_matches_the_engine(rng):
-    """Shared-stimulus solves and held-out r from statistics equal TRF fits and predictions."""
+def _trf_heldout_r(train, held, design, eeg, sub, alpha, columns=slice(None)):
+    """A TRF fitted on the stimuli ``train`` (per-sample ``alpha``) and its Pearson r per channel on ``held``."""
+    n = sum(len(design[s]) - 17 for s in train)                   # 'valid' rows: 18 lags lose 17 per stimulus
+    trf = TRF(-0.05, 0.2, SFREQ, alpha=alpha * n, edge="valid").fit(
+        [design[s][:, columns] for s in train], [eeg[sub][s] for s in train])
+    pred = trf.predict(design[held][:, columns])[trf.valid_samples_]
+    truth = eeg[sub][held][trf.valid_samples_]
+    return trf, np.array([np.corrcoef(pred[:, c], truth[:, c])[0, 1] for c in range(truth.shape[1])])
+
+
+def test_shared_stimulus_ridge_matches_the_engine(rng):
+    """Fits of several subjects on the core's statistics and ridge path (per-sample alpha) equal TRF fits and
+    predictions: weights, held-out r, a predictor subset, the penalty chosen leaving one stimulus out, and
+    r = 0 for the model without predictors."""
     lags = times_to_lags(-0.05, 0.2, SFREQ)
-    design = {s: rng.standard_normal((300 + 20 * i, 3)) for i, s in enumerate("abc")}
-    eeg = {sub: {s: rng.standard_normal((len(design[s]), 2)) + design[s][:, :2] for s in "abc"} for sub in "xy"}
-    stats_ = {s: stimulus_stats(design[s], {sub: eeg[sub][s] for sub in "xy"}, lags) for s in "abc"}
-    train = TrainingSet([stats_["a"], stats_["b"]], ["x", "y"])
+    assert len(lags) == 18
+    design = {s: rng.standard_normal((300 + 20 * i, 3)) for i, s in enumerate("abcd")}
+    eeg = {sub: {s: 2 * rng.standard_normal((len(design[s]), 2)) + design[s][:, :2] for s in "abcd"}
+           for sub in "xy"}
+    stats_ = {s: stimulus_stats(design[s], {sub: eeg[sub][s] for sub in "yx"}, lags) for s in "abcd"}
+    train = subject_stats(stats_, ["a", "b"], ["x", "y"]).total()
+    held = subject_stats(stats_, ["c"], ["x", "y"])
     alpha = 0.05
-    W = train.solve(alpha)
-    r = heldout_pearson(W, np.arange(W.shape[0]), stats_["c"], ["x", "y"])
+    W, b = ridge_weights(train, [alpha])
+    r = heldout_pearson(W, b, held)[0]
     for i, sub in enumerate("xy"):
-        trf = TRF(-0.05, 0.2, SFREQ, alpha=alpha * train.n, edge="valid").fit(
-            [design["a"], design["b"]], [eeg[sub]["a"], eeg[sub]["b"]])
-        np.testing.assert_allclose(W[:, 2 * i:2 * i + 2].reshape(len(lags), 3, 2).transpose(2, 1, 0),
+        trf, expected = _trf_heldout_r("ab", "c", design, eeg, sub, alpha)
+        np.testing.assert_allclose(W[0, 0][:, 2 * i:2 * i + 2].reshape(len(lags), 3, 2).transpose(2, 1, 0),
                                    trf.coef_, rtol=1e-8, atol=1e-10)
-        pred = trf.predict(design["c"])[trf.valid_samples_]
-        truth = eeg[sub]["c"][trf.valid_samples_]
-        expected = [np.corrcoef(pred[:, c], truth[:, c])[0, 1] for c in range(2)]
         np.testing.assert_allclose(r[2 * i:2 * i + 2], expected, rtol=1e-8)
     # dropping a predictor = fitting without it
-    keep = np.array([j * 3 + k for j in range(len(lags)) for k in (0, 2)])
-    trf = TRF(-0.05, 0.2, SFREQ, alpha=alpha * train.n, edge="valid").fit(
-        [design["a"][:, [0, 2]], design["b"][:, [0, 2]]], [eeg["x"]["a"], eeg["x"]["b"]])
-    np.testing.assert_allclose(train.solve(alpha, keep)[:, :2].reshape(len(lags), 2, 2).transpose(2, 1, 0),
-                               trf.coef_, rtol=1e-8, atol=1e-10)
+    W, b = ridge_weights(train.features([0, 2]), [alpha])
+    trf, expected = _trf_heldout_r("ab", "c", design, eeg, "x", alpha, columns=[0, 2])
+    np.testing.assert_allclose(W[0, 0][:, :2].reshape(len(lags), 2, 2).transpose(2, 1, 0), trf.coef_,
+                               rtol=1e-8, atol=1e-10)
+    np.testing.assert_allclose(heldout_pearson(W, b, held.features([0, 2]))[0, :2], expected, rtol=1e-8)
+    # no predictor: a constant prediction scores 0
+    np.testing.assert_array_equal(no_predictor_pearson(held), np.zeros(4))
+    # the penalty of best mean r leaving one stimulus out, each fold's alpha scaled by its own samples
+    alphas = np.array([1e-3, 0.3, 1.0, 3.0, 10.0, 100.0])
+    mean_r = [np.mean([_trf_heldout_r([s for s in "abc" if s != h], h, design, eeg, sub, a)[1]
+                       for h in "abc" for sub in "xy"]) for a in alphas]
+    assert 0 < np.argmax(mean_r) < len(alphas) - 1                      # an inner optimum: the choice is tested
+    assert cv_alpha(stats_, ["a", "b", "c"], ["x", "y"], alphas) == alphas[int(np.argmax(mean_r))]
+    assert cv_alpha(stats_, ["a"], ["x"], alphas) == 3.0                  # too few stimuli: the middle one
 
 
 def test_band_filter_is_mne_filtering_with_silence_around(rng):

@@ -1,18 +1,14 @@
-"""Ridge TRFs of many subjects from per-stimulus lagged statistics.
+"""Ridge TRFs of many subjects on the TRF core's lagged statistics and ridge path.
 
 Every subject of a listening study hears the same stimuli, so the lagged design of a
 stimulus (and its ``X^T X``) is shared: the statistics of one stimulus are computed
-once, with the outputs of every subject who heard it stacked as columns
-(:func:`stimulus_stats`), and a ridge solve for a set of training stimuli factorises
-``X^T X`` once for all subjects who trained on that set.
-
-This module holds all the linear algebra of the feature attribution and of the
-acoustic TRFs (centred ridge solves on column subsets, held-out Pearson r from
-statistics), so that it can move onto the TRF core's statistics type and ridge path
-in one place. Conventions are the engine's (:mod:`sae_eeg.trf`): lag-major columns
-(column ``j * n_predictors + k`` is predictor ``k`` at ``lags[j]``), an unpenalised
-intercept, ``(C + alpha I) w = c`` on the centred system. Edges are ``'valid'``: only
-samples whose every lagged input lies inside the run enter a fit or a score, because
+once by :func:`sae_eeg.trf.lagged_stats`, with the outputs of every subject who heard it
+stacked as columns (:func:`stimulus_stats`); a training set is the sum of its stimuli's
+statistics for the subjects who heard them all (:func:`subject_stats`), solved by one
+:class:`~sae_eeg.trf.RidgePath` for all of them. Conventions are the engine's: lag-major
+columns, an unpenalised intercept (``centering='lagged'``). Penalties here are per
+sample (``alpha * n`` in the engine's scale): predictors are scaled to unit root mean
+square, so the diagonal of the centred ``X^T X`` is about ``n``. Edges are ``'valid'``:
 band-passed predictors are not zero just outside their stimulus (the filter spreads
 them), so zero padding would misstate them.
 """
@@ -22,13 +18,15 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import scipy.linalg
 
 from ..errors import InputError
-from ..trf import lagged_stats
+from ..trf import SCORERS, LagStats, RidgePath, lagged_stats, make_folds, moments
+from ..trf._backend import get_ops
+from ..trf.crossval import best_alpha_index
 
 #: Per-sample ridge penalties compared by default (predictors scaled to unit root mean square).
 ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+_XP = get_ops("numpy")
 
 
 def check_alphas(alphas):
@@ -41,34 +39,14 @@ def check_alphas(alphas):
 
 @dataclasses.dataclass(frozen=True)
 class StackedStats:
-    """Lagged statistics of one stimulus with the outputs of several subjects as columns.
+    """Lagged statistics (:class:`~sae_eeg.trf.LagStats`, one trial) of one stimulus with the outputs
+    of several subjects as columns; ``columns``: the output columns (slice) of each subject."""
 
-    Attributes
-    ----------
-    xtx : ndarray, shape (P, P)
-        ``X^T X`` of the lagged design (P = n_lags * n_predictors).
-    xty : ndarray, shape (P, O)
-        ``X^T Y`` for all stacked outputs.
-    sx : ndarray, shape (P,)
-        Column sums of the design.
-    sy, yty : ndarray, shape (O,)
-        Sums and sums of squares of the outputs.
-    n : float
-        Samples.
-    columns : dict of str -> slice
-        Output columns of each subject.
-    """
-
-    xtx: np.ndarray
-    xty: np.ndarray
-    sx: np.ndarray
-    sy: np.ndarray
-    yty: np.ndarray
-    n: float
+    stats: LagStats
     columns: dict
 
 
-def stimulus_stats(design, outputs, lags, *, edge="valid"):
+def stimulus_stats(design, outputs, lags):
     """Statistics of one stimulus for every subject who heard it.
 
     Parameters
@@ -79,91 +57,60 @@ def stimulus_stats(design, outputs, lags, *, edge="valid"):
         Each subject's outputs (EEG channels or components).
     lags : ndarray of int
         Contiguous lags in samples.
-    edge : 'valid' | 'zero'
-        Edge handling (:mod:`sae_eeg.trf.lags`).
 
     Returns
     -------
     stats : StackedStats
     """
     names = list(outputs)
-    widths = [outputs[s].shape[1] for s in names]
-    edges = np.concatenate([[0], np.cumsum(widths)])
+    edges = np.concatenate([[0], np.cumsum([outputs[s].shape[1] for s in names])]).astype(int)
     stacked = np.hstack([outputs[s] for s in names]) if names else np.zeros((len(design), 0))
-    st = lagged_stats([np.asarray(design, dtype=np.float64)], [stacked], lags, edge=edge, per_trial=False)
-    return StackedStats(st.xtx[0, 0], st.xty[0, 0], st.sx[0, 0], st.sy[0], st.yty[0], float(st.n[0]),
-                        {s: slice(int(a), int(b)) for s, a, b in zip(names, edges[:-1], edges[1:])})
+    st = lagged_stats([np.asarray(design, dtype=np.float64)], [stacked], lags, edge="valid", xp=_XP)
+    return StackedStats(st, {s: slice(a, b) for s, a, b in zip(names, edges[:-1], edges[1:])})
 
 
-def lag_major_columns(predictors, n_predictors, n_lags):
-    """Design columns of ``predictors`` (indices) at every lag, in lag-major order."""
-    predictors = np.asarray(predictors, dtype=int)
-    return (np.arange(n_lags)[:, None] * n_predictors + predictors[None, :]).ravel()
-
-
-class TrainingSet:
-    """Summed statistics of some stimuli, for the subjects who heard all of them.
-
-    ``X^T X`` is summed once; each subject's ``X^T y`` comes from its own columns.
-    """
-
-    def __init__(self, stats, subjects):
-        self.subjects = list(subjects)
-        self.xtx = sum(st.xtx for st in stats)
-        self.sx = sum(st.sx for st in stats)
-        self.n = float(sum(st.n for st in stats))
-        self.xty = np.hstack([sum(st.xty[:, st.columns[s]] for st in stats) for s in self.subjects])
-        self.sy = np.concatenate([sum(st.sy[st.columns[s]] for st in stats) for s in self.subjects])
-
-    def solve(self, alpha, keep=None):
-        """Ridge weights (P_keep, O) of the design columns ``keep`` (default all) for every output.
-
-        ``alpha`` is per sample: the penalty is ``alpha * n`` on centred statistics
-        (predictors are standardised, so the diagonal of the centred ``X^T X`` is about ``n``).
-        """
-        keep = np.arange(len(self.sx)) if keep is None else keep
-        sx = self.sx[keep]
-        C = self.xtx[np.ix_(keep, keep)] - np.outer(sx, sx) / self.n
-        C[np.diag_indices_from(C)] += alpha * self.n
-        c = self.xty[keep] - np.outer(sx, self.sy) / self.n
-        return scipy.linalg.cho_solve(scipy.linalg.cho_factor(C, overwrite_a=True), c)
-
-    def output_columns(self, subject, width):
-        """Columns of ``subject`` in the solved weights."""
-        i = self.subjects.index(subject)
-        return slice(i * width, (i + 1) * width)
-
-
-def heldout_pearson(W, keep, stats, subjects):
-    """Pearson r of each output on a held-out stimulus, from its statistics.
+def subject_stats(stats, stimuli, subjects):
+    """Per-trial statistics (one trial per stimulus) of the outputs of ``subjects``, stacked in order.
 
     Parameters
     ----------
-    W : ndarray, shape (P_keep, len(subjects) * O_s)
-        Weights (from :meth:`TrainingSet.solve`) of the subjects, stacked in order.
-    keep : ndarray of int
-        Design columns the weights belong to.
-    stats : StackedStats
-        Statistics of the held-out stimulus.
+    stats : dict of str -> StackedStats
+    stimuli : list of str
+        Stimuli every one of ``subjects`` heard.
     subjects : list of str
-        Subjects of the columns of ``W``.
 
     Returns
     -------
-    r : ndarray, shape (len(subjects) * O_s,)
-        0 where the prediction is constant (a model without predictors), NaN where
-        the output is.
+    stats : LagStats
     """
-    cols = np.concatenate([np.arange(stats.columns[s].start, stats.columns[s].stop) for s in subjects])
-    xty, sy, yty = stats.xty[np.ix_(keep, cols)], stats.sy[cols], stats.yty[cols]
-    sx, n = stats.sx[keep], stats.n
-    sw = sx @ W
-    cov = np.einsum("pc,pc->c", W, xty) - sw * sy / n
-    var_pred = np.einsum("pc,pc->c", W, stats.xtx[np.ix_(keep, keep)] @ W) - sw**2 / n
-    var_y = yty - sy**2 / n
+    parts = []
+    for stim in stimuli:
+        st, columns = stats[stim].stats, stats[stim].columns
+        cols = np.concatenate([np.arange(columns[s].start, columns[s].stop) for s in subjects])
+        parts.append(st.with_response(st.xty[..., cols], st.sy[..., cols], st.yty[..., cols]))
+    return LagStats.concat(parts, _XP)
+
+
+def ridge_weights(train, alphas):
+    """Weights (A, 1, P, O) and intercepts (A, 1, O) of summed statistics for per-sample ``alphas``."""
+    alphas = np.asarray(alphas, dtype=np.float64) * float(train.n[0])
+    return RidgePath(train, alphas, centering="lagged", xp=_XP).solve(train)
+
+
+def heldout_pearson(W, b, held):
+    """Pearson r (A, O) of each output on held-out statistics ``held`` (one trial, the weights'
+    predictors): 0 where the prediction is constant, NaN where the output is."""
+    m = moments(W, b, held, _XP)
+    r = SCORERS["pearson"].from_moments(m)[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
-        r = cov / np.sqrt(np.maximum(var_pred, 0.0) * np.maximum(var_y, 0.0))
-    return np.where(var_pred > 0, r, 0.0 * var_y / var_y)     # a constant prediction (no predictor) has r = 0
+        return np.where(m.ss_hat[:, 0] > 0, r, 0.0 * m.ss_y / m.ss_y)
+
+
+def no_predictor_pearson(held):
+    """Held-out r (O,) of the model without predictors (a constant prediction): 0, NaN where the output is constant."""
+    ss_y = held.yty[0] - held.sy[0] ** 2 / held.n[0]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return 0.0 * ss_y / ss_y
 
 
 def cv_alpha(stats, train, subjects, alphas):
@@ -178,7 +125,7 @@ def cv_alpha(stats, train, subjects, alphas):
     subjects : list of str
         Subjects who heard all of them (their mean r is maximised).
     alphas : ndarray
-        Per-sample penalties.
+        Per-sample penalties (each fold scales them by its own samples).
 
     Returns
     -------
@@ -186,15 +133,10 @@ def cv_alpha(stats, train, subjects, alphas):
     """
     if len(train) < 2:
         return float(alphas[len(alphas) // 2])
-    everything = np.arange(len(stats[train[0]].sx))
-    score = np.zeros(len(alphas))
-    for held in train:
-        ts = TrainingSet([stats[s] for s in train if s != held], subjects)
-        for a, alpha in enumerate(alphas):
-            score[a] += np.nanmean(heldout_pearson(ts.solve(alpha), everything, stats[held], subjects))
-    return float(alphas[int(np.argmax(score))])
+    per_stimulus = subject_stats(stats, train, subjects)
+    total, score = per_stimulus.total(), np.zeros(len(alphas))
+    for held in make_folds(len(train)):
+        fold = total.minus(per_stimulus.total(held))
+        score += np.nanmean(heldout_pearson(*ridge_weights(fold, alphas), per_stimulus.trial(int(held[0]))), axis=1)
+    return float(alphas[best_alpha_index(score[:, None], "pearson", per_output=False)[0]])
 
-
-def coef_from_weights(W, n_predictors, n_lags):
-    """Lag-major weights (P, O) as TRF coefficients (O, n_predictors, n_lags)."""
-    return W.reshape(n_lags, n_predictors, -1).transpose(2, 1, 0)

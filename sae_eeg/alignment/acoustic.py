@@ -26,15 +26,8 @@ from .._check import _check_option, _check_range, _ensure_int
 from .._docs import fill_doc
 from ..errors import InputError
 from ..trf import times_to_lags
-from ._lagged_ridge import (
-    ALPHAS,
-    TrainingSet,
-    check_alphas,
-    coef_from_weights,
-    cv_alpha,
-    heldout_pearson,
-    stimulus_stats,
-)
+from ..trf.lags import coef_from_weights
+from ._lagged_ridge import ALPHAS, check_alphas, cv_alpha, heldout_pearson, ridge_weights, stimulus_stats, subject_stats
 from ._stimuli import band_filter, check_acoustic, check_band, check_runs, rms_scale
 
 #: Columns of :attr:`AcousticTRFs.peaks`.
@@ -235,21 +228,21 @@ def _fit_space(data, design, lags, alphas):
     alpha = cv_alpha(stats_, list(common), groups[common], alphas)
     coef = np.empty((len(data.subjects), n_ch, n_pred, n_lags))
     for train, subjects in groups.items():
-        W = TrainingSet([stats_[s] for s in train], subjects).solve(alpha)
-        fitted = coef_from_weights(W, n_pred, n_lags).reshape(len(subjects), n_ch, n_pred, n_lags)
+        W, _ = ridge_weights(subject_stats(stats_, list(train), subjects).total(), [alpha])
+        fitted = coef_from_weights(W[0, 0], n_lags).reshape(len(subjects), n_ch, n_pred, n_lags)
         for i, s in enumerate(subjects):
             coef[data.subjects.index(s)] = fitted[i]
-    everything = np.arange(n_pred * n_lags)
     total = {s: [0.0, 0.0] for s in data.subjects}
     for stim in data.stimuli:
         for train, subjects in data.by_training_set(data.heard(stim), {stim}).items():
             if not train:
                 continue
-            r = heldout_pearson(TrainingSet([stats_[s] for s in train], subjects).solve(alpha), everything,
-                                stats_[stim], subjects).reshape(len(subjects), n_ch)
+            held = subject_stats(stats_, [stim], subjects)
+            W, b = ridge_weights(subject_stats(stats_, list(train), subjects).total(), [alpha])
+            r = heldout_pearson(W, b, held)[0].reshape(len(subjects), n_ch)
             for i, s in enumerate(subjects):
-                total[s][0] += stats_[stim].n * np.nanmean(r[i])
-                total[s][1] += stats_[stim].n
+                total[s][0] += float(held.n[0]) * np.nanmean(r[i])
+                total[s][1] += float(held.n[0])
     scores = {s: (t / n if n else np.nan) for s, (t, n) in total.items()}
     return coef, alpha, scores
 

@@ -97,15 +97,16 @@ from .._check import _check_option, _check_range, _ensure_int, _validate_type
 from .._docs import fill_doc
 from ..errors import InputError
 from ..trf import TRF, AlphaAtGridEdgeWarning, times_to_lags, univariate_trfs
+from ..trf.lags import coef_from_weights
 from ._lagged_ridge import (
     ALPHAS,
-    TrainingSet,
     check_alphas,
-    coef_from_weights,
     cv_alpha,
     heldout_pearson,
-    lag_major_columns,
+    no_predictor_pearson,
+    ridge_weights,
     stimulus_stats,
+    subject_stats,
 )
 from ._stimuli import (
     band_filter,
@@ -531,8 +532,6 @@ def _nested_models(n_acoustic, n_groups, acoustic_columns, spaces):
 
 def _test_stage(data, comps, design, test, lags, alphas, models, *, verbose):
     """Held-out r of every nested model, per subject: {subject: {model name: (weighted sum, weight)}}."""
-    n_pred = design[data.stimuli[0]].shape[1]
-    n_lags = len(lags)
     stats_ = {stim: stimulus_stats(design[stim], {s: comps[s][stim] for s in data.heard(stim)}, lags)
               for stim in data.stimuli}
     n_comp = next(iter(next(iter(comps.values())).values())).shape[1]
@@ -544,14 +543,19 @@ def _test_stage(data, comps, design, test, lags, alphas, models, *, verbose):
                 continue
             alpha = cv_alpha(stats_, list(train), subjects, alphas)
             fold_alphas.append(alpha)
-            ts = TrainingSet([stats_[s] for s in train], subjects)
+            training = subject_stats(stats_, list(train), subjects).total()
+            held = subject_stats(stats_, [stim], subjects)
+            n = float(held.n[0])
             for m in models:
-                keep = lag_major_columns(m.predictors, n_pred, n_lags)
-                r = heldout_pearson(ts.solve(alpha, keep), keep, stats_[stim], subjects)
+                if len(m.predictors) == 0:
+                    r = no_predictor_pearson(held)
+                else:
+                    W, b = ridge_weights(training.features(m.predictors), [alpha])
+                    r = heldout_pearson(W, b, held.features(m.predictors))[0]
                 for i, s in enumerate(subjects):
                     acc = held_out.setdefault(s, {}).setdefault(m.name, [0.0, 0.0])
-                    acc[0] = acc[0] + stats_[stim].n * r[i * n_comp:(i + 1) * n_comp]
-                    acc[1] += stats_[stim].n
+                    acc[0] = acc[0] + n * r[i * n_comp:(i + 1) * n_comp]
+                    acc[1] += n
         if verbose:
             logger.info("attribution: test stimulus %r done", stim)
     return held_out, np.asarray(fold_alphas)
@@ -571,8 +575,8 @@ def _group_trfs(data, design, lags, alphas):
     alpha = cv_alpha(stats_, list(common), groups[common], alphas)
     coefs = []
     for train, subjects in groups.items():
-        W = TrainingSet([stats_[s] for s in train], subjects).solve(alpha)
-        coefs.append(coef_from_weights(W, n_pred, len(lags)).reshape(len(subjects), -1, n_pred, len(lags)))
+        W, _ = ridge_weights(subject_stats(stats_, list(train), subjects).total(), [alpha])
+        coefs.append(coef_from_weights(W[0, 0], len(lags)).reshape(len(subjects), -1, n_pred, len(lags)))
     return np.concatenate(coefs).mean(axis=0), alpha
 
 
