@@ -1,5 +1,7 @@
 """Training on a planted dictionary; reproducibility and resume after an interruption."""
 
+import os
+
 import numpy as np
 import pytest
 import soundfile
@@ -116,6 +118,27 @@ def test_max_steps_then_resume_and_seed_reproducibility(tmp_path, rng):
     _assert_same(full, resumed)
     other = _states(train_saes(ArrayActivationStore(acts, seed=1), _small_config(seed=8)))
     assert not torch.equal(other[1]["decoder.weight"], full[1]["decoder.weight"])
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="needs 2 cores")
+def test_weights_do_not_depend_on_the_thread_count(rng):
+    """The same SAE under 1 or 2 torch threads (OMP_NUM_THREADS); cpu_threads: 2 sums in another order."""
+    acts = {1: rng.standard_normal((2000, 384)).astype(np.float32)}
+
+    def train(outer_threads, **kw):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(outer_threads)
+        try:
+            saes = train_saes(ArrayActivationStore(acts, seed=0), _small_config(layers=(1,), expansion=4, k=8,
+                                                                               batch_size=256, **kw))
+            assert torch.get_num_threads() == outer_threads   # restored after training
+        finally:
+            torch.set_num_threads(previous)
+        return _states(saes)
+
+    one = train(1)
+    _assert_same(one, train(2))
+    assert not all(torch.equal(one[1][key], value) for key, value in train(1, cpu_threads=2)[1].items())
 
 
 def test_trainer_threshold_and_auxk():

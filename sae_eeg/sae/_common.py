@@ -8,6 +8,8 @@ seeded generators. Written once here and reused (dictionary_learning's
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 
 from .._check import _validate_type
@@ -41,6 +43,22 @@ def resolve_device(device):
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {device!r} was asked for but CUDA is not available; use 'cpu' or 'auto'.")
     return resolved
+
+
+@contextmanager
+def torch_threads(n_threads):
+    """Run the block with ``n_threads`` intra-op torch threads, then restore the count.
+
+    On CPU, a matrix product split over another number of threads sums in another
+    order, so trained weights depend on the thread count; fixing it makes a training
+    run give the same SAE on every machine.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def generator_from_seed(seed, device="cpu"):
