@@ -3,8 +3,8 @@
 With the audio (synthesised) the SAE path runs on a small random Whisper with a short SAE
 training (the shipped configs name whisper-small/hubert-base, which the tests cannot
 download: backbone, layers and SAE training are overridden, nothing else); without it the
-acoustic analyses run on the release's envelopes and the analyses that need audio are
-skipped, each with a warning.
+encoding and the acoustic TRFs run on the release's envelopes and the analyses that need
+audio are skipped, each with a warning.
 """
 
 import logging
@@ -91,6 +91,10 @@ def test_shipped_config_without_audio_runs_the_envelope_path(tmp_path, rng, monk
                         "subject/1", "subject/2"}
     warnings = sorted({r.getMessage() for r in caplog.records})
     assert warnings == [
+        "no audio: alignment.acoustic space 'mel' skipped: it needs the stimuli's audio or a release feature 'mel' "
+        "for every stimulus.",
+        "no audio: alignment.attribution skipped: it attributes the EEG to SAE features, which need the stimuli's "
+        "audio.",
         "no audio: alignment.clusters skipped: the cluster TRFs are of SAE features, which need the stimuli's audio.",
         "no audio: alignment.encoding space 'dense_pca' skipped: it needs the stimuli's audio (through the "
         "backbone).",
@@ -110,6 +114,15 @@ def test_shipped_config_without_audio_runs_the_envelope_path(tmp_path, rng, monk
     tables = out / "alignment" / "layer_12" / "subjects" / "1"
     assert {p.name for p in tables.glob("*.parquet")} == {"encoding.parquet"}
     assert set(pd.read_parquet(tables / "encoding.parquet").feature_space) == {"envelope"}
+    # the acoustic TRFs run on the release's envelopes (the spaces it provides), per subject and group
+    ran = run_pipeline(config, ("acoustic_group",), overrides=paths).ran
+    assert set(ran) == {"acoustic/1", "acoustic/2", "acoustic_group"}
+    peaks = pd.read_parquet(out / "alignment" / "acoustic" / "group" / "acoustic_peaks.parquet")
+    assert set(peaks.space) == {"envelope"} and peaks.channel.notna().all()
+    assert set(pd.read_parquet(out / "alignment" / "acoustic" / "subjects" / "2" / "acoustic_trfs.parquet").space) \
+        == {"envelope"}
+    report = make_report(load_pipeline_config(config, overrides=paths)).read_text()
+    assert "acoustic_trf_envelope" in report
     # the release's envelope file is an input: a change reruns what reads it
     stim = root / "dataCND" / "dataStim.mat"
     before = read_stimulus_feature(stim, feature="Speech Envelope Vectors", trial=1)
@@ -118,7 +131,8 @@ def test_shipped_config_without_audio_runs_the_envelope_path(tmp_path, rng, monk
     mat["stim"]["data"][0, 0][0, 0] = before.data[::-1].copy()
     savemat(stim, {"stim": mat["stim"]}, version="v7")
     rerun = set(run_pipeline(config, overrides=paths).ran)
-    assert {"release_features/audio1", "release_features/audio2", "subject/1", "subject/2", "group"} <= rerun
+    assert {"release_features/audio1", "release_features/audio2", "subject/1", "subject/2", "group",
+            "acoustic/1", "acoustic/2", "acoustic_group"} <= rerun
     with pytest.raises(ConfigError, match=r"stage\(s\) \['activations', 'train_sae', 'encode'\] need the stimuli's "
                                           r"audio, and the stimuli have none: put each stimulus's audio file"):
         run_pipeline(config, EXTRACT, overrides=paths)
@@ -151,3 +165,17 @@ def test_some_stimuli_with_audio_and_others_without_is_refused_at_load(tmp_path,
     with pytest.raises(ConfigError, match=r"stimuli \['audio2'\] have no audio file but the other 1 presented "
                                           r"stimuli have: the SAE analyses need every stimulus's audio"):
         run_pipeline(CONFIGS / "broderick2018_whisper_small.yaml", ("preprocess",), overrides=paths)
+
+
+def test_without_audio_a_config_must_analyse_some_release_feature(tmp_path, rng, monkeypatch):
+    """The encoding or the acoustic TRFs must use a feature the release gives (here only the envelope)."""
+    _, _, paths = _tree(tmp_path, rng, monkeypatch, with_audio=False)
+    config = CONFIGS / "broderick2018_whisper_small.yaml"
+    neither = {**paths, "alignment": {"encoding": {"enabled": False}, "acoustic": {"spaces": ["mel"]}}}
+    with pytest.raises(ConfigError, match=r"alignment: without the stimuli's audio only the encoding and the "
+                                          r"acoustic TRFs of the release's features \['envelope'\] can run"):
+        run_pipeline(config, ("preprocess",), overrides=neither)
+    acoustic_only = {**paths, "alignment": {"encoding": {"enabled": False}}}
+    assert set(run_pipeline(config, ("acoustic_group",), overrides=acoustic_only).ran) == {
+        "release_features/audio1", "release_features/audio2", "preprocess/1", "preprocess/2", "acoustic/1",
+        "acoustic/2", "acoustic_group"}

@@ -79,9 +79,10 @@ def without_audio(settings, acoustic):
     """The analyses of ``settings`` that run without the stimuli's audio, and one line per one skipped.
 
     Without audio there are no backbone activations, so no SAE features: the paper
-    protocol and the cluster TRFs (of SAE features) are skipped, and so are the
-    encoding spaces made from the audio (:data:`AUDIO_SPACES`) and the acoustic
-    spaces the release does not provide. Variance partitioning needs two bands left.
+    protocol, the cluster TRFs and the attribution (of SAE features) are skipped, and
+    so are the encoding spaces made from the audio (:data:`AUDIO_SPACES`) and the
+    acoustic spaces (of the encoding and of the acoustic TRFs) the release does not
+    provide. Variance partitioning needs two bands left.
 
     Parameters
     ----------
@@ -92,7 +93,8 @@ def without_audio(settings, acoustic):
     Returns
     -------
     settings : AlignmentSettings
-        With the clusters disabled and the encoding cut to what runs.
+        With the clusters and the attribution disabled, the encoding and the acoustic
+        TRFs cut to what runs.
     skipped : list of str
         One line per analysis skipped, saying what it needs.
     """
@@ -116,7 +118,19 @@ def without_audio(settings, acoustic):
     encoding = e.model_copy(update={"spaces": spaces, "bands": bands if len(bands) >= 2 else None,
                                     "enabled": e.enabled and bool(spaces)})
     clusters = settings.clusters.model_copy(update={"enabled": False})
-    return settings.model_copy(update={"encoding": encoding, "clusters": clusters}), skipped
+    a = settings.acoustic
+    acoustic_spaces = [k for k in a.spaces if k in acoustic]
+    if a.enabled:
+        skipped += [f"alignment.acoustic space {k!r} skipped: it needs the stimuli's audio or a release feature "
+                    f"{k!r} for every stimulus" for k in a.spaces if k not in acoustic]
+    acoustic_settings = a.model_copy(update={"spaces": acoustic_spaces or a.spaces,
+                                             "enabled": a.enabled and bool(acoustic_spaces)})
+    if settings.attribution.enabled:
+        skipped.append("alignment.attribution skipped: it attributes the EEG to SAE features, which need the "
+                       "stimuli's audio")
+    attribution = settings.attribution.model_copy(update={"enabled": False})
+    return settings.model_copy(update={"encoding": encoding, "clusters": clusters, "acoustic": acoustic_settings,
+                                       "attribution": attribution}), skipped
 
 
 def check_lags(settings, runs, *, subject):

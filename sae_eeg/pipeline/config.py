@@ -430,11 +430,12 @@ def _stimulus_problems(cfg, manifest):
                         "pipeline needs one or the other (or give the audio in the config's 'stimuli')")
         return problems
     kinds = [k for k in RELEASE_FEATURES if all(k in manifest.stimuli[n].features for n in presented)]
-    e = cfg.alignment.encoding
-    if not (e.enabled and any(k in kinds for k in e.spaces)):
-        problems.append(f"alignment.encoding: without the stimuli's audio only the encoding of the release's "
-                        f"features {kinds} can run, and spaces {e.spaces} (enabled: {e.enabled}) have none of "
-                        "them: add them to alignment.encoding.spaces, or add the audio")
+    e, a = cfg.alignment.encoding, cfg.alignment.acoustic
+    if not any(s.enabled and any(k in kinds for k in s.spaces) for s in (e, a)):
+        problems.append(f"alignment: without the stimuli's audio only the encoding and the acoustic TRFs of the "
+                        f"release's features {kinds} can run, and neither alignment.encoding.spaces {e.spaces} "
+                        f"(enabled: {e.enabled}) nor alignment.acoustic.spaces {a.spaces} (enabled: {a.enabled}) "
+                        "has one of them: add them there, or add the audio")
     return problems
 
 

@@ -2,8 +2,8 @@
 
 ``activations`` (per stimulus) -> ``train_sae`` -> ``encode`` (per stimulus), or
 ``release_features`` (per stimulus without audio), and ``preprocess`` (per subject)
--> ``subject`` (per subject) -> ``group``; with audio, ``acoustic`` (per subject)
--> ``acoustic_group`` and ``attribution`` (every subject and layer at once) ->
+-> ``subject`` (per subject) -> ``group``; ``acoustic`` (per subject) ->
+``acoustic_group``; with audio, ``attribution`` (every subject and layer at once) ->
 ``attribution_features``; and ``evaluate``. Each :class:`Stage`
 names the stages it reads from and a planner that
 declares its tasks: for each task the function and its arguments, the slice of
@@ -97,10 +97,13 @@ class Planner:
 
     @functools.cached_property
     def analyses(self):
-        """The alignment settings that run, and one line per analysis skipped for want of audio."""
+        """The alignment settings that run; without audio those that need it are off, each with a warning."""
         if self.has_audio:
-            return self.cfg.alignment, []
-        return without_audio(self.cfg.alignment, release_feature_kinds(self.manifest, self.presented))
+            return self.cfg.alignment
+        settings, skipped = without_audio(self.cfg.alignment, release_feature_kinds(self.manifest, self.presented))
+        for line in skipped:
+            logger.warning("no audio: %s.", line)
+        return settings
 
     @functools.cached_property
     def subjects(self):
@@ -236,22 +239,18 @@ def _alignment_config(cfg, settings, audio):
             "alignment": settings.model_dump(mode="json")}
 
 
-def _stimulus_tasks(p, stimuli):
-    """The tasks that write the features of ``stimuli``."""
+def _stimulus_tasks(p, stimuli, sae=True):
+    """The tasks that write the features of ``stimuli`` (without ``sae``: only their acoustic series)."""
     if p.has_audio:
-        return [f"{stage}/{name}" for name in stimuli for stage in ("activations", "encode")]
+        stages = ("activations", "encode") if sae else ("activations",)
+        return [f"{stage}/{name}" for name in stimuli for stage in stages]
     return [f"release_features/{name}" for name in stimuli if f"release_features/{name}" in p.tasks]
 
 
 def plan_subject(p):
-    """Per subject: the alignment analyses of every layer; reads its run files and its stimuli's features.
-
-    Without audio, the analyses that need it are skipped, each with a warning.
-    """
+    """Per subject: the alignment analyses of every layer; reads its run files and its stimuli's features."""
     cfg = p.cfg
-    settings, skipped = p.analyses
-    for line in skipped:
-        logger.warning("no audio: %s.", line)
+    settings = p.analyses
     for s in p.subjects:
         stimuli = list(dict.fromkeys(run.stimulus for run in p.manifest.subject(s).runs))
         needs = [f"preprocess/{s}", *_stimulus_tasks(p, stimuli)]
@@ -267,7 +266,7 @@ def plan_group(p):
     subjects = sorted(p.subjects)
     needs = [f"subject/{s}" for s in subjects]
     montage = cfg.alignment.clusters.montage or p.manifest.montage
-    settings, _ = p.analyses
+    settings = p.analyses
     p.add("group", group_task, args=(cfg, subjects, p.keys(needs), montage, settings, p.has_audio),
           config={**_alignment_config(cfg, settings, p.has_audio), "subjects": subjects, "montage": montage},
           needs=needs, outputs=[group_dir(cfg, n) for n in cfg.layers], local=True)
@@ -278,17 +277,19 @@ def _band_config(cfg):
 
 
 def plan_acoustic(p):
-    """Per subject: the acoustic TRFs; reads its run files and its stimuli's acoustic series (made from the audio).
+    """Per subject: the acoustic TRFs; reads its run files and its stimuli's acoustic series.
 
-    Nothing of a layer: other layers reuse them."""
+    The series are made from the audio or, without it, are the release's (the spaces
+    it provides). Nothing of a layer: other layers reuse them."""
     cfg = p.cfg
-    if not (cfg.alignment.acoustic.enabled and p.has_audio):
+    acoustic = p.analyses.acoustic
+    if not acoustic.enabled:
         return
     for s in p.subjects:
         stimuli = list(dict.fromkeys(run.stimulus for run in p.manifest.subject(s).runs))
-        needs = [f"preprocess/{s}", *(f"activations/{name}" for name in stimuli)]
-        p.add(f"acoustic/{s}", acoustic_task, args=(cfg, s, p.keys(needs)),
-              config={"acoustic": cfg.alignment.acoustic.model_dump(mode="json"), **_band_config(cfg),
+        needs = [f"preprocess/{s}", *_stimulus_tasks(p, stimuli, sae=False)]
+        p.add(f"acoustic/{s}", acoustic_task, args=(cfg, s, p.keys(needs), acoustic),
+              config={"acoustic": acoustic.model_dump(mode="json"), **_band_config(cfg),
                       "runs": [(run.id, run.stimulus) for run in p.manifest.subject(s).runs]},
               needs=needs, outputs=[acoustic_dir(cfg, s)], where={"subject": s})
 
@@ -296,19 +297,20 @@ def plan_acoustic(p):
 def plan_acoustic_group(p):
     """One task: the group acoustic TRFs and their peaks; reads every subject's acoustic tables."""
     cfg = p.cfg
-    if not (cfg.alignment.acoustic.enabled and p.has_audio):
+    acoustic = p.analyses.acoustic
+    if not acoustic.enabled:
         return
     subjects = sorted(p.subjects)
     needs = [f"acoustic/{s}" for s in subjects]
-    p.add("acoustic_group", acoustic_group_task, args=(cfg, subjects, p.keys(needs)),
-          config={"acoustic": cfg.alignment.acoustic.model_dump(mode="json"), "subjects": subjects}, needs=needs,
+    p.add("acoustic_group", acoustic_group_task, args=(cfg, subjects, p.keys(needs), acoustic),
+          config={"acoustic": acoustic.model_dump(mode="json"), "subjects": subjects}, needs=needs,
           outputs=[acoustic_dir(cfg)], local=True)
 
 
 def plan_attribution(p):
     """One task: the feature attribution of every subject and its layers; reads their run files and the features."""
     cfg = p.cfg
-    if not (cfg.alignment.attribution.enabled and p.has_audio):
+    if not p.analyses.attribution.enabled:
         return
     subjects = sorted(p.subjects)
     layers = attribution_layers(cfg)
@@ -424,7 +426,7 @@ STAGES = {stage.name: stage for stage in (
     Stage("subject", plan_subject, needs=("preprocess", "activations", "encode", "release_features"),
           per_subject=True),
     Stage("group", plan_group, needs=("subject",)),
-    Stage("acoustic", plan_acoustic, needs=("preprocess", "activations"), per_subject=True),
+    Stage("acoustic", plan_acoustic, needs=("preprocess", "activations", "release_features"), per_subject=True),
     Stage("acoustic_group", plan_acoustic_group, needs=("acoustic",)),
     Stage("attribution", plan_attribution, needs=("preprocess", "activations", "encode")),
     Stage("attribution_features", plan_attribution_features, needs=("attribution", "group")),
@@ -434,7 +436,7 @@ STAGES = {stage.name: stage for stage in (
 #: The stages that need no EEG.
 EXTRACT = ("activations", "train_sae", "encode")
 #: The stages that need the stimuli's audio.
-AUDIO_STAGES = ("activations", "train_sae", "encode", "acoustic", "acoustic_group", "attribution",
+AUDIO_STAGES = ("activations", "train_sae", "encode", "attribution",
                 "attribution_features", "evaluate", "browse")
 #: The stages a run brings up to date unless told which: all but ``browse``, a view asked for by name.
 ANALYSES = tuple(name for name in STAGES if name != "browse")

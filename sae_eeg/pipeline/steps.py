@@ -230,8 +230,8 @@ def preprocess_band(cfg):
     return (cfg.preprocess.l_freq, cfg.preprocess.h_freq)
 
 
-def _acoustic_runs(cfg, subject, feats):
-    """A subject's runs in playing order, each with the acoustic spaces of the analyses on its grid."""
+def _acoustic_runs(cfg, subject, feats, spaces):
+    """A subject's runs in playing order, each with the acoustic ``spaces`` on its grid."""
     runs = manifest_of(cfg).subject(subject).runs
     paths = [run_file(cfg, subject, run.id) for run in runs]
     with failing_in(file=paths[0].parent):
@@ -240,26 +240,26 @@ def _acoustic_runs(cfg, subject, feats):
     data = []
     for run_id, run in zip([run.id for run in runs], loaded):
         with failing_in(run=run_id, stimulus=run.stimulus, file=features_dir(cfg, run.stimulus)):
-            data.append((run, _run_data(run, feats, layer=None, spaces=cfg.alignment.acoustic.spaces, sae=False)))
+            data.append((run, _run_data(run, feats, layer=None, spaces=spaces, sae=False)))
     return data
 
 
-def acoustic_task(cfg, subject, inputs):
-    """The acoustic TRFs of one subject."""
-    runs = _acoustic_runs(cfg, subject, StimulusFeatures(cfg))
+def acoustic_task(cfg, subject, inputs, settings):
+    """The acoustic TRFs of one subject (``settings``: the config's, cut to the spaces there are)."""
+    runs = _acoustic_runs(cfg, subject, StimulusFeatures(cfg), settings.spaces)
     tables = acoustic_subject_tables([data for _, data in runs], [run.stimulus for run, _ in runs],
-                                     cfg.alignment.acoustic, subject=subject, band=preprocess_band(cfg))
+                                     settings, subject=subject, band=preprocess_band(cfg))
     prov = {**provenance(cfg.results_config(), inputs=inputs), "subject": subject, "sfreq": runs[0][1].sfreq}
     for name, table in tables.items():
         write_table(table, acoustic_dir(cfg, subject) / name, prov, csv=name != "acoustic_trfs")
 
 
-def acoustic_group_task(cfg, subjects, inputs):
+def acoustic_group_task(cfg, subjects, inputs, settings):
     """Group acoustic TRFs, peaks with bootstrap intervals and topographies over ``subjects`` (sorted)."""
     tables = {name: pd.concat([read_table(acoustic_dir(cfg, s) / f"{name}.parquet") for s in subjects],
                               ignore_index=True) for name in ACOUSTIC_SUBJECT_TABLES}
     prov = provenance(cfg.results_config(), inputs=inputs)
-    for name, table in acoustic_group_tables(tables, cfg.alignment.acoustic, subjects=subjects).items():
+    for name, table in acoustic_group_tables(tables, settings, subjects=subjects).items():
         write_table(table, acoustic_dir(cfg) / name, prov, csv=name != "acoustic_trfs")
 
 
@@ -272,7 +272,7 @@ def attribution_task(cfg, subjects, inputs):
     feats = StimulusFeatures(cfg)
     runs, features = {}, {layer: {} for layer in layers}
     for s in subjects:
-        subject_runs = _acoustic_runs(cfg, s, feats)
+        subject_runs = _acoustic_runs(cfg, s, feats, cfg.alignment.acoustic.spaces)
         runs[s] = [(run.stimulus, data) for run, data in subject_runs]
         for layer in layers:                   # a stimulus's features are aligned once, for its first run
             for run, _ in subject_runs:
