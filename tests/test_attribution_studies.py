@@ -18,7 +18,6 @@ correlates with a planted one at |r| >= 0.8 over all stimuli.
 
 import json
 
-import mne
 import numpy as np
 import pytest
 
@@ -31,6 +30,7 @@ from _attribution_study import (
     simulate_study,
 )
 from sae_eeg.alignment import acoustic_trfs, attribute_features
+from sae_eeg.eeg import planted_acoustic_peak
 
 pytestmark = pytest.mark.slow
 
@@ -74,32 +74,13 @@ def test_planted_features_found_with_precision(planted_results):
     assert summary["protocol_precision"] < 0.5 < summary["precision"]     # what the attribution fixes
 
 
-def _expected_envelope_peak(truth, window=(0.03, 0.3)):
-    """Channel of the auditory pair's largest loading and the lag (s, on the EEG grid) of its response peak.
-
-    The response is the subjects' planted auditory TRF (mean of their unit-peak
-    kernels) through the EEG's 1-8 Hz filter.
-    """
-    acoustic = truth["acoustic"]
-    topo = np.asarray(acoustic["topography"])
-    channel = int(np.argmax(np.abs(topo)))
-    kernels = [np.asarray(s["acoustic_trf"]) / np.abs(s["acoustic_trf"]).max() for s in truth["subjects"].values()]
-    kernel = np.mean(kernels, axis=0) * topo[channel]
-    pad = np.zeros(4 * int(truth["sfreq"]))
-    seen = mne.filter.filter_data(np.concatenate([pad, kernel, pad]), truth["sfreq"], 1.0, 8.0, verbose="error")
-    grid = np.arange(0.0, acoustic["trf_times"][-1], 1 / SFREQ)
-    on_grid = np.interp(grid, acoustic["trf_times"], seen[len(pad):len(pad) + len(kernel)])
-    inside = np.flatnonzero((grid >= window[0]) & (grid <= window[1]))
-    return truth["ch_names"][channel], grid[inside[np.argmax(np.abs(on_grid[inside]))]]
-
-
 @pytest.fixture(scope="module")
 def null_results(demo_sae_features):
     demo = demo_sae_features
     results = []
     for i in range(N_NULL):
         study = simulate_study(demo, planted=[], seed=2000 + i)
-        channel, latency = _expected_envelope_peak(study.truth)
+        channel, latency = planted_acoustic_peak(study.truth, sfreq=SFREQ)
         peaks = acoustic_trfs(study.runs, demo.acoustic, sfreq=SFREQ, ch_names=study.ch_names, spaces=["envelope"],
                               channel=channel, n_boot=200, random_state=i).peaks
         group = peaks[peaks.subject == "group"].iloc[0]

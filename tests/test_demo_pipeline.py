@@ -33,6 +33,14 @@ def test_demo_attribution_reports_the_planted_features(demo):
     assert tracked["recall"] == 1.0 and tracked["precision"] >= 0.9, tracked["table"]
 
 
+def test_demo_envelope_trf_peaks_at_the_planted_auditory_response(demo):
+    """The simulated EEG also responds to the envelope; its group TRF peaks within one sample of the planted
+    response (as the EEG's band-pass shows it)."""
+    heard = demo["recovery"]["acoustic"]
+    assert heard["error_samples"] <= 1, heard
+    assert heard["latency_ci"][0] <= heard["latency"] <= heard["latency_ci"][1]
+
+
 def test_demo_writes_every_figure_and_the_report(demo):
     figures = demo["output_dir"] / "figures"
     expected = ["significant_fraction", "trf_weights", "topomaps", "layer_r", "reconstruction",

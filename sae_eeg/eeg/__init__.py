@@ -7,7 +7,7 @@ from .readers import (
     match_channel_names, read_cnd, read_cnd_stim, read_lalor_mat, read_manifest_feature, read_raw, read_run,
     read_stimulus_feature, recording_files, stimulus_feature_problems,
 )
-from .simulate import FORMATS, SimulatedDataset, random_features, simulate_dataset
+from .simulate import FORMATS, SimulatedDataset, planted_acoustic_peak, random_features, simulate_dataset
 from .summary import ManifestSummary, check_manifest
 
 __all__ = [
@@ -16,5 +16,6 @@ __all__ = [
     "apply_montage", "check_finite", "infer_format", "read_cnd", "read_cnd_stim",
     "read_lalor_mat", "read_raw", "read_run", "CND_ONSET_ANNOTATION", "match_channel_names",
     "read_manifest_feature", "read_stimulus_feature", "recording_files", "stimulus_feature_problems",
-    "FORMATS", "SimulatedDataset", "random_features", "simulate_dataset", "ManifestSummary", "check_manifest",
+    "FORMATS", "SimulatedDataset", "planted_acoustic_peak", "random_features", "simulate_dataset",
+    "ManifestSummary", "check_manifest",
 ]

@@ -550,6 +550,47 @@ def simulate_dataset(out_dir, stimuli, *, n_subjects=4, features=None, planted=N
                             truth)
 
 
+
+def planted_acoustic_peak(truth, *, sfreq, l_freq=1.0, h_freq=8.0, window=(0.03, 0.3)):
+    """Where the planted auditory response peaks, as a TRF of the preprocessed EEG should find it.
+
+    The response is the subjects' planted auditory TRF (the mean of their unit-peak
+    kernels) seen through the EEG's band-pass, on the lag grid of ``sfreq``.
+
+    Parameters
+    ----------
+    truth : dict
+        The ground truth of :func:`simulate_recordings` or :func:`simulate_dataset`
+        (``ground_truth.json``), simulated with ``acoustic``.
+    sfreq : float
+        Rate of the analysis (Hz): the lag grid.
+    l_freq, h_freq : float
+        The band-pass the EEG went through. Default 1-8 Hz.
+    window : (float, float)
+        Lags (s) searched for the peak, as the acoustic TRFs' ``peak_window``.
+
+    Returns
+    -------
+    channel : str
+        The channel of the auditory dipoles' largest loading.
+    latency : float
+        Lag (s) of the largest absolute response within ``window``.
+    """
+    acoustic = truth.get("acoustic")
+    if acoustic is None:
+        raise InputError("the ground truth has no acoustic response: simulate with acoustic=...")
+    topo = np.asarray(acoustic["topography"])
+    channel = int(np.argmax(np.abs(topo)))
+    kernel = np.mean([np.asarray(s["acoustic_trf"]) / np.abs(s["acoustic_trf"]).max()
+                      for s in truth["subjects"].values()], axis=0)
+    pad = np.zeros(4 * int(truth["sfreq"]))
+    seen = mne.filter.filter_data(np.concatenate([pad, kernel, pad]), truth["sfreq"], l_freq, h_freq,
+                                  verbose="error")[len(pad):len(pad) + len(kernel)]
+    grid = np.arange(0.0, acoustic["trf_times"][-1], 1 / sfreq)
+    on_grid = np.interp(grid, acoustic["trf_times"], seen)
+    inside = np.flatnonzero((grid >= window[0]) & (grid <= window[1]))
+    return truth["ch_names"][channel], float(grid[inside[np.argmax(np.abs(on_grid[inside]))]])
+
 def _manifest(root, subjects, names, stim_entries, montage, sfreq):
     subject_entries = []
     for sub, rel in subjects:

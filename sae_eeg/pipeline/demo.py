@@ -21,16 +21,16 @@ import soundfile
 from .._io import atomic_path, write_json_atomic
 from ..audio import load_audio
 from ..backbones import bundled_whisper_path, load_backbone, transcribe, wer
-from ..eeg import simulate_dataset
+from ..eeg import planted_acoustic_peak, simulate_dataset
 from ..speech import speak, synth_music_like, synth_noise_like
-from ..trajectories import FeatureTrajectory
+from ..trajectories import FeatureTrajectory, envelope
 from ..viz import ReportSection
 from .._io import read_table
 from .config import load_pipeline_config
 from .io import load_run
 from .outputs import claim_output_dir, output_path
 from .reporting import make_report
-from .resources import browser_dir, manifest_of, run_file
+from .resources import acoustic_dir, analysis_sfreq, browser_dir, manifest_of, run_file
 from .stages import EXTRACT, run_stages
 from .steps import StimulusFeatures
 
@@ -318,7 +318,10 @@ def run_demo(out_dir="demo_output", *, size="full", scheduler=None, force=False,
              f"(recall {tracked['recall']:.2f}); precision {tracked['precision']:.2f} "
              f"({tracked['n_correct']} of {tracked['n_reported']} reported features correct)")
         echo(f"    planted features found by the paper protocol: {check['n_found']} of {check['n_planted']}")
-        check = {**check, "attribution": tracked}
+        heard = acoustic_recovery(config, truth)
+        echo(f"    envelope TRF: group peak at {heard['latency'] * 1e3:.0f} ms ({heard['channel']}), planted "
+             f"{heard['planted_latency'] * 1e3:.0f} ms ({heard['planted_channel']})")
+        check = {**check, "attribution": tracked, "acoustic": heard}
         step("6/6 Figures and report...")
         report = make_report(config, extra_sections=[_truth_section(check)])
         echo(f"    report: {report}")
@@ -364,6 +367,27 @@ def planted_recovery(config, truth):
     rows = table[table.feature.isin(planted)]
     found = sorted(int(f) for f in rows[rows.significant].feature.unique())
     return {"n_planted": len(planted), "n_found": len(found), "found": found, "table": rows}
+
+
+def acoustic_recovery(config, truth):
+    """The group envelope TRF's peak beside the planted auditory response's (:func:`planted_acoustic_peak`).
+
+    Returns
+    -------
+    check : dict
+        ``channel``, ``latency`` and ``latency_ci`` (s) of the group peak,
+        ``planted_channel`` and ``planted_latency``, and ``error_samples`` (the
+        latency error in samples of the analysis rate).
+    """
+    cfg = load_pipeline_config(config, check_files=False)
+    peaks = read_table(acoustic_dir(cfg) / "acoustic_peaks.parquet")
+    group = peaks[(peaks.subject == "group") & (peaks.space == "envelope")].iloc[0]
+    sfreq = analysis_sfreq(cfg)
+    channel, latency = planted_acoustic_peak(truth, sfreq=sfreq, l_freq=cfg.preprocess.l_freq,
+                                             h_freq=cfg.preprocess.h_freq, window=cfg.alignment.acoustic.peak_window)
+    return {"channel": group.channel, "latency": float(group.latency),
+            "latency_ci": (float(group.latency_low), float(group.latency_high)), "planted_channel": channel,
+            "planted_latency": latency, "error_samples": round(abs(float(group.latency) - latency) * sfreq, 6)}
 
 
 #: The scoring rule of the planted-truth checks: a reported feature is correct when it is planted or its
@@ -443,12 +467,14 @@ def attribution_recovery(config, truth):
 
 
 def _truth_section(check):
-    tracked = check["attribution"]
+    tracked, heard = check["attribution"], check["acoustic"]
     return ReportSection(
         "Ground truth of the simulation",
         f"The simulated EEG responds to {check['n_planted']} SAE features of layer {PLANTED_LAYER} "
-        f"(TRF through a spherical-head forward model, plus 1/f noise, alpha bursts, blinks, line noise "
-        f"and bad channels). The attribution should report them and nothing else (a report counts as "
+        f"and to the speech envelope (TRFs through a spherical-head forward model, the envelope's from a "
+        f"pair of auditory-cortex dipoles; plus 1/f noise, alpha bursts, blinks, line noise and bad "
+        f"channels). The envelope TRF should peak where the planted auditory response does, and the "
+        f"attribution should report the planted features and nothing else (a report counts as "
         f"correct when it is planted or its trajectory correlates with a planted one at |r| >= {CORRECT_R}). "
         f"The paper protocol finds them too, with SAE features that fire together with them (most features "
         f"of a layer follow the speech), at every layer.",
@@ -456,6 +482,10 @@ def _truth_section(check):
                  "found by the attribution": f"{len(tracked['found'])} (recall {tracked['recall']:.2f})",
                  "attribution precision": f"{tracked['precision']:.2f} ({tracked['n_correct']} of "
                                           f"{tracked['n_reported']} reports)",
+                 "envelope TRF peak (group)": f"{heard['latency'] * 1e3:.0f} ms "
+                                              f"[{heard['latency_ci'][0] * 1e3:.0f}, "
+                                              f"{heard['latency_ci'][1] * 1e3:.0f}] at {heard['channel']}",
+                 "planted auditory peak": f"{heard['planted_latency'] * 1e3:.0f} ms at {heard['planted_channel']}",
                  "found significant by the protocol": check["n_found"],
                  "protocol ids": ", ".join(map(str, check["found"])) or "none"},
         table=check["table"],
@@ -464,6 +494,7 @@ def _truth_section(check):
 
 PLANTED_LAYER = 3
 DEMO_SNR_DB = 5.0  # mean SNR of the planted responses (the simulator's default is -5 dB)
+DEMO_ACOUSTIC_SNR_DB = 0.0  # mean SNR of the auditory response to the envelope (the simulator's default)
 
 
 def best_channels(truth):
@@ -479,6 +510,8 @@ def _simulate(out, size):
         names = [f"story{i}" for i in range(1, size.n_story_parts + 1)]
         trajs = {n: FeatureTrajectory.load(out / "features" / n / f"layer_{PLANTED_LAYER}.npz") for n in names}
         stimuli = [(n, load_audio(out / "stimuli" / f"{n}.wav")) for n in names]
+        envelopes = {n: envelope(audio.waveform, audio.sfreq, new_sfreq=128.0) for n, audio in stimuli}  # as analysed
         simulate_dataset(root, stimuli, n_subjects=size.n_subjects, features=trajs,
-                         planted=choose_planted_features(trajs), snr_db=DEMO_SNR_DB, random_state=0)
+                         planted=choose_planted_features(trajs), snr_db=DEMO_SNR_DB, acoustic=envelopes,
+                         acoustic_snr_db=DEMO_ACOUSTIC_SNR_DB, random_state=0)
     return root / "manifest.yaml", json.loads(truth_path.read_text())
