@@ -84,30 +84,29 @@ def test_tables_where_the_browser_and_the_report_read_them(study):
 
 
 def test_tables_identical_with_one_and_two_threads(study, tmp_path):
-    """The acoustic and attribution stages rerun in subprocesses with 1 and 2 threads: equal tables, bit for bit."""
+    """Every stage (activations, SAE features, per-subject, group, acoustic and attribution tables) run afresh
+    in subprocesses with 1 and 2 threads: equal tables, bit for bit. (SAE training: test_sae_training.)"""
     root, cfg = study
     script = tmp_path / "run.py"
     script.write_text(textwrap.dedent(f"""
         import json, sys
         from sae_eeg.pipeline import run_pipeline
         cfg = json.loads(sys.argv[1])
-        ran = run_pipeline(cfg, {STAGES!r}, force=True).ran
-        assert set(ran) == {{"attribution", "attribution_features", "acoustic_group", "acoustic/01", "acoustic/02",
-                             "acoustic/03"}}, ran
+        ran = run_pipeline(cfg, {("group", *STAGES)!r}).ran
+        assert {{"encode/story1", "subject/01", "group", "attribution", "acoustic/01"}} <= set(ran), ran
     """))
     tables = {}
     for n in ("1", "2"):
         copy = tmp_path / n
-        shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns(   # their tables and stamps
-            "attribution", "acoustic", "attribution*.json", "acoustic_group.json"))
+        shutil.copytree(root, copy, symlinks=True, ignore=shutil.ignore_patterns("out"))   # the inputs
         other = json.loads(json.dumps(cfg).replace(str(root), str(copy)))
         env = {**os.environ, "OMP_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, "MKL_NUM_THREADS": n}
         done = subprocess.run([sys.executable, str(script), json.dumps(other)], env=env, capture_output=True,
                               text=True)
         assert done.returncode == 0, done.stderr[-3000:]
         out = Path(other["output_dir"]) / "alignment"
-        tables[n] = {p.relative_to(out): pd.read_parquet(p) for p in sorted(out.glob("a*/**/*.parquet"))}
-    assert len(tables["1"]) >= 7 + 4 + 2 * 3 and tables["1"].keys() == tables["2"].keys()
+        tables[n] = {p.relative_to(out): pd.read_parquet(p) for p in sorted(out.glob("**/*.parquet"))}
+    assert len(tables["1"]) >= 7 + 4 + 2 * 3 + 3 * 3 and tables["1"].keys() == tables["2"].keys()
     for name, frame in tables["1"].items():
         pd.testing.assert_frame_equal(frame, tables["2"][name], check_exact=True)
 

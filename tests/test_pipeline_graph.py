@@ -182,3 +182,33 @@ def test_a_deleted_file_inside_an_output_folder_reruns_its_task(tmp_path):
     assert list(run_graph(TaskGraph([task], tmp_path)).ran) == ["subject/01"]
     (tmp_path / "folder" / "a.txt").write_text("truncated")          # another size: not what the task wrote
     assert list(run_graph(TaskGraph([task], tmp_path)).ran) == ["subject/01"]
+
+
+def _record_threads(out):
+    import threadpoolctl
+    import torch
+
+    blas = [pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas"]
+    Path(out).write_text(json.dumps({"blas": blas, "torch": torch.get_num_threads()}))
+
+
+def test_tasks_run_their_blas_and_torch_on_one_thread(tmp_path):
+    """A product split over more threads sums in another order: every task runs on one, whatever the
+    machine's setting, and the setting is restored after it."""
+    import threadpoolctl
+    import torch
+
+    out = tmp_path / "threads.json"
+    graph = TaskGraph([Task("subject/01", _record_threads, (str(out),), (out,), task_key(_record_threads))], tmp_path)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        with threadpoolctl.threadpool_limits(limits=2):
+            run_graph(graph).raise_for_failures()
+            blas_after = [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    seen = json.loads(out.read_text())
+    assert seen["blas"] and set(seen["blas"]) == {1} and seen["torch"] == 1, seen
+    assert set(blas_after) == {2}
