@@ -10,8 +10,8 @@ import pytest
 
 from sae_eeg.audio import Audio
 from sae_eeg.eeg import (
-    check_manifest, find_run_markers, load_aligned_run, preprocess, random_features, read_run,
-    simulate_dataset,
+    check_manifest, find_run_markers, load_aligned_run, planted_acoustic_peak, preprocess, random_features,
+    read_run, simulate_dataset,
 )
 from sae_eeg.eeg.simulate import simulate_recordings
 from sae_eeg.errors import InputError, OutputExistsError
@@ -301,3 +301,18 @@ def test_bad_acoustic_series(rng):
     two = {"a": TimeSeries(np.ones((300, 2)), 100.0, 0.0, ("x", "y")), "b": _acoustic_series(stimuli, rng)["b"]}
     with pytest.raises(InputError, match=r"same columns for every stimulus; got \[1, 2\] columns"):
         simulate_recordings(stimuli, acoustic=two)
+
+
+def test_planted_acoustic_peak_is_the_n1_seen_through_the_band_pass(rng):
+    """The N1 of the planted auditory kernel (~100 ms), on the analysis grid, at the auditory pair's channel."""
+    stimuli = [("a", 5.0)]
+    rec = simulate_recordings(stimuli, n_subjects=2, acoustic=_acoustic_series(stimuli, rng), sfreq=SFREQ,
+                              random_state=3)
+    channel, latency = planted_acoustic_peak(rec.truth, sfreq=128.0)
+    topo = np.abs(rec.truth["acoustic"]["topography"])
+    assert channel == rec.truth["ch_names"][int(np.argmax(topo))]
+    assert 0.085 <= latency <= 0.115 and latency * 128.0 == pytest.approx(round(latency * 128.0))
+    assert planted_acoustic_peak(rec.truth, sfreq=128.0, window=(0.15, 0.3))[1] >= 0.15   # the P2 then
+    with pytest.raises(InputError, match="no acoustic response"):
+        planted_acoustic_peak(simulate_recordings(stimuli, n_subjects=1, sfreq=SFREQ, random_state=3).truth,
+                              sfreq=128.0)

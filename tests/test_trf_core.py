@@ -9,15 +9,17 @@ import pytest
 from sae_eeg.trf import (
     TRF,
     AlphaAtGridEdgeWarning,
+    LagStats,
     RidgePath,
+    fold_scores,
     lag_matrix,
     lagged_stats,
+    moments,
     multisubject_trf,
     ridge_path,
     times_to_lags,
     univariate_trfs,
 )
-from sae_eeg.trf._backend import get_ops
 
 
 @pytest.mark.parametrize("n_epochs", [1, 3])
@@ -72,7 +74,7 @@ def test_submodel_statistics_from_the_full_ones(rng, ones):
     direct = lagged_stats([x[:, [0, 2]] for x in X], Y, lags, ones=ones)
     for k in ("xtx", "xty", "sx", "autocov", "edge_rows"):
         np.testing.assert_allclose(getattr(sub, k), getattr(direct, k), atol=1e-10)
-    W, b = ridge_path(sub.total(), [5.0], centering="signal" if ones else "lagged", xp=get_ops())
+    W, b = ridge_path(sub.total(), [5.0], centering="signal" if ones else "lagged")
     ref = TRF(-0.02, 0.05, 100.0, alpha=5.0, centering="signal" if ones else "lagged").fit(
         [x[:, [0, 2]] for x in X], Y)
     np.testing.assert_allclose(W[0, 0].reshape(len(lags), -1, 3)[:, :2].transpose(2, 1, 0), ref.coef_, atol=1e-10)
@@ -86,11 +88,33 @@ def test_one_decomposition_for_many_outputs(rng):
     Z = [rng.standard_normal((150, 2)) for _ in range(2)]
     stats = lagged_stats(X, Y, lags).total()
     other = lagged_stats(X, Z, lags).total()
-    path = RidgePath(stats, [0.1, 10.0], xp=get_ops())
+    path = RidgePath(stats, [0.1, 10.0])
     W, b = path.solve(other)                        # other outputs, the same stimulus part: no new decomposition
-    W2, b2 = ridge_path(other, [0.1, 10.0], xp=get_ops())
+    W2, b2 = ridge_path(other, [0.1, 10.0])
     np.testing.assert_allclose(W, W2, atol=1e-12)
     np.testing.assert_allclose(b, b2, atol=1e-12)
+
+
+def test_the_backend_is_the_one_holding_the_statistics(rng):
+    """No ``xp`` to pass: the core's public functions compute where the statistics are (numpy or torch)."""
+    torch = pytest.importorskip("torch")
+    lags = np.arange(-1, 4)
+    X = [rng.standard_normal((120, 2)) for _ in range(3)]
+    Y = [rng.standard_normal((120, 2)) for _ in range(3)]
+    ref = lagged_stats(X, Y, lags)
+    on_torch = lagged_stats(X, Y, lags, backend="torch")
+    assert isinstance(on_torch.sx, torch.Tensor)
+    for stats in (ref, on_torch):
+        W, b = ridge_path(stats.total(), [0.5, 50.0])
+        assert isinstance(W, type(stats.sx))
+        np.testing.assert_allclose(np.asarray(W), ridge_path(ref.total(), [0.5, 50.0])[0], atol=1e-10)
+        m = moments(W, b, stats.trial(0))
+        assert isinstance(m.ss_y, type(stats.sx))
+        scores = fold_scores(stats, [0.5, 50.0], [[0], [1], [2]], centering="lagged", scoring="pearson",
+                             solver="auto")
+        assert np.asarray(scores).shape == (3, 2, 1, 2)
+        both = LagStats.concat([stats.trial(0), stats.trial(1)])
+        assert isinstance(both.sx, type(stats.sx)) and both.sx.shape[0] == 2
 
 
 def test_stimulus_given_twice_is_computed_once_and_equal(rng):
@@ -133,8 +157,7 @@ def test_centering_is_validated(rng):
                                          r"'lagged', 'signal'.*Did you mean 'signal'"):
         TRF(0, 0.02, 100.0, centering="signals").fit(rng.standard_normal((50, 1)), rng.standard_normal(50))
     with pytest.raises(ValueError, match=r"centering='signal' needs statistics with the constant feature"):
-        ridge_path(lagged_stats([np.ones((20, 1))], [np.ones((20, 1))], [0, 1]), [1.0], centering="signal",
-                   xp=get_ops())
+        ridge_path(lagged_stats([np.ones((20, 1))], [np.ones((20, 1))], [0, 1]), [1.0], centering="signal")
 
 
 def test_univariate_backward_lags_equal_trf_per_feature(rng):

@@ -21,12 +21,10 @@ import numpy as np
 
 from ..errors import InputError
 from ..trf import SCORERS, LagStats, RidgePath, lagged_stats, make_folds, moments
-from ..trf._backend import get_ops
 from ..trf.crossval import best_alpha_index
 
 #: Per-sample ridge penalties compared by default (predictors scaled to unit root mean square).
 ALPHAS = (1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-_XP = get_ops("numpy")
 
 
 def check_alphas(alphas):
@@ -65,7 +63,7 @@ def stimulus_stats(design, outputs, lags):
     names = list(outputs)
     edges = np.concatenate([[0], np.cumsum([outputs[s].shape[1] for s in names])]).astype(int)
     stacked = np.hstack([outputs[s] for s in names]) if names else np.zeros((len(design), 0))
-    st = lagged_stats([np.asarray(design, dtype=np.float64)], [stacked], lags, edge="valid", xp=_XP)
+    st = lagged_stats([np.asarray(design, dtype=np.float64)], [stacked], lags, edge="valid")
     return StackedStats(st, {s: slice(a, b) for s, a, b in zip(names, edges[:-1], edges[1:])})
 
 
@@ -88,19 +86,19 @@ def subject_stats(stats, stimuli, subjects):
         st, columns = stats[stim].stats, stats[stim].columns
         cols = np.concatenate([np.arange(columns[s].start, columns[s].stop) for s in subjects])
         parts.append(st.with_response(st.xty[..., cols], st.sy[..., cols], st.yty[..., cols]))
-    return LagStats.concat(parts, _XP)
+    return LagStats.concat(parts)
 
 
 def ridge_weights(train, alphas):
     """Weights (A, 1, P, O) and intercepts (A, 1, O) of summed statistics for per-sample ``alphas``."""
     alphas = np.asarray(alphas, dtype=np.float64) * float(train.n[0])
-    return RidgePath(train, alphas, centering="lagged", xp=_XP).solve(train)
+    return RidgePath(train, alphas, centering="lagged").solve(train)
 
 
 def heldout_pearson(W, b, held):
     """Pearson r (A, O) of each output on held-out statistics ``held`` (one trial, the weights'
     predictors): 0 where the prediction is constant, NaN where the output is."""
-    m = moments(W, b, held, _XP)
+    m = moments(W, b, held)
     r = SCORERS["pearson"].from_moments(m)[:, 0]
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(m.ss_hat[:, 0] > 0, r, 0.0 * m.ss_y / m.ss_y)

@@ -111,6 +111,15 @@ class TorchOps:
 BACKENDS = {"numpy": NumpyOps, "torch": TorchOps}
 
 
+def ops_of(a):
+    """The ops of the backend holding array ``a``: torch on its device for a tensor, else numpy."""
+    if torch is not None and isinstance(a, torch.Tensor):
+        with warnings.catch_warnings():          # the float32-on-GPU warning came when the array was made
+            warnings.simplefilter("ignore", UserWarning)
+            return TorchOps(a.device)
+    return NumpyOps()
+
+
 def get_ops(backend="numpy", device=None):
     """The ops namespace of ``backend`` ('numpy': float64 on CPU, the reference; 'torch' on ``device``,
     e.g. 'cuda', None: CPU)."""

@@ -14,7 +14,7 @@ import numpy as np
 from scipy import stats as sp_stats
 
 from . import fast
-from ._backend import get_ops
+from ._backend import get_ops, ops_of
 from ._check import _check_number, _check_option
 from .lags import EDGES, design_rows, direction_lags, row_range
 from .ridge import CENTERINGS, RidgePath, ridge_per_output
@@ -28,11 +28,13 @@ Moments = namedtuple("Moments", "ss_y ss_hat cross d_mean n CW c_h", defaults=(N
 Moments.__doc__ = "Centred held-out sums of squares, cross product, mean difference, rows (dense: C_h W, c_h)."
 
 
-def moments(W, b, held, xp, dense=False):
+def moments(W, b, held, xp=None, dense=False):
     """:class:`Moments` (each (A, B, C)) of a held-out trial from its statistics, for weights ``W`` (A, B,
     P, C) and intercepts ``b`` (A, B, C). Of centred predictions: the intercept never enters a
     difference of large sums. One design with its generators: ``w^T X^T X w`` without the P x P
-    product (:func:`~sae_eeg.trf.fast.quadratic_forms`), unless ``dense``."""
+    product (:func:`~sae_eeg.trf.fast.quadratic_forms`), unless ``dense``. ``xp``: default, the
+    backend holding ``W``."""
+    xp = ops_of(W) if xp is None else xp
     xtx, xty, sx, sy, yty, n = held.xtx[0], held.xty[0], held.sx[0], held.sy[0], held.yty[0], held.n[0]
     (n_A, n_B, n_P, n_C), CW = W.shape, None
     W_B = xp.permute(W, (1, 2, 0, 3)).reshape(n_B, n_P, n_A * n_C)     # all alphas as columns (a free view of
@@ -117,17 +119,19 @@ def fold_paths(stats, alphas, folds, *, centering, solver, xp, penalty_scale=Non
                       penalty_scale=penalty_scale, xp=xp, overwrite=True) for test in folds]
 
 
-def fold_scores(stats, alphas, folds, *, centering, scoring, solver, xp, trials=None, lags=None, edge="zero",
+def fold_scores(stats, alphas, folds, *, centering, scoring, solver, xp=None, trials=None, lags=None, edge="zero",
                 penalty_scale=None, paths=None):
     """Held-out scores of every fold, alpha, design and output.
 
     ``stats``: per-trial statistics; ``folds``: the held-out trials of each fold (:func:`make_folds`);
     ``scoring``: a key of :data:`SCORERS`; ``alphas``, ``centering``, ``solver``, ``penalty_scale``, ``xp``
-    as :class:`~sae_eeg.trf.ridge.RidgePath`; ``trials`` ``(X, Y)``, ``lags``, ``edge``: only for Spearman;
+    as :class:`~sae_eeg.trf.ridge.RidgePath` (``xp``: default, the backend holding ``stats``); ``trials``
+    ``(X, Y)``, ``lags``, ``edge``: only for Spearman;
     ``paths``: the folds' systems from :func:`fold_paths` (``stats`` then share their stimulus part).
     Returns (n_folds, n_alphas, B, n_outputs): means over each fold's held-out trials.
     """
     _check_option("scoring", scoring, SCORERS)
+    xp = ops_of(stats.sx) if xp is None else xp
     scorer, total, out = SCORERS[scoring], stats.total(), []
     for k, test in enumerate(folds):
         held = stats.total(xp.index(test))

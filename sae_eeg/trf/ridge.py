@@ -14,6 +14,7 @@ import dataclasses
 import numpy as np
 
 from . import fast
+from ._backend import ops_of
 from ._check import _check_option
 
 CENTERINGS = ("lagged", "signal")
@@ -120,13 +121,15 @@ class RidgePath:
     ``stats``: summed statistics (N = 1) whose stimulus part is the system; ``alphas``: penalties
     (engine scale); ``centering``: the intercept rule (:func:`centered_gram`); ``solver``: 'auto',
     'eigh', 'cholesky' or 'tridiagonal' (:func:`resolve_solver`); ``penalty_scale`` (P,): relative
-    penalty of each column (banded ridge: ``alpha * diag(scale)``); ``xp``: the backend;
+    penalty of each column (banded ridge: ``alpha * diag(scale)``); ``xp``: the backend (default:
+    the one holding ``stats``);
     ``overwrite``: ``stats.xtx`` is a temporary (a fold's training set). Attributes: ``solver``, and
     ``stats``, the system's sums without ``X^T X`` (:meth:`solve` takes them with any response part).
     """
 
-    def __init__(self, stats, alphas, *, centering="lagged", solver="auto", penalty_scale=None, xp,
+    def __init__(self, stats, alphas, *, centering="lagged", solver="auto", penalty_scale=None, xp=None,
                  overwrite=False):
+        xp = ops_of(stats.sx) if xp is None else xp
         self.alphas, self.centering, self.xp = np.asarray(alphas, dtype=np.float64), centering, xp
         self.stats = dataclasses.replace(stats, xtx=None, edge_rows=None)  # the sums that centre outputs
         C = centered_gram(stats, centering, xp, overwrite)
@@ -152,7 +155,7 @@ class RidgePath:
         return W, b0 - self.xp.einsum("bp,abpc->abc", u, W)
 
 
-def ridge_path(stats, alphas, *, centering="lagged", solver="auto", penalty_scale=None, xp, overwrite=False):
+def ridge_path(stats, alphas, *, centering="lagged", solver="auto", penalty_scale=None, xp=None, overwrite=False):
     """Ridge weights (n_alphas, B, P, n_outputs) and intercepts (n_alphas, B, n_outputs) of summed
     statistics for every alpha: ``RidgePath(stats, alphas, ...).solve(stats)``."""
     return RidgePath(stats, alphas, centering=centering, solver=solver, penalty_scale=penalty_scale, xp=xp,

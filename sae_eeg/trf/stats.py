@@ -18,7 +18,7 @@ import numpy as np
 from scipy import sparse
 
 from . import fast
-from ._backend import get_ops
+from ._backend import get_ops, ops_of
 from ._check import _check_option
 from .lags import design_rows, row_range
 
@@ -93,8 +93,9 @@ class LagStats:
                                    xty=None if self.xty is None else self.xty[:, :, cols])
 
     @classmethod
-    def concat(cls, parts, xp):
-        """Per-trial statistics of several LagStats, trial after trial."""
+    def concat(cls, parts, xp=None):
+        """Per-trial statistics of several LagStats, trial after trial (``xp``: default, their backend)."""
+        xp = ops_of(parts[0].sx) if xp is None else xp
         return dataclasses.replace(parts[0], **{k: xp.concat([getattr(p, k) for p in parts])
                                                 for k in SUMMED + ("edge_rows",) if getattr(parts[0], k) is not None})
 
